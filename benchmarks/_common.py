@@ -34,11 +34,14 @@ from typing import Any, NamedTuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
 FIGURES = os.path.join(HERE, "figures")
+# Where step_time.py writes its rows and scaling_plot.py reads them.
+STEP_TIME_JSON = os.path.join(FIGURES, "step_time.json")
 
 __all__ = [
     "HERE",
     "RESULTS",
     "FIGURES",
+    "STEP_TIME_JSON",
     "machine_description",
     "command_line",
     "header",

@@ -1,22 +1,14 @@
-"""Step-time ratio against parameter count, from the results of ``benchmarks/step_time.py``.
+"""Step-time ratio against parameter count, from the rows of ``benchmarks/step_time.py``.
 
 One line per step-time entry (candidate / baseline step time, median over interleaved rounds,
 with the interquartile range as error bars), parameter count on a log axis, each entry's goal as
 a dashed line of its colour. The figure goes to ``benchmarks/figures/step_time_scaling.png`` and
 the ``step_time_scaling`` section of ``benchmarks/RESULTS.md`` (figure and a ratio table, one
-column per size).
+column per size). The rows come from the JSON file that step_time writes
+(``benchmarks/figures/step_time.json``, or ``--json FILE``).
 
-Where the numbers come from:
-
-* ``--measure -- <step_time arguments>``: runs ``step_time.main`` in this process (which writes
-  its own ``step_time`` section, unless given ``--no-write``), saves its rows as JSON
-  (``--json``, default ``benchmarks/figures/step_time.json``) and plots them. This is how
-  ``benchmarks/run_all.py`` runs step_time.
-* ``--json FILE``: rows saved by an earlier ``--measure``.
-* otherwise the ``step_time`` table of ``benchmarks/RESULTS.md``.
-
-Run: ``.venv/bin/python benchmarks/scaling_plot.py`` (from RESULTS.md), or
-``.venv/bin/python benchmarks/scaling_plot.py --measure -- --sizes 1M,16M,64M``.
+Run: ``.venv/bin/python benchmarks/step_time.py && .venv/bin/python benchmarks/scaling_plot.py``
+(what ``benchmarks/run_all.py`` does).
 """
 
 from __future__ import annotations
@@ -25,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 
@@ -34,83 +25,26 @@ sys.path.insert(0, HERE)
 import _common  # noqa: E402
 
 SECTION = "step_time_scaling"
-SOURCE_SECTION = "step_time"
-DEFAULT_JSON = os.path.join(_common.FIGURES, "step_time.json")
 DEFAULT_FIGURE = os.path.join(_common.FIGURES, "step_time_scaling.png")
-FIELDS = ("name", "baseline", "params", "ratio", "ratio_q1", "ratio_q3", "candidate_s",
-          "baseline_s", "goal")
+FIELDS = ("name", "baseline", "params", "ratio", "ratio_q1", "ratio_q3", "goal")
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading the results.
-# ------------------------------------------------------------------------------------------------
-
-
-def rows_to_records(rows) -> list[dict]:
-    """``step_time.Row`` tuples as plain dicts (JSON-ready)."""
-    return [{"name": r.name, "baseline": r.baseline_name, "params": int(r.size),
-             "ratio": float(r.timing.ratio), "ratio_q1": float(r.timing.ratio_q1),
-             "ratio_q3": float(r.timing.ratio_q3), "candidate_s": float(r.timing.candidate),
-             "baseline_s": float(r.timing.baseline), "goal": r.goal} for r in rows]
-
-
-def _parse_count(label: str) -> int:
-    label = label.strip()
-    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(label[-1:].upper(), 1.0)
-    number = label[:-1] if label[-1:].upper() in "KMG" else label
-    return int(round(float(number) * scale))
-
-
-def _parse_seconds(text: str) -> float:
-    value, unit = text.strip().split()
-    return float(value) * {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6}[unit]
-
-
-def records_from_results(path: str = _common.RESULTS) -> list[dict]:
-    """Parses the Markdown table of the ``step_time`` section of RESULTS.md."""
-    text = _common.read_section(SOURCE_SECTION, path)
-    if text is None:
-        raise SystemExit(f"scaling_plot: {path} has no '{SOURCE_SECTION}' section; run "
-                         f"benchmarks/step_time.py first (or give --json / --measure).")
-    records = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 7 or not cells[0].startswith("`"):
-            continue
-        ratio = re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cells[5])
-        if not ratio:
-            continue
-        goal = re.search(r"([\d.]+)", cells[6])
-        records.append({
-            "name": cells[0].strip("`"), "baseline": cells[1].strip("`"),
-            "params": _parse_count(cells[2]), "ratio": float(ratio.group(1)),
-            "ratio_q1": float(ratio.group(2)), "ratio_q3": float(ratio.group(3)),
-            "candidate_s": _parse_seconds(cells[3]), "baseline_s": _parse_seconds(cells[4]),
-            "goal": float(goal.group(1)) if goal else None})
-    if not records:
-        raise SystemExit(f"scaling_plot: the '{SOURCE_SECTION}' section of {path} holds no "
-                         f"table rows.")
-    return records
-
-
-def load_json(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        records = json.load(f)
-    if not isinstance(records, list) or not all(set(FIELDS) <= set(r) for r in records):
-        raise SystemExit(f"scaling_plot: {path} is not a list of step-time records with the "
-                         f"fields {FIELDS}.")
-    return records
-
-
-def measure(step_time_args: list[str], json_path: str) -> list[dict]:
-    """Runs ``step_time.main(step_time_args)`` here and saves its rows to ``json_path``."""
-    import step_time  # noqa: PLC0415 - benchmarks/ is on sys.path
-
-    records = rows_to_records(step_time.main(step_time_args))
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=1)
-    return records
+def load_rows(path: str) -> list[dict]:
+    """The ``rows`` of a step_time JSON file, checked for the fields the figure needs."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"scaling_plot: {path} does not exist; run benchmarks/step_time.py "
+                         f"first (it writes it), or give --json FILE.") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not rows or not all(isinstance(r, dict) and set(FIELDS) <= set(r) for r in rows):
+        raise SystemExit(f"scaling_plot: {path} holds no step_time rows with the fields "
+                         f"{FIELDS}.")
+    bad = [r for r in rows if not (math.isfinite(r["ratio"]) and r["params"] > 0)]
+    if bad:
+        raise SystemExit(f"scaling_plot: unusable rows in {path}: {bad}")
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,33 +122,16 @@ def section(records: list[dict], figure_path: str, wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1:]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--measure", action="store_true",
-                        help="run step_time.main with the arguments after `--` first")
-    parser.add_argument("--json", default=None,
-                        help=f"rows to read, or with --measure to write (default "
-                             f"{os.path.relpath(DEFAULT_JSON, os.path.dirname(HERE))})")
-    parser.add_argument("--results", default=_common.RESULTS,
-                        help="RESULTS.md to read the step_time table from (no --json)")
+    parser.add_argument("--json", default=_common.STEP_TIME_JSON,
+                        help=f"step_time rows to draw (default "
+                             f"{os.path.relpath(_common.STEP_TIME_JSON, os.path.dirname(HERE))})")
     parser.add_argument("--figure", default=DEFAULT_FIGURE, help="where to draw the figure")
     parser.add_argument("--no-write", action="store_true",
                         help="do not write the step_time_scaling section of RESULTS.md")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    if args.measure:
-        records = measure(passthrough, args.json or DEFAULT_JSON)
-    elif args.json:
-        records = load_json(args.json)
-    else:
-        records = records_from_results(args.results)
-    bad = [r for r in records if not (math.isfinite(r["ratio"]) and r["params"] > 0)]
-    if bad:
-        raise SystemExit(f"scaling_plot: unusable rows {bad}")
+    records = load_rows(args.json)
     path = figure(records, args.figure)
     print(f"wrote {path} ({len(records)} points, {len(_by_entry(records))} entries)")
     if not args.no_write:

@@ -10,18 +10,22 @@ busy shared machine affects both alike. It also reports the optimizer-state byte
 
 Adding a transform is one line, next to the others at the bottom of the registry::
 
-    register("record_grad_norms", lambda: optax.chain(oxs.record_grad_norms(10_000),
-             optax.adam(1e-3)), lambda: optax.adam(1e-3), goal=1.02)
+    register("clip_by_global_norm + adam", lambda: optax.chain(
+             optax.clip_by_global_norm(1.0), optax.adam(1e-3)), _adam_after_identity,
+             baseline_name="identity + adam", goal=1.10, note="part")
 
 Run: ``.venv/bin/python benchmarks/step_time.py`` (all entries at 1M, 16M, 64M parameters;
 ``--sizes 1M,4M`` for others, ``--only spam,stable_spam`` to select entries, ``--no-write`` to
-leave ``benchmarks/RESULTS.md`` alone). The table goes into its ``step_time`` section.
+leave ``benchmarks/RESULTS.md`` alone). The table goes into its ``step_time`` section and the
+rows, as JSON records, into ``benchmarks/figures/step_time.json`` (``--json`` for another path),
+which ``benchmarks/scaling_plot.py`` draws.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import sys
@@ -78,6 +82,12 @@ def _adam_after_identity():
     return optax.chain(optax.identity(), optax.adam(1e-3))
 
 
+def _hidden_kernels(params):
+    """NaP's mask for :func:`make_params`: the hidden kernels (each feeds a normalisation in the
+    network this tree stands for); biases and the output head stay free."""
+    return {name: {"kernel": name != "head", "bias": False} for name in params}
+
+
 # -------------------------------------------- registry --------------------------------------------
 register("spam", lambda: oxs.spam(1e-3), _adam, goal=1.05, note="fused")
 register("stable_spam", lambda: oxs.stable_spam(1e-3), _adam, goal=1.15, note="fused")
@@ -90,6 +100,14 @@ register("adaptive_spike_clip + adaptive_grad_norm + adam",
 register("reset_every(adam)", lambda: optax.chain(oxs.reset_every(optax.scale_by_adam(), 500),
                                                   optax.scale_by_learning_rate(1e-3)),
          _adam, note="part")
+register("record_grad_norms + adam",
+         lambda: optax.chain(oxs.record_grad_norms(100_000), optax.adam(1e-3)),
+         _adam_after_identity, baseline_name="identity + adam",
+         note="ℓ2 + ℓ1; update only (train step: refinement section)")
+register("nap(adam)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels),
+         _adam, note="update only (train step: plasticity section)")
+register("nap(adam, every=10)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels, every=10),
+         _adam, note="update only")
 # ----------------------------------------------------------------------------------------------
 
 
@@ -166,6 +184,24 @@ def measure(name: str, entry: Entry, num_params: int, rounds: int, calls: int) -
                cand_bytes, base_bytes, entry.goal, entry.note)
 
 
+def records(rows: list[Row]) -> list[dict]:
+    """The rows as plain JSON-ready dicts (what ``--json`` writes and scaling_plot reads)."""
+    return [{"name": r.name, "baseline": r.baseline_name, "params": int(r.size),
+             "ratio": float(r.timing.ratio), "ratio_q1": float(r.timing.ratio_q1),
+             "ratio_q3": float(r.timing.ratio_q3), "candidate_s": float(r.timing.candidate),
+             "baseline_s": float(r.timing.baseline), "state_bytes": r.state_bytes,
+             "baseline_state_bytes": r.baseline_state_bytes, "goal": r.goal, "note": r.note}
+            for r in rows]
+
+
+def write_json(rows: list[Row], path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"machine": _common.machine_description(), "command": _common.command_line(),
+                   "rows": records(rows)}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 def table(rows: list[Row]) -> str:
     out = []
     for r in rows:
@@ -175,10 +211,10 @@ def table(rows: list[Row]) -> str:
                     _common.format_seconds(t.candidate), _common.format_seconds(t.baseline),
                     f"{t.ratio:.3f} [{t.ratio_q1:.3f}, {t.ratio_q3:.3f}]", goal,
                     f"{_common.format_bytes(r.state_bytes)} / "
-                    f"{_common.format_bytes(r.baseline_state_bytes)}"])
+                    f"{_common.format_bytes(r.baseline_state_bytes)}", r.note])
     return _common.markdown_table(
         ["candidate", "baseline", "params", "candidate step", "baseline step",
-         "ratio [IQR]", "goal", "state bytes (cand. / base.)"], out)
+         "ratio [IQR]", "goal", "state bytes (cand. / base.)", "note"], out)
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -190,7 +226,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         help="timing rounds (default: 15 below 10M params, 7 above)")
     parser.add_argument("--calls", type=int, default=0,
                         help="steps per timed batch (default: 10 below 10M params, 3 above)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--no-write", action="store_true",
+                        help="do not touch RESULTS.md (nor the default JSON file)")
+    parser.add_argument("--json", default=None,
+                        help="where to write the rows as JSON (default "
+                             "benchmarks/figures/step_time.json unless --no-write)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
@@ -213,6 +253,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     wall = time.perf_counter() - start
     text = table(rows)
     print(text)
+    json_path = args.json or (None if args.no_write else _common.STEP_TIME_JSON)
+    if json_path:
+        write_json(rows, json_path)
+        print(f"wrote {json_path}")
     if not args.no_write:
         body = (_common.header("Step time against a baseline (issue 4 harness)", wall_seconds=wall)
                 + "\n" + _common.doc_to_markdown(__doc__, stop_at="Adding") + "\n" + text)

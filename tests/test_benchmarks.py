@@ -1,0 +1,97 @@
+"""Tests for the benchmark harness (benchmarks/): ``make bench``'s runner, step_time's JSON rows
+and the scaling figure drawn from them.
+
+The timings themselves are never checked here (they belong to ``benchmarks/RESULTS.md``); what is
+checked is that every suite still runs end to end, and that a smoke run leaves RESULTS.md and the
+committed figures alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCH)
+
+import run_all  # noqa: E402
+import scaling_plot  # noqa: E402
+
+
+def _digests(folder: str) -> dict[str, str]:
+    out = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_quick_bench_runs_every_suite_and_writes_nothing(tmp_path):
+    before = _digests(BENCH)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, os.path.join(BENCH, "run_all.py"), "--quick"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = result.stdout[result.stdout.index("summary:"):]
+    names = [name for name, _ in run_all.plan(quick=True, scratch=str(tmp_path))]
+    assert len(names) >= 6
+    for name in names:
+        assert any(line.split()[:2] == [name, "ok"] for line in summary.splitlines()), summary
+    # The step_time registry is reported whole, and nothing committed has changed.
+    import step_time  # noqa: PLC0415 - imports JAX and the library
+
+    for entry in step_time.REGISTRY:
+        assert entry in result.stdout
+    after = _digests(BENCH)
+    changed = {k for k in before.keys() | after.keys()
+               if before.get(k) != after.get(k) and "__pycache__" not in k}
+    assert not changed, f"a --quick run changed {sorted(changed)}"
+
+
+def test_plan_runs_the_scaling_plot_after_step_time(tmp_path):
+    for quick in (False, True):
+        names = [name for name, _ in run_all.plan(quick=quick, scratch=str(tmp_path))]
+        assert names[-2:] == ["step_time", "scaling_plot"]
+        assert all(n.endswith("_suite") for n in names[:-2])
+
+
+def _row(name, params, ratio, goal=None):
+    return {"name": name, "baseline": "optax.adam", "params": params, "ratio": ratio,
+            "ratio_q1": ratio * 0.9, "ratio_q3": ratio * 1.1, "candidate_s": 1e-3 * ratio,
+            "baseline_s": 1e-3, "state_bytes": 8, "baseline_state_bytes": 8, "goal": goal,
+            "note": ""}
+
+
+def test_scaling_plot_draws_the_json_rows(tmp_path):
+    rows = [_row("spam", n, r, 1.05) for n, r in ((10**6, 1.3), (16 * 10**6, 1.2))]
+    rows += [_row("nap(adam)", n, r) for n, r in ((10**6 + 5, 1.1), (16 * 10**6 + 7, 1.05))]
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"machine": "test", "command": "test", "rows": rows}))
+    figure = tmp_path / "scaling.png"
+    assert scaling_plot.main(["--json", str(path), "--figure", str(figure), "--no-write"]) == 0
+    assert figure.stat().st_size > 1000
+    text = scaling_plot.section(rows, str(figure), wall=1.0)
+    assert "| `spam` | `optax.adam` | 1.300 | 1.200 | ≤ 1.05 |" in text
+    assert "| `nap(adam)` | `optax.adam` | 1.100 | 1.050 |  |" in text
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("[]", "holds no step_time rows"),
+    (json.dumps({"rows": [{"name": "x"}]}), "holds no step_time rows"),
+    (json.dumps({"rows": [_row("x", 0, 1.0)]}), "unusable rows"),
+])
+def test_scaling_plot_rejects_bad_json(tmp_path, content, message):
+    path = tmp_path / "rows.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit, match=message):
+        scaling_plot.load_rows(str(path))
