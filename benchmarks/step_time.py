@@ -108,6 +108,12 @@ register("nap(adam)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels),
          _adam, note="update only (train step: plasticity section)")
 register("nap(adam, every=10)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels, every=10),
          _adam, note="update only")
+register("hypergradient(adam)",
+         lambda: oxs.hypergradient(1e-3, hyper_lr=1e-7, base=optax.scale_by_adam()), _adam,
+         note="additive; keeps the previous direction")
+register("adam + average_params(ema)",
+         lambda: optax.chain(optax.adam(1e-3), oxs.average_params("ema", decay=0.999)),
+         _adam_after_identity, baseline_name="identity + adam", note="keeps the average")
 # ----------------------------------------------------------------------------------------------
 
 
