@@ -29,6 +29,11 @@ What a run writes into ``--out RUN_DIR``:
   end, and with ``--schedule wsd_s`` at every decay point).
 * ``loss.png``, ``lr.png``, ``grad_norm.png``; ``summary.json`` (final losses, timings).
 * ``checkpoints/<k>/``: orbax checkpoints of (params, optimizer state) after ``k`` updates.
+* ``decayed/<k>/`` (``--schedule wsd_s``): the parameters of each decayed model, saved after the
+  ``k`` updates that end a decay window (``oxs.wsd_s_checkpoints``), all kept: these are the
+  schedule's deliverables, one model per budget. ``summary.json`` lists their validation losses
+  under ``decayed``. Read one with orbax:
+  ``ocp.CheckpointManager(f"{out}/decayed").restore(k, args=ocp.args.StandardRestore())``.
 
 Determinism: the batch of step ``k`` is drawn inside the jitted step from the key (seed, k), and
 the injected spikes likewise, so ``--resume`` reproduces an uninterrupted run bit for bit on CPU
@@ -80,7 +85,7 @@ __all__ = ["RunResult", "run", "train", "main", "read_metrics", "TrainConfig", "
 SPIKE_STREAM = 2  # folded into the run's key for the spike draws (data uses 1, init 0)
 LOG_WINDOW = 10  # steps between host syncs (metrics written, progress bar updated)
 _ARTIFACTS = ("config.json", "metrics.jsonl", "summary.json", "loss.png", "lr.png",
-              "grad_norm.png", "checkpoints")
+              "grad_norm.png", "checkpoints", "decayed")
 
 
 @dataclasses.dataclass
@@ -196,13 +201,18 @@ def _clear_run_dir(out: str) -> None:
     os.makedirs(out, exist_ok=True)
 
 
-def _checkpoint_manager(cfg: TrainConfig):
+def _checkpoint_manager(out: str, folder: str, max_to_keep: int | None):
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True,
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(cfg.out, "checkpoints")),
-                                 options=options)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(out, folder)), options=options)
+
+
+def _save(manager, step: int, tree: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(step, args=ocp.args.StandardSave(tree))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,7 +390,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     if cfg.out and saved is None:
         _clear_run_dir(cfg.out)
     start, records = 0, []
-    manager = _checkpoint_manager(cfg) if cfg.out else None
+    manager = (_checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
+               if cfg.out else None)
     metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out else None
     if saved is not None:
         import orbax.checkpoint as ocp
@@ -415,8 +426,10 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         _write_metrics(metrics_path, [], "w")
 
     end = cfg.stop_at or cfg.steps
-    # WSD-S yields a decayed model at every budget: evaluate each one.
+    # WSD-S yields a decayed model at every budget: evaluate and keep each one.
     decayed = {c.save_after for c in getattr(schedule, "checkpoints", ())}
+    decayed_manager = (_checkpoint_manager(cfg.out, "decayed", None)
+                       if cfg.out and decayed else None)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     name = cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
     from tqdm.auto import tqdm
@@ -464,15 +477,15 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         if len(pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
             flush()
         if checkpoint_now:
-            import orbax.checkpoint as ocp
-
-            manager.save(done, args=ocp.args.StandardSave({"params": params,
-                                                           "opt_state": opt_state}))
+            _save(manager, done, {"params": params, "opt_state": opt_state})
+        if decayed_manager is not None and done in decayed:
+            _save(decayed_manager, done, {"params": params})
     flush()
     bar.close()
-    if manager is not None:
-        manager.wait_until_finished()
-        manager.close()
+    for open_manager in (manager, decayed_manager):
+        if open_manager is not None:
+            open_manager.wait_until_finished()
+            open_manager.close()
     wall_s = time.perf_counter() - run_start
 
     summary = {
@@ -486,6 +499,9 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         "parameters": num_params,
         "devices": int(mesh.devices.size),
     }
+    if decayed:
+        summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
+                              for r in records if r["step"] + 1 in decayed]
     if "entropy_nats" in corpus.info:
         summary["entropy_nats"] = corpus.info["entropy_nats"]
     if cfg.out:

@@ -275,6 +275,25 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
     assert resumed.summary["val_loss"] == full.summary["val_loss"]
 
 
+def test_wsd_s_keeps_every_decayed_model(tmp_path):
+    import orbax.checkpoint as ocp
+
+    cfg = TINY.replace(steps=8, eval_every=100, schedule="wsd_s", decay_points=(4, 8))
+    out = str(tmp_path / "wsd_s")
+    full = train.run(cfg.replace(out=out))
+    assert sorted(os.listdir(os.path.join(out, "decayed")), key=int) == ["4", "8"]
+    by_step = {r["step"]: r for r in full.metrics}
+    assert full.summary["decayed"] == [{"after": k, "val_loss": by_step[k - 1]["val_loss"]}
+                                       for k in (4, 8)]
+    with ocp.CheckpointManager(os.path.join(out, "decayed")) as manager:
+        first = manager.restore(4, args=ocp.args.StandardRestore())["params"]
+        last = manager.restore(8, args=ocp.args.StandardRestore())["params"]
+    # The model decayed at the first budget is the run's parameters after 4 updates.
+    stopped = train.run(cfg.replace(out=str(tmp_path / "stopped"), stop_at=4))
+    assert _leaves_equal(first, stopped.params)
+    assert _leaves_equal(last, full.params)
+
+
 SHARDING_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
