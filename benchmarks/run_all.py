@@ -2,9 +2,10 @@
 
 Each ``benchmarks/*_suite.py`` (in name order), then ``benchmarks/step_time.py``, runs in its
 own process (so that one suite's JAX caches and memory do not affect the next one's timings) and
-regenerates its own section of ``benchmarks/RESULTS.md``; step_time also writes its rows as JSON,
-from which ``benchmarks/scaling_plot.py`` draws the step-time-ratio-against-parameter-count
-figure (the ``step_time_scaling`` section).
+regenerates its own section of ``benchmarks/RESULTS.md``. step_time runs twice: with glibc's
+default allocator, writing its rows as JSON too, from which ``benchmarks/scaling_plot.py`` then
+draws the step-time-ratio-against-parameter-count figure (section ``step_time_scaling``); and
+with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (section ``step_time_hugepages``).
 
 ``--quick`` runs every suite with its own ``--quick`` flag (small sizes, a smoke run that writes
 nothing) and step_time at 50K and 200K parameters with few rounds, writing nothing to RESULTS.md
@@ -28,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+HUGEPAGES = "glibc.malloc.hugetlb=1"
 QUICK_STEP_TIME = ["--sizes", "50K,200K", "--rounds", "3", "--calls", "2", "--no-write"]
 
 
@@ -46,7 +48,14 @@ def plan(quick: bool, scratch: str) -> list[tuple[str, list[str]]]:
         out.append(("scaling_plot", [*scaling, "--no-write", "--json", rows,
                                      "--figure", os.path.join(scratch, "scaling.png")]))
     else:
-        out += [("step_time", step_time), ("scaling_plot", scaling)]
+        hugepages = os.path.join("benchmarks", "figures", "step_time_hugepages.json")  # cwd: ROOT
+        out += [("step_time", step_time),
+                # The same with transparent huge pages for glibc's large allocations: shows how
+                # much of each ratio is the CPU allocator faulting temporaries in, page by page.
+                ("step_time_hugepages", ["env", f"GLIBC_TUNABLES={HUGEPAGES}", *step_time,
+                                         "--section", "step_time_hugepages",
+                                         "--json", hugepages]),
+                ("scaling_plot", scaling)]
     return out
 
 
@@ -77,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("MPLBACKEND", "Agg")
         summary = []
         for name, command in steps:
-            shown = [os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in command[1:]]
+            shown = ["python" if c == sys.executable else
+                     os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in command]
             print(f"=== {name}: {' '.join(shown)}", flush=True)
             start = time.perf_counter()
             code = subprocess.call(command, cwd=ROOT, env=env)

@@ -6,7 +6,11 @@ Each entry of :data:`REGISTRY` pairs a candidate transform with a baseline (usua
 ``(params, state, grads) -> (params, state)`` with the params and the state donated, and times
 candidate and baseline alternately (:func:`_common.interleaved_ratios`): the ratio is the
 median over rounds of candidate time / baseline time, with its interquartile range, so that a
-busy shared machine affects both alike. It also reports the optimizer-state bytes of both.
+busy shared machine affects both alike. It also reports the optimizer-state bytes of both, and
+the minor page faults per step of each (``getrusage``): on CPU, every parameter-sized temporary
+XLA allocates is served by glibc as fresh ``mmap`` pages and faulted in, 4 KiB at a time, on
+every step, which costs several times the temporary's memory traffic. Run with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` to see the ratios with transparent huge pages.
 
 Adding a transform is one line, next to the others at the bottom of the registry::
 
@@ -28,6 +32,7 @@ import gc
 import json
 import math
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -106,7 +111,7 @@ register("record_grad_norms + adam",
          note="ℓ2 + ℓ1; update only (train step: refinement section)")
 register("nap(adam)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels),
          _adam, note="update only (train step: plasticity section)")
-register("nap(adam, every=10)", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels, every=10),
+register("nap(adam) every=10", lambda: oxs.nap(optax.adam(1e-3), _hidden_kernels, every=10),
          _adam, note="update only")
 register("hypergradient(adam)",
          lambda: oxs.hypergradient(1e-3, hyper_lr=1e-7, base=optax.scale_by_adam()), _adam,
@@ -172,6 +177,7 @@ class Row(NamedTuple):
     timing: _common.Timing
     state_bytes: int
     baseline_state_bytes: int
+    page_faults: tuple[float, float]  # per step: candidate, baseline
     goal: float | None
     note: str
 
@@ -184,10 +190,20 @@ def measure(name: str, entry: Entry, num_params: int, rounds: int, calls: int) -
     base, base_bytes = _stepper(entry.baseline(), params, grads)
     timing = _common.interleaved_ratios(cand, base, rounds=rounds, calls=calls, warmup=2,
                                         block=jax.block_until_ready)
+    faults = (_page_faults(cand), _page_faults(base))
     del cand, base
     gc.collect()
     return Row(name, entry.baseline_name, sum(x.size for x in jax.tree.leaves(params)), timing,
-               cand_bytes, base_bytes, entry.goal, entry.note)
+               cand_bytes, base_bytes, faults, entry.goal, entry.note)
+
+
+def _page_faults(call: Callable[[], jax.Array], steps: int = 5) -> float:
+    """Minor page faults of this process per step: on CPU, each parameter-sized temporary that
+    XLA allocates is a fresh ``mmap`` from glibc, faulted in page by page on every step."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        jax.block_until_ready(call())
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
 def records(rows: list[Row]) -> list[dict]:
@@ -196,7 +212,8 @@ def records(rows: list[Row]) -> list[dict]:
              "ratio": float(r.timing.ratio), "ratio_q1": float(r.timing.ratio_q1),
              "ratio_q3": float(r.timing.ratio_q3), "candidate_s": float(r.timing.candidate),
              "baseline_s": float(r.timing.baseline), "state_bytes": r.state_bytes,
-             "baseline_state_bytes": r.baseline_state_bytes, "goal": r.goal, "note": r.note}
+             "baseline_state_bytes": r.baseline_state_bytes,
+             "page_faults_per_step": list(r.page_faults), "goal": r.goal, "note": r.note}
             for r in rows]
 
 
@@ -217,10 +234,12 @@ def table(rows: list[Row]) -> str:
                     _common.format_seconds(t.candidate), _common.format_seconds(t.baseline),
                     f"{t.ratio:.3f} [{t.ratio_q1:.3f}, {t.ratio_q3:.3f}]", goal,
                     f"{_common.format_bytes(r.state_bytes)} / "
-                    f"{_common.format_bytes(r.baseline_state_bytes)}", r.note])
+                    f"{_common.format_bytes(r.baseline_state_bytes)}",
+                    f"{r.page_faults[0]:,.0f} / {r.page_faults[1]:,.0f}", r.note])
     return _common.markdown_table(
         ["candidate", "baseline", "params", "candidate step", "baseline step",
-         "ratio [IQR]", "goal", "state bytes (cand. / base.)", "note"], out)
+         "ratio [IQR]", "goal", "state bytes (cand. / base.)", "page faults / step", "note"],
+        out)
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -234,6 +253,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         help="steps per timed batch (default: 10 below 10M params, 3 above)")
     parser.add_argument("--no-write", action="store_true",
                         help="do not touch RESULTS.md (nor the default JSON file)")
+    parser.add_argument("--section", default=SECTION,
+                        help=f"the RESULTS.md section to write (default {SECTION})")
     parser.add_argument("--json", default=None,
                         help="where to write the rows as JSON (default "
                              "benchmarks/figures/step_time.json unless --no-write)")
@@ -264,15 +285,20 @@ def main(argv: list[str] | None = None) -> list[Row]:
         write_json(rows, json_path)
         print(f"wrote {json_path}")
     if not args.no_write:
-        body = (_common.header("Step time against a baseline (issue 4 harness)", wall_seconds=wall)
+        title, command = "Step time against a baseline", _common.command_line()
+        tunables = os.environ.get("GLIBC_TUNABLES")
+        if tunables:  # the allocator setting changes the numbers: say so in title and command
+            title += f" (GLIBC_TUNABLES={tunables})"
+            command = f"GLIBC_TUNABLES={tunables} {command}"
+        body = (_common.header(title, command=command, wall_seconds=wall)
                 + "\n" + _common.doc_to_markdown(__doc__, stop_at="Adding") + "\n" + text)
-        _common.write_section(SECTION, body + _reading(rows))
+        _common.write_section(args.section, body + _reading(args.section))
     return rows
 
 
-def _reading(rows: list[Row]) -> str:
-    """Placeholder for a hand-written reading; kept if the section already has one."""
-    previous = _common.read_section(SECTION) or ""
+def _reading(section: str) -> str:
+    """The section's hand-written reading, kept when the table is regenerated."""
+    previous = _common.read_section(section) or ""
     marker = "### Reading"
     if marker in previous:
         return "\n" + previous[previous.index(marker):] + "\n"

@@ -252,13 +252,17 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
       whole output ``nan`` on projecting steps (other blocks are unaffected). Wrap the chain in
       ``optax.apply_if_finite`` to skip such steps.
     * **Every k steps.** With ``every=k`` the projection runs after updates ``k, 2k, 3k, …``
-      (optax counts ``k-1, 2k-1, …``); in between, updates pass through (the norms are still
-      computed: a ``lax.cond`` would cost more memory than it saves). The paper found
-      projecting every update and every 1000 Rainbow steps nearly identical.
+      (optax counts ``k-1, 2k-1, …``); in between, updates pass through bit for bit and a
+      ``lax.cond`` skips the norms and the temporary (the optimizer's direction is then
+      materialised once, as the cond's operand). The paper found projecting every update and
+      every 1000 Rainbow steps nearly identical.
     * **Cost.** Per projected leaf: ``w + u`` is materialised (one parameter-sized temporary,
       into which XLA fuses the optimizer's direction), reduced, and read once more by
       ``apply_updates``: about three extra memory passes over the projected leaves
-      (``benchmarks/RESULTS.md`` has measurements).
+      (``benchmarks/RESULTS.md`` has measurements). On CPU, a new temporary costs more than its
+      traffic: glibc serves large allocations with fresh ``mmap`` pages, faulted in one 4 KiB
+      page at a time on every step (22 ms for 64 MiB on the project's machine, against 3 ms to
+      write it); ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` cuts that by 50×.
     * **dtype.** Norms are accumulated in float32 (float64 for float64 leaves); outputs take the
       updates' dtype. In bfloat16 the norm is restored only to bfloat16 precision.
     * **Sharding.** The state is one small float32 array per selected leaf; under ``jit`` the
@@ -321,34 +325,41 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
         n_leaves = treedef.flatten_up_to(state.init_norm)
         selected = sorted(i for block in layout.blocks for i in block)
 
-        # w + u for the selected leaves, in float32 or wider. The update is consumed only here,
-        # so XLA fuses the optimizer's direction into this one temporary per leaf.
-        dtype = {i: _norm_dtype(u_leaves[i].dtype) for i in selected}
-        new_sel = [jnp.asarray(p_leaves[i]).astype(dtype[i])
-                   + jnp.asarray(u_leaves[i]).astype(dtype[i]) for i in selected]
-        p_sel = [jnp.asarray(p_leaves[i]).astype(dtype[i]) for i in selected]
-        position = {i: k for k, i in enumerate(selected)}
+        def project(u_sel, p_sel):
+            # w + u for the selected leaves, in float32 or wider. With every == 1 the update is
+            # consumed only here, so XLA fuses the optimizer's direction into this one
+            # temporary per leaf.
+            new_sel = [p.astype(dtype[i]) + u.astype(dtype[i])
+                       for i, p, u in zip(selected, p_sel, u_sel, strict=True)]
+            out = [None] * len(selected)
+            for block in layout.blocks:
+                sq_now = sum(_sq_norm(new_sel[position[i]], layout.reduced[i]) for i in block)
+                sq_init = sum(jnp.square(n_leaves[i]) for i in block)
+                ok = (sq_now > 0) & (sq_init > 0)
+                scale = jnp.where(ok, jnp.sqrt(sq_init) / jnp.sqrt(jnp.where(ok, sq_now, 1.0)),
+                                  1.0)
+                # A non-finite block becomes all-nan (policy above) instead of being "projected".
+                scale = jnp.where(jnp.isfinite(sq_now), scale, jnp.nan)
+                for i in block:
+                    k = position[i]
+                    s = jnp.expand_dims(scale, layout.reduced[i]).astype(dtype[i])
+                    # s·(w + u) - w, not u + (s - 1)·(w + u): the latter cancels
+                    # catastrophically when the update is much larger than the weights.
+                    out[k] = (s * new_sel[k] - p_sel[k].astype(dtype[i])).astype(
+                        u_sel[k].dtype)
+            return out
 
-        projected = [None] * len(selected)
-        projecting = (state.count % every) == every - 1
-        for block in layout.blocks:
-            sq_now = sum(_sq_norm(new_sel[position[i]], layout.reduced[i]) for i in block)
-            sq_init = sum(jnp.square(n_leaves[i]) for i in block)
-            ok = (sq_now > 0) & (sq_init > 0)
-            scale = jnp.where(ok, jnp.sqrt(sq_init) / jnp.sqrt(jnp.where(ok, sq_now, 1.0)), 1.0)
-            # A non-finite block becomes all-nan (policy above) instead of being "projected".
-            scale = jnp.where(jnp.isfinite(sq_now), scale, jnp.nan)
-            for i in block:
-                k = position[i]
-                s = jnp.expand_dims(scale, layout.reduced[i]).astype(dtype[i])
-                # s·(w + u) - w, not u + (s - 1)·(w + u): the latter cancels catastrophically
-                # when the update is much larger than the weights.
-                projected[k] = (s * new_sel[k] - p_sel[k]).astype(u_leaves[i].dtype)
-                if every > 1:
-                    # Between projections the update passes through bit for bit. A select, not
-                    # a lax.cond: the cond's operands would be one more temporary per leaf,
-                    # which costs more than the reduction it would skip.
-                    projected[k] = jnp.where(projecting, projected[k], u_leaves[i])
+        dtype = {i: _norm_dtype(u_leaves[i].dtype) for i in selected}
+        position = {i: k for k, i in enumerate(selected)}
+        u_sel = [jnp.asarray(u_leaves[i]) for i in selected]
+        p_sel = [jnp.asarray(p_leaves[i]) for i in selected]
+        if every == 1:
+            projected = project(u_sel, p_sel)
+        else:
+            # Between projections the update passes through bit for bit; the cond skips the
+            # projection's reductions and its temporaries on those steps.
+            projecting = (state.count % every) == every - 1
+            projected = jax.lax.cond(projecting, project, lambda u, p: list(u), u_sel, p_sel)
         out = list(u_leaves)
         for i, value in zip(selected, projected, strict=True):
             out[i] = value

@@ -59,8 +59,11 @@ def test_quick_bench_runs_every_suite_and_writes_nothing(tmp_path):
 def test_plan_runs_the_scaling_plot_after_step_time(tmp_path):
     for quick in (False, True):
         names = [name for name, _ in run_all.plan(quick=quick, scratch=str(tmp_path))]
-        assert names[-2:] == ["step_time", "scaling_plot"]
-        assert all(n.endswith("_suite") for n in names[:-2])
+        assert names[-1] == "scaling_plot"
+        assert names.index("step_time") < names.index("scaling_plot")
+        assert all(n.endswith("_suite") or n.startswith("step_time") for n in names[:-1])
+    full = dict(run_all.plan(quick=False, scratch=str(tmp_path)))
+    assert full["step_time_hugepages"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
 
 
 def _row(name, params, ratio, goal=None):
