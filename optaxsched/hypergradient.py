@@ -188,9 +188,21 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: str = "additive",
         error = jnp.where(lr == total, error, 0.0)  # a clipped rate carries no residue
 
         directions, base_state = base.update(updates, state.base_state, params, **extra_args)
-        new_updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), directions)
-        prev_direction = jax.tree.map(lambda u, p: u.astype(p.dtype), directions,
-                                      state.prev_direction)
+        # Written so that XLA overwrites the donated previous-direction buffer in place; a plain
+        # assignment cost two full copies and a parameter-sized temporary per step on CPU
+        # (3.5-5x Adam's step at 16M-64M parameters instead of about 2x):
+        # * the new direction is a select over the old buffer, on a predicate that is always
+        #   true but depends on the new learning rate, which orders the dot products reading
+        #   the old direction before the write;
+        # * the barrier materialises the new direction there, and the update reads it back,
+        #   so the direction does not have two consumers that each want a buffer.
+        always = (state.count >= 0) | jnp.isnan(lr)
+        prev_direction = jax.lax.optimization_barrier(jax.tree.map(
+            lambda u, p: jnp.where(always, u.astype(p.dtype), p), directions,
+            state.prev_direction))
+        new_updates = jax.tree.map(
+            lambda u, d: (-lr * (d if d.dtype == u.dtype else u)).astype(u.dtype),
+            directions, prev_direction)
         new_state = HypergradientState(
             count=optax.safe_increment(state.count), learning_rate=lr, hypergradient=h,
             learning_rate_compensation=error, prev_direction=prev_direction,
