@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _io, combinators
+from optaxsched import _checks, _io, _reductions, combinators
 
 __all__ = [
     "NORM_NAMES",
@@ -87,16 +87,20 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
     # fuses the gradient's producers (the backward matmuls) into the reductions and computes
     # them twice: measured +55% step time on a 5.8M-parameter MLP instead of about +3%.
     leaves = jax.lax.optimization_barrier(jax.tree.leaves(tree))
-    leaves = [jnp.abs(leaf).astype(jnp.float32) for leaf in leaves]
-    zero = jnp.zeros((), jnp.float32)
-    out = {}
-    if "l2" in names:
-        out["l2"] = jnp.sqrt(sum((jnp.sum(a * a) for a in leaves), zero))
-    if "l1" in names:
-        out["l1"] = sum((jnp.sum(a) for a in leaves), zero)
-    if "linf" in names:
-        out["linf"] = jnp.max(jnp.stack([jnp.max(a, initial=0.0) for a in leaves] + [zero]))
-    return out
+    # One variadic reduction per leaf: separate sums over a shared |x| made XLA materialise |x|
+    # as a parameter-sized temporary once all three norms were asked for.
+    ops = {"l2": "add", "l1": "add", "linf": "max"}
+    totals = {name: jnp.zeros((), jnp.float32) for name in names}
+    for leaf in leaves:
+        a = jnp.abs(leaf.astype(jnp.float32))
+        parts = _reductions.reduce_all([a * a if n == "l2" else a for n in names],
+                                       [0.0] * len(names), [ops[n] for n in names])
+        for name, part in zip(names, parts, strict=True):
+            combine = jnp.maximum if name == "linf" else jnp.add
+            totals[name] = combine(totals[name], part)
+    if "l2" in totals:
+        totals["l2"] = jnp.sqrt(totals["l2"])
+    return totals
 
 
 def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")

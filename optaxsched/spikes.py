@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks
+from optaxsched import _checks, _reductions
 
 __all__ = [
     "SpamState",
@@ -405,44 +405,18 @@ def _count(mask: jax.Array) -> jax.Array:
 _SEQUENTIAL_SUM = 2**16
 
 
-def _variadic_reduce(operands: tuple, inits: tuple, ops: tuple, axes: tuple[int, ...]) -> tuple:
-    """One ``lax.reduce`` over several same-shape operands (``ops``: ``"add"`` or ``"max"``).
-
-    XLA's CPU backend compiles a variadic reduction into a single loop fused with the
-    elementwise producers of its operands. The plain ``jnp.sum``/``jnp.max`` route materialises
-    the producers first, and its ``max`` does not propagate NaN there.
-    """
-    fns = tuple(jnp.add if op == "add" else jnp.maximum for op in ops)
-
-    def combine(a, b):
-        return tuple(f(x, y) for f, x, y in zip(fns, a, b, strict=True))
-
-    inits = tuple(jnp.asarray(x, o.dtype) for x, o in zip(inits, operands, strict=True))
-    return tuple(jax.lax.reduce(tuple(operands), inits, combine, axes))
-
-
-def _reduce_both(operands: tuple, inits: tuple, ops: tuple) -> tuple:
-    """A variadic reduction over all axes, by rows first for leaves of rank >= 2 (XLA's CPU
-    backend spreads a row reduction over its threads; a full reduction runs on one)."""
-    ndim = operands[0].ndim
-    if ndim >= 2:
-        rows = _variadic_reduce(operands, inits, ops, (ndim - 1,))
-        return _variadic_reduce(rows, inits, ops, tuple(range(ndim - 1)))
-    return _variadic_reduce(operands, inits, ops, tuple(range(ndim)))
-
-
 def _count_and_check(mask: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(number of True entries of ``mask``, whether ``x`` is all finite), in one pass."""
-    count, bad = _reduce_both((mask.astype(jnp.int32), (~jnp.isfinite(x)).astype(jnp.int32)),
-                              (0, 0), ("add", "add"))
+    count, bad = _reductions.reduce_all(
+        (mask.astype(jnp.int32), (~jnp.isfinite(x)).astype(jnp.int32)), (0, 0), ("add", "add"))
     return count, bad == 0
 
 
 def _max_abs_and_check(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(max |x| over the finite entries as float32, whether ``x`` is all finite), in one pass."""
     finite = jnp.isfinite(x)
-    big, bad = _reduce_both((jnp.where(finite, jnp.abs(x), 0).astype(jnp.float32),
-                             (~finite).astype(jnp.int32)), (0.0, 0), ("max", "add"))
+    big, bad = _reductions.reduce_all((jnp.where(finite, jnp.abs(x), 0).astype(jnp.float32),
+                                       (~finite).astype(jnp.int32)), (0.0, 0), ("max", "add"))
     return big, bad == 0
 
 
@@ -451,9 +425,11 @@ def _sum_squares_and_count(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, ja
     sq = jnp.square(x.astype(jnp.float32))
     flags = mask.astype(jnp.int32)
     if x.size <= _SEQUENTIAL_SUM:
-        return _variadic_reduce((sq, flags), (0.0, 0), ("add", "add"), tuple(range(x.ndim)))
+        return _reductions.variadic_reduce((sq, flags), (0.0, 0), ("add", "add"),
+                                           tuple(range(x.ndim)))
     if x.ndim >= 2:
-        rows_sq, rows_n = _variadic_reduce((sq, flags), (0.0, 0), ("add", "add"), (x.ndim - 1,))
+        rows_sq, rows_n = _reductions.variadic_reduce((sq, flags), (0.0, 0), ("add", "add"),
+                                                      (x.ndim - 1,))
         return jnp.sum(rows_sq), jnp.sum(rows_n)
     return jnp.sum(sq), _count(mask)
 

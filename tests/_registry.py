@@ -104,6 +104,9 @@ class TransformCase:
     state_dtype_arg: tuple[str, str] | None = None
     # Fields (besides "count") that hold saturating int32 step counters.
     counter_fields: tuple[str, ...] = ()
+    # Parameter-sized temporaries the compiled, donated step of ``chained()`` may allocate,
+    # in units of the parameters' bytes (tests/test_footprint.py): 0 for a fused transform.
+    temporaries: float = 0.0
     # False for a second configuration of a factory: it runs the per-configuration checks (chain,
     # inject_hyperparams, numerics, checkpoints, sharding) but not the wrapper checks (MultiSteps,
     # partition, nnx), which depend on the state's structure, shared with the primary case.
@@ -164,13 +167,14 @@ def _transform_cases() -> list[TransformCase]:
                       dict(num_steps=8, norms=("l2", "l1", "linf")),
                       role="first", nan_policy="record"),
         *_hypergradient_cases(),
+        # w + u for the projected leaves; with every > 1 also the update, the cond's operand.
         TransformCase("project_to_init_norm", "project_to_init_norm", dict(mask=matrices),
-                      role="last", nan_policy="block_nan"),
+                      role="last", nan_policy="block_nan", temporaries=1),
         TransformCase("project_to_init_norm_every2_axis", "project_to_init_norm",
                       dict(mask=matrices, every=2, axis=-1), role="last",
-                      nan_policy="block_nan", primary=False),
+                      nan_policy="block_nan", primary=False, temporaries=2),
         TransformCase("nap_adam", "nap", dict(optimizer=optax.adam(1e-2), mask=matrices),
-                      role="optimizer", nan_policy="block_nan"),
+                      role="optimizer", nan_policy="block_nan", temporaries=1),
         TransformCase("average_params_ema", "average_params", dict(kind="ema", decay=0.9),
                       role="last", nan_policy="propagate", hyperparams=("decay",),
                       state_dtype_arg=("dtype", "average"), counter_fields=("num_averaged",)),
@@ -210,13 +214,15 @@ def _spike_cases() -> list[TransformCase]:
                       hyperparams=("learning_rate", "theta", "weight_decay"),
                       state_dtype_arg=("mu_dtype", "mu"), float32_fields=("mu",),
                       counter_fields=counters),
+        # A part before Adam hands it a clipped gradient, which Adam's two moment passes read:
+        # one temporary (the fused optimizers recompute it instead).
         TransformCase("clip_spikes", "clip_spikes",
                       dict(threshold=50.0, b2=0.99, clip_delay=2, reset_interval=4), role="first",
                       nan_policy="pass", hyperparams=("threshold", "b2"),
-                      counter_fields=("clipped_total",)),
+                      counter_fields=("clipped_total",), temporaries=1),
         TransformCase("adaptive_spike_clip", "adaptive_spike_clip", dict(theta=0.9),
                       role="first", nan_policy="pass", hyperparams=("theta",),
-                      counter_fields=("clipped_total",)),
+                      counter_fields=("clipped_total",), temporaries=1),
         TransformCase("adaptive_grad_norm", "adaptive_grad_norm", dict(gamma1=0.7, gamma2=0.9),
                       role="first", nan_policy="pass", hyperparams=("gamma1", "gamma2")),
         TransformCase("reset_every_adam", "reset_every",
