@@ -87,17 +87,25 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
     # fuses the gradient's producers (the backward matmuls) into the reductions and computes
     # them twice: measured +55% step time on a 5.8M-parameter MLP instead of about +3%.
     leaves = jax.lax.optimization_barrier(jax.tree.leaves(tree))
-    # One variadic reduction per leaf: separate sums over a shared |x| made XLA materialise |x|
-    # as a parameter-sized temporary once all three norms were asked for.
-    ops = {"l2": "add", "l1": "add", "linf": "max"}
+    reduce = {"l2": lambda a: jnp.sum(a * a), "l1": jnp.sum,
+              "linf": lambda a: jnp.max(a, initial=0.0)}
+    combine = {"l2": jnp.add, "l1": jnp.add, "linf": jnp.maximum}
+    one_pass = {"l1", "linf"} <= set(names)
     totals = {name: jnp.zeros((), jnp.float32) for name in names}
     for leaf in leaves:
         a = jnp.abs(leaf.astype(jnp.float32))
-        parts = _reductions.reduce_all([a * a if n == "l2" else a for n in names],
-                                       [0.0] * len(names), [ops[n] for n in names])
+        if not one_pass:
+            # Separate reductions: XLA's CPU backend vectorises them (ℓ2 and ℓ1 of a 16M leaf:
+            # 6 ms, against 10 ms for one variadic loop).
+            parts = [reduce[name](a) for name in names]
+        else:
+            # When ℓ1 and ℓ∞ both read |x|, XLA materialised it as a parameter-sized temporary
+            # (all three norms of a 16M leaf: 31 ms); one variadic pass needs none (11 ms).
+            parts = _reductions.reduce_all([a * a if n == "l2" else a for n in names],
+                                           [0.0] * len(names),
+                                           ["max" if n == "linf" else "add" for n in names])
         for name, part in zip(names, parts, strict=True):
-            combine = jnp.maximum if name == "linf" else jnp.add
-            totals[name] = combine(totals[name], part)
+            totals[name] = combine[name](totals[name], part)
     if "l2" in totals:
         totals["l2"] = jnp.sqrt(totals["l2"])
     return totals

@@ -16,11 +16,14 @@ step, so one that crept in would cost several times its memory traffic
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
+import optaxsched as oxs
 from tests import _registry as reg
 
 # Two matrices (rank >= 2, selected by the registry's `matrices` masks) and a vector.
@@ -74,6 +77,17 @@ def test_step_allocates_only_the_temporaries_it_documents(case_id):
         f"{case_id}: the compiled step allocates {temp:.2f}× the parameters' bytes in "
         f"temporaries beyond its baseline chain's; documented: {case.temporaries}")
     assert not _full_size_copies(compiled.as_text())
+
+
+@pytest.mark.parametrize("norms", [c for k in (1, 2, 3)
+                                   for c in itertools.combinations(oxs.NORM_NAMES, k)])
+def test_the_recorder_needs_no_temporary_for_any_choice_of_norms(norms):
+    # Its reductions take one of two routes depending on the norms (refinement._global_norms).
+    param_bytes = sum(x.nbytes for x in jax.tree.leaves(_params()))
+    extra = (_temp_bytes(_compiled(optax.chain(oxs.record_grad_norms(8, norms),
+                                               optax.adam(1e-3))))
+             - _temp_bytes(_compiled(optax.chain(optax.identity(), optax.adam(1e-3)))))
+    assert extra <= SLACK * param_bytes
 
 
 def test_the_check_sees_a_temporary():
