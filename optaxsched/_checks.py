@@ -31,6 +31,7 @@ __all__ = [
     "check_order",
     "check_one_of_two",
     "check_sequence",
+    "require_params",
 ]
 
 
@@ -183,3 +184,10 @@ def check_sequence(where: str, name: str, value: Any, *, min_length: int = 1) ->
     if len(value) < min_length:
         fail(where, name, f"a sequence with at least {min_length} entries", value)
     return value
+
+
+def require_params(where: str, params: Any, why: str) -> None:
+    """Raises the one error of a transform's ``update`` called without the parameters it needs."""
+    if params is None:
+        raise ValueError(f"{where}: params must be passed to update "
+                         f"(tx.update(updates, state, params)): {why}, got None.")

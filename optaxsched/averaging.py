@@ -177,10 +177,7 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        if params is None:
-            raise ValueError(
-                f"{where}: params must be passed to update (tx.update(updates, state, params)): "
-                f"the average is taken over params + updates, got None.")
+        _checks.require_params(where, params, "the average is taken over params + updates")
         count = state.count
         include = count >= start_step
         if every > 1:

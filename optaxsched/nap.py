@@ -317,10 +317,7 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        if params is None:
-            raise ValueError(
-                f"{where}: params must be passed to update (tx.update(updates, state, params)): "
-                f"the projection needs the current parameters, got None.")
+        _checks.require_params(where, params, "the projection needs the current parameters")
         layout = _layout(where, mask, kept, params)
         u_leaves, treedef = jax.tree.flatten(updates)
         p_leaves = treedef.flatten_up_to(params)
