@@ -1,0 +1,48 @@
+"""Numerics shared by the transforms: norms that cannot overflow when the true value is finite.
+
+A float32 sum of squares overflows once the norm passes about 1.8e19, long before the norm itself
+(up to 3.4e38) stops being representable; a spike-aware transform must not turn such a finite
+spike into ``inf`` (and then ``inf * 0 = NaN``). Rescaling every reduction by the largest magnitude
+first would cost a second pass over the data on every step, so the cheap sum is kept and the
+rescaled norm is computed only when that sum has overflowed, under ``lax.cond``: the common path
+costs what it did. Under ``vmap`` the ``cond`` becomes a select and both branches run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["rescaled_norm", "norm_from_sum_squares"]
+
+
+def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
+    """``‖x‖₂`` over ``axis`` as ``m · sqrt(Σ (x/m)²)`` with ``m = max |x|``: finite whenever the
+    true norm is (inf or NaN entries give inf or NaN). Computed in float32 or wider."""
+    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    x = x.astype(dtype)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    safe = jnp.where(m > 0, m, 1.0)
+    scaled = jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
+    # m == inf gives inf / inf = NaN in the scaled sum; keep the norm inf there, as sqrt(Σx²) is.
+    norm = jnp.where(jnp.isinf(m), m, m * scaled)
+    return jnp.squeeze(norm, axis=axis) if axis is not None else norm.reshape(())
+
+
+def norm_from_sum_squares(sum_squares: jax.Array, operand: Callable[[], jax.Array],
+                          axis: tuple[int, ...] | None = None) -> jax.Array:
+    """``sqrt(sum_squares)``, or, where that sum overflowed, the rescaled norm of ``operand()``.
+
+    ``sum_squares`` is the cheap ``Σ x²`` the caller already reduced (possibly fused with other
+    reductions); ``operand`` rebuilds ``x`` from already materialised arrays, so that its
+    elementwise producer runs only inside the rare branch and no temporary is kept for it.
+    A NaN sum (a NaN entry) stays NaN: the caller's non-finite policy decides what that means.
+    """
+    overflowed = jnp.any(jnp.isposinf(sum_squares))
+    return jax.lax.cond(
+        overflowed,
+        lambda: rescaled_norm(operand(), axis).astype(sum_squares.dtype),
+        lambda: jnp.sqrt(sum_squares),
+    )
