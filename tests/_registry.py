@@ -267,7 +267,7 @@ def _schedule_cases() -> list[ScheduleCase]:
     cases = [
         s("linear_decay", "linear_decay", lambda: ((1e-2, 50), dict(warmup_steps=5))),
         s("wsd", "wsd", lambda: ((1e-2, 50), dict(warmup_steps=5, end_value=1e-4))),
-        s("wsd_s", "wsd_s", lambda: ((1e-2, [20, 50]), dict(decay_steps=5))),
+        s("wsd_s", "wsd_s", lambda: ((1e-2, [20, 50]), dict(cooldown_steps=5))),
         s("rex", "rex", lambda: ((1e-2, 50), dict(warmup_steps=3))),
         s("power", "power", lambda: ((0.02,), dict(
             batch_size=32, tokens_per_step=TOKENS_PER_STEP, warmup_tokens=5 * TOKENS_PER_STEP,

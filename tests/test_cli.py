@@ -15,7 +15,7 @@ VALID = {
     "wsd": ["--peak-value", "3e-4", "--total-steps", "100", "--decay-shape", "1-sqrt"],
     "wsd_s": ["--peak-value", "1e-3", "--decay-points", "40", "100", "--decay-fraction", "0.2"],
     "rex": ["--peak-value", "1e-3", "--total-steps", "100"],
-    "power": ["--max-value", "0.02", "--batch-size", "32", "--tokens-per-step", "16384",
+    "power": ["--peak-value", "0.02", "--batch-size", "32", "--tokens-per-step", "16384",
               "--total-tokens", "1638400"],
     "infinite": ["--peak-value", "1e-3", "--constant-value", "2e-4", "--warmup-steps", "10",
                  "--cooldown-steps", "30"],

@@ -118,8 +118,8 @@ def wsd_configs(draw, shapes=SHAPES):
     if how == "fraction":
         config["decay_fraction"] = draw(st.floats(1e-4, 1.0))
     elif how == "steps":
-        config["decay_steps"] = draw(st.integers(1, total))
-    steps = ref.wsd_decay_steps(total, config.get("decay_fraction"), config.get("decay_steps"))
+        config["cooldown_steps"] = draw(st.integers(1, total))
+    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"), config.get("cooldown_steps"))
     config["warmup_steps"], config["init_value"] = _warmup_part(draw, peak, total - steps)
     low = 1e-3 if shape in POSITIVE_END_SHAPES else 0.0
     config["end_value"] = peak * draw(st.sampled_from([low, 0.01, 0.1, 0.5, 1.0]))
@@ -133,10 +133,10 @@ def wsd_s_configs(draw):
     points = list(np.cumsum(gaps))
     config = dict(peak_value=peak, decay_points=points, decay_shape=draw(st.sampled_from(SHAPES)))
     if draw(st.booleans()):
-        config["decay_steps"] = draw(st.integers(1, min(gaps)))
+        config["cooldown_steps"] = draw(st.integers(1, min(gaps)))
     else:
         config["decay_fraction"] = draw(st.floats(1e-4, 1.0))
-    windows = ref.wsd_s_windows(points, config.get("decay_steps"), config.get("decay_fraction"))
+    windows = ref.wsd_s_windows(points, config.get("cooldown_steps"), config.get("decay_fraction"))
     config["warmup_steps"], config["init_value"] = _warmup_part(draw, peak, windows[0][0])
     low = 1e-3 if config["decay_shape"] in POSITIVE_END_SHAPES else 0.0
     config["end_value"] = peak * draw(st.sampled_from([low, 0.1, 0.5]))
@@ -152,14 +152,14 @@ def power_configs(draw):
     b = draw(st.floats(-1.0, -0.2))
     cap_step = draw(st.floats(1.0, 1500.0))
     top = batch * a * (cap_step * per_step) ** b
-    config = dict(max_value=top, batch_size=batch, tokens_per_step=per_step, a=a, b=b)
+    config = dict(peak_value=top, batch_size=batch, tokens_per_step=per_step, a=a, b=b)
     warm_steps = draw(st.integers(0, 600))
     config["warmup_tokens"] = warm_steps * per_step
     if draw(st.booleans()):
         total_steps = draw(st.integers(warm_steps + 1, 1800))
-        decay_steps = draw(st.integers(1, total_steps - warm_steps))
-        start_value = ref.power(total_steps - decay_steps, **config)
-        config.update(total_tokens=total_steps * per_step, decay_tokens=decay_steps * per_step,
+        cooldown_steps = draw(st.integers(1, total_steps - warm_steps))
+        start_value = ref.power(total_steps - cooldown_steps, **config)
+        config.update(total_tokens=total_steps * per_step, decay_tokens=cooldown_steps * per_step,
                       end_value=start_value * draw(st.sampled_from([0.0, 0.1, 1.0])))
     return config
 
@@ -237,7 +237,7 @@ def test_wsd_matches_reference_and_properties(config):
     values = evaluate(schedule)
     peak, total, warm = config["peak_value"], config["total_steps"], config["warmup_steps"]
     end, init = config["end_value"], config["init_value"]
-    steps = ref.wsd_decay_steps(total, config.get("decay_fraction"), config.get("decay_steps"))
+    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"), config.get("cooldown_steps"))
     assert_matches(values, ref.evaluate(ref.wsd, COUNTS, **config), peak)
     assert_bounds(values, min(init, end), peak)
     assert_non_decreasing(values[: warm + 1], peak)
@@ -266,7 +266,7 @@ def test_every_wsd_shape_decays_monotonically_onto_a_positive_floor(shape, end_v
     """The pytorch-optimizer get_wsd_schedule defect: non-cosine shapes decay towards 0 and jump
     to the floor at the end. Every shape here must be non-increasing and end exactly on it."""
     total = 1000
-    values = evaluate(oxs.wsd(1.0, total, decay_steps=300, decay_shape=shape,
+    values = evaluate(oxs.wsd(1.0, total, cooldown_steps=300, decay_shape=shape,
                               end_value=end_value), np.arange(0, total + 50))
     assert wsd_floor_problems(values, total, end_value) == []
     assert values[total - 1] > end_value  # still decaying one step before the end
@@ -281,7 +281,7 @@ def test_floor_check_catches_decay_to_zero_then_jump_to_floor():
     assert wsd_floor_problems(buggy.astype(np.float32), total, floor)
     clamped = np.maximum(floor, 1.0 - np.sqrt(x))  # clamping instead: flat tail, reaches floor
     assert not np.array_equal(clamped, ref.evaluate(ref.wsd, count, peak_value=1.0,
-                                                    total_steps=total, decay_steps=steps,
+                                                    total_steps=total, cooldown_steps=steps,
                                                     end_value=floor))
 
 
@@ -306,10 +306,10 @@ def test_wsd_s_matches_reference_and_properties(config):
     assert_matches(values, ref.evaluate(ref.wsd_s, COUNTS, **config), peak)
     assert_bounds(values, min(init, end), peak)
     assert_non_decreasing(values[: warm + 1], peak)
-    windows = ref.wsd_s_windows(config["decay_points"], config.get("decay_steps"),
+    windows = ref.wsd_s_windows(config["decay_points"], config.get("cooldown_steps"),
                                 config.get("decay_fraction"))
     checkpoints = oxs.wsd_s_checkpoints(
-        config["decay_points"], decay_steps=config.get("decay_steps"),
+        config["decay_points"], cooldown_steps=config.get("cooldown_steps"),
         decay_fraction=config.get("decay_fraction"), warmup_steps=warm)
     assert schedule.checkpoints == checkpoints
     assert [tuple(c) for c in checkpoints] == windows
@@ -334,7 +334,7 @@ def test_wsd_s_matches_reference_and_properties(config):
 def test_power_matches_reference_and_properties(config):
     schedule = oxs.power(**config)
     values = evaluate(schedule)
-    top, per_step = config["max_value"], config["tokens_per_step"]
+    top, per_step = config["peak_value"], config["tokens_per_step"]
     assert_matches(values, ref.evaluate(ref.power, COUNTS, **config), top)
     assert_bounds(values, 0.0, top)
     warm = int(round(config["warmup_tokens"] / per_step))
@@ -358,7 +358,7 @@ def test_power_depends_on_tokens_not_steps(config, factor):
     counts = np.arange(0, 2048 // factor, dtype=np.int32)
     np.testing.assert_allclose(evaluate(oxs.power(**big), counts),
                                evaluate(oxs.power(**config), counts * factor),
-                               rtol=2e-5, atol=1e-7 * config["max_value"])
+                               rtol=2e-5, atol=1e-7 * config["peak_value"])
 
 
 @given(config=infinite_configs())
@@ -418,7 +418,7 @@ def test_wsd_defaults_decay_the_last_fifth_with_one_minus_sqrt():
 def test_wsd_exponential_is_minicpm_half_life():
     """peak * 0.5 ** (s / h) with h = D ln2 / ln(peak/end): halves every h steps."""
     peak, end, steps = 1.0, 1.0 / 1024, 200  # ten halvings over the decay
-    values = evaluate(oxs.wsd(peak, 1000, decay_steps=steps, decay_shape="exponential",
+    values = evaluate(oxs.wsd(peak, 1000, cooldown_steps=steps, decay_shape="exponential",
                               end_value=end), np.arange(800, 1001, 20))
     np.testing.assert_allclose(values, 0.5 ** np.arange(11), rtol=2e-6)
 
@@ -427,7 +427,7 @@ def test_wsd_accepts_a_callable_shape():
     def phi(x):
         return (1.0 - x) ** 3
 
-    values = evaluate(oxs.wsd(1.0, 100, decay_steps=50, decay_shape=phi, end_value=0.2),
+    values = evaluate(oxs.wsd(1.0, 100, cooldown_steps=50, decay_shape=phi, end_value=0.2),
                       np.arange(101))
     x = np.clip((np.arange(101) - 50) / 50, 0, 1)
     np.testing.assert_allclose(values, 0.2 + 0.8 * (1 - x) ** 3, rtol=1e-6, atol=1e-7)
@@ -435,7 +435,7 @@ def test_wsd_accepts_a_callable_shape():
 
 def test_wsd_s_with_one_point_is_wsd():
     for shape in ("1-sqrt", "harmonic"):
-        kwargs = dict(decay_steps=37, warmup_steps=13, decay_shape=shape, end_value=0.05,
+        kwargs = dict(cooldown_steps=37, warmup_steps=13, decay_shape=shape, end_value=0.05,
                       init_value=0.1)
         counts = np.arange(0, 400)
         np.testing.assert_allclose(evaluate(oxs.wsd_s(1.0, [300], **kwargs), counts),
@@ -484,7 +484,7 @@ FIXED = {
     "wsd_1-sqrt": (oxs.wsd(1.0, 400, warmup_steps=40, end_value=0.1), [0, 40, 320, 400]),
     "wsd_exponential": (oxs.wsd(1.0, 400, warmup_steps=40, decay_shape="exponential",
                                 end_value=0.01), [0, 40, 320, 400]),
-    "wsd_harmonic": (oxs.wsd(1.0, 400, decay_steps=100, decay_shape="harmonic",
+    "wsd_harmonic": (oxs.wsd(1.0, 400, cooldown_steps=100, decay_shape="harmonic",
                              end_value=0.01), [0, 300, 400]),
     "wsd_s": (oxs.wsd_s(1.0, [100, 250, 400], decay_fraction=0.2, warmup_steps=10,
                         end_value=0.05), [0, 10, 80, 100, 220, 250, 370, 400]),
@@ -548,7 +548,7 @@ def test_grad_wrt_float_count_is_finite_everywhere(name):
 
 
 def test_sgd_uses_the_schedule_at_the_optax_count():
-    schedule = oxs.wsd(0.5, 20, warmup_steps=4, decay_steps=5, end_value=0.05)
+    schedule = oxs.wsd(0.5, 20, warmup_steps=4, cooldown_steps=5, end_value=0.05)
     opt = optax.sgd(schedule)
     params = jnp.zeros(())
     state = opt.init(params)
@@ -596,7 +596,7 @@ def _bad(factory, argument, **kwargs):
 _LIN = dict(peak_value=1.0, total_steps=100)
 _WSD = dict(peak_value=1.0, total_steps=100)
 _WSDS = dict(peak_value=1.0, decay_points=[100, 200])
-_POW = dict(max_value=0.02, batch_size=256, tokens_per_step=4096)
+_POW = dict(peak_value=0.02, batch_size=256, tokens_per_step=4096)
 _INF = dict(peak_value=1.0, constant_value=0.1, warmup_steps=10, cooldown_steps=100)
 
 BAD_INPUTS = [
@@ -628,9 +628,9 @@ BAD_INPUTS = [
     _bad(oxs.wsd, "decay_fraction", **_WSD, decay_fraction=1.5),
     _bad(oxs.wsd, "decay_fraction", **_WSD, decay_fraction=-0.1),
     _bad(oxs.wsd, "decay_fraction", **_WSD, decay_fraction=0.0),  # no decay: not a WSD
-    _bad(oxs.wsd, "decay_steps", **_WSD, decay_steps=0),
-    _bad(oxs.wsd, "decay_steps", **_WSD, decay_steps=101),
-    _bad(oxs.wsd, "decay_steps", **_WSD, decay_steps=10, decay_fraction=0.1),  # both given
+    _bad(oxs.wsd, "cooldown_steps", **_WSD, cooldown_steps=0),
+    _bad(oxs.wsd, "cooldown_steps", **_WSD, cooldown_steps=101),
+    _bad(oxs.wsd, "cooldown_steps", **_WSD, cooldown_steps=10, decay_fraction=0.1),  # both given
     _bad(oxs.wsd, "decay_shape", **_WSD, decay_shape="sqrt"),
     _bad(oxs.wsd, "decay_shape", **_WSD, decay_shape=lambda x: x),  # rises
     _bad(oxs.wsd, "decay_shape", **_WSD, decay_shape=lambda x: 1.0 - 0.5 * x),  # ends at 0.5
@@ -646,9 +646,9 @@ BAD_INPUTS = [
     _bad(oxs.wsd_s, "decay_points", **dict(_WSDS, decay_points=[0, 100])),
     _bad(oxs.wsd_s, "decay_points", **dict(_WSDS, decay_points=100)),
     _bad(oxs.wsd_s, "decay_points", **dict(_WSDS, decay_points=[10.5, 100])),
-    _bad(oxs.wsd_s, "decay_steps", **_WSDS, decay_steps=101),  # longer than a segment
-    _bad(oxs.wsd_s, "decay_steps", **_WSDS, decay_steps=0),
-    _bad(oxs.wsd_s, "decay_steps", **_WSDS, decay_steps=10, decay_fraction=0.1),
+    _bad(oxs.wsd_s, "cooldown_steps", **_WSDS, cooldown_steps=101),  # longer than a segment
+    _bad(oxs.wsd_s, "cooldown_steps", **_WSDS, cooldown_steps=0),
+    _bad(oxs.wsd_s, "cooldown_steps", **_WSDS, cooldown_steps=10, decay_fraction=0.1),
     _bad(oxs.wsd_s, "decay_fraction", **_WSDS, decay_fraction=2.0),
     _bad(oxs.wsd_s, "decay_fraction", **_WSDS, decay_fraction=0.0),
     _bad(oxs.wsd_s, "warmup_steps", **_WSDS, warmup_steps=95),  # into the first decay window
@@ -659,7 +659,7 @@ BAD_INPUTS = [
     _bad(oxs.wsd_s, "init_value", **_WSDS, init_value=-0.5),
     _bad(oxs.wsd_s_checkpoints, "decay_points", decay_points=[5, 3]),
     _bad(oxs.wsd_s_checkpoints, "warmup_steps", decay_points=[100], warmup_steps=100),
-    _bad(oxs.power, "max_value", **dict(_POW, max_value=0.0)),
+    _bad(oxs.power, "peak_value", **dict(_POW, peak_value=0.0)),
     _bad(oxs.power, "batch_size", **dict(_POW, batch_size=0)),
     _bad(oxs.power, "tokens_per_step", **dict(_POW, tokens_per_step=-1)),
     _bad(oxs.power, "a", **_POW, a=0.0),
@@ -743,3 +743,36 @@ def test_step_arguments_beyond_int32_match_the_reference(name):
     got = np.asarray(getattr(oxs, name)(**config)(jnp.asarray(counts, jnp.float32)))
     want = ref.evaluate(getattr(ref, name), counts.astype(np.float32).astype(np.float64), **config)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Renamed arguments: the 0.1.0 names still work until 0.2.0, with a DeprecationWarning.
+
+@pytest.mark.parametrize("old, new, build", [
+    ("max_value", "peak_value",
+     lambda **kw: oxs.power(batch_size=256, tokens_per_step=4096, **kw)),
+    ("decay_steps", "cooldown_steps", lambda **kw: oxs.wsd(1.0, 100, **kw)),
+    ("decay_steps", "cooldown_steps", lambda **kw: oxs.wsd_s(1.0, [50, 100], **kw)),
+])
+def test_renamed_argument_warns_and_gives_the_same_schedule(old, new, build):
+    value = 0.02 if old == "max_value" else 10
+    counts = np.arange(0, 120)
+    with pytest.warns(DeprecationWarning, match=f"{old}= is deprecated.*use {new}="):
+        deprecated = build(**{old: value})
+    np.testing.assert_array_equal(np.asarray(deprecated(counts)),
+                                  np.asarray(build(**{new: value})(counts)))
+    with pytest.raises(TypeError, match=f"both {new}= and its deprecated name {old}="):
+        build(**{old: value, new: value})
+
+
+def test_wsd_s_checkpoints_accepts_the_old_decay_steps_name():
+    with pytest.warns(DeprecationWarning, match="decay_steps="):
+        old = oxs.wsd_s_checkpoints([100, 200], decay_steps=10)
+    assert old == oxs.wsd_s_checkpoints([100, 200], cooldown_steps=10)
+
+
+def test_renamed_arguments_keep_the_new_signature():
+    import inspect
+    assert "peak_value" in inspect.signature(oxs.power).parameters
+    assert "max_value" not in inspect.signature(oxs.power).parameters
+    assert "cooldown_steps" in inspect.signature(oxs.wsd).parameters

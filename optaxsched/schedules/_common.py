@@ -28,18 +28,18 @@ def check_below(where: str, name: str, value, top: float, top_name: str) -> floa
     return value
 
 
-def decay_length(where: str, length: int, decay_steps, decay_fraction,
+def decay_length(where: str, length: int, cooldown_steps, decay_fraction,
                  default_fraction: float) -> int:
-    """The number of decay steps from ``decay_steps`` or ``decay_fraction`` (at most one given).
+    """The number of decay steps from ``cooldown_steps`` or ``decay_fraction`` (at most one given).
 
     A fraction in (0, 1] is rounded to the nearest whole step (halves up), and to at least one
     step: ``max(1, round(f * length))``. Either way the decay lasts 1 to ``length`` steps.
     """
-    if decay_steps is not None and decay_fraction is not None:
-        _checks.check_one_of_two(where, "decay_fraction", decay_fraction, "decay_steps",
-                                 decay_steps)
-    if decay_steps is not None:
-        return _checks.check_int(where, "decay_steps", decay_steps, minimum=1, maximum=length)
+    if cooldown_steps is not None and decay_fraction is not None:
+        _checks.check_one_of_two(where, "decay_fraction", decay_fraction, "cooldown_steps",
+                                 cooldown_steps)
+    if cooldown_steps is not None:
+        return _checks.check_int(where, "cooldown_steps", cooldown_steps, minimum=1, maximum=length)
     if decay_fraction is None:
         fraction = default_fraction
     else:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _shapes
+from optaxsched import _checks, _deprecation, _shapes
 from optaxsched.schedules import _common
 
 __all__ = [
@@ -34,8 +34,9 @@ __all__ = [
 # WSD
 
 
+@_deprecation.renamed_arguments(decay_steps="cooldown_steps")
 def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
-        decay_fraction: float | None = None, decay_steps: int | None = None,
+        decay_fraction: float | None = None, cooldown_steps: int | None = None,
         decay_shape: str | Callable = "1-sqrt", end_value: float = 0.0,
         init_value: float = 0.0) -> optax.Schedule:
     """Warmup-stable-decay: linear warmup, a constant trunk, a short decay at the end.
@@ -50,7 +51,7 @@ def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
           \\eta_{end} & c \\ge T
         \\end{cases}
 
-    ``D`` is ``decay_steps``, or ``max(1, round(decay_fraction * total_steps))`` (halves round
+    ``D`` is ``cooldown_steps``, or ``max(1, round(decay_fraction * total_steps))`` (halves round
     up), by default 20% of the run. The decay shapes ``phi`` (``phi(0) = 1``, ``phi(1) = 0``,
     non-increasing):
 
@@ -73,10 +74,12 @@ def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
       total_steps: count at which ``end_value`` is reached; a positive integer.
       warmup_steps: length of the linear warmup, in [0, total_steps - D].
       decay_fraction: length of the decay as a fraction of ``total_steps``, in (0, 1] (rounded
-        to the nearest step, at least one). Default 0.2 when neither this nor ``decay_steps``
+        to the nearest step, at least one). Default 0.2 when neither this nor ``cooldown_steps``
         is given.
-      decay_steps: length of the decay in steps, in [1, total_steps]; an alternative to
-        ``decay_fraction`` (giving both is an error).
+      cooldown_steps: length of the decay in steps, in [1, total_steps]; an alternative to
+        ``decay_fraction`` (giving both is an error). Called ``decay_steps`` in 0.1.0, which
+        still works with a DeprecationWarning until 0.2.0 (in optax ``decay_steps`` is the
+        whole horizon, here ``total_steps``).
       decay_shape: ``'1-sqrt'``, ``'linear'``, ``'cosine'``, ``'square'``, ``'exponential'``,
         ``'harmonic'`` or a callable ``phi(x)``.
       end_value: final learning rate, in [0, peak_value] (positive for ``'exponential'`` and
@@ -104,7 +107,7 @@ def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
     total = _checks.check_int(where, "total_steps", total_steps, minimum=1)
     end = _common.check_below(where, "end_value", end_value, peak, "peak_value")
     init = _common.check_below(where, "init_value", init_value, peak, "peak_value")
-    steps = _common.decay_length(where, total, decay_steps, decay_fraction, 0.2)
+    steps = _common.decay_length(where, total, cooldown_steps, decay_fraction, 0.2)
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     if warm > total - steps:
         _checks.fail(where, "warmup_steps",
@@ -143,7 +146,7 @@ class WsdSCheckpoint(NamedTuple):
     save_after: int
 
 
-def _wsd_s_plan(where, decay_points, decay_steps, decay_fraction, warmup_steps):
+def _wsd_s_plan(where, decay_points, cooldown_steps, decay_fraction, warmup_steps):
     rule = "a non-empty, strictly increasing sequence of positive integers"
     _checks.check_sequence(where, "decay_points", decay_points, min_length=1)
     try:
@@ -153,12 +156,12 @@ def _wsd_s_plan(where, decay_points, decay_steps, decay_fraction, warmup_steps):
     if any(b <= a for a, b in zip(points, points[1:], strict=False)):
         _checks.fail(where, "decay_points", rule, decay_points)
     segments = [b - a for a, b in zip([0, *points[:-1]], points, strict=True)]
-    if decay_steps is not None and decay_fraction is None:
-        steps = _checks.check_int(where, "decay_steps", decay_steps, minimum=1,
+    if cooldown_steps is not None and decay_fraction is None:
+        steps = _checks.check_int(where, "cooldown_steps", cooldown_steps, minimum=1,
                                   maximum=min(segments))
         lengths = [steps] * len(points)
     else:
-        lengths = [_common.decay_length(where, length, decay_steps, decay_fraction, 0.1)
+        lengths = [_common.decay_length(where, length, cooldown_steps, decay_fraction, 0.1)
                    for length in segments]
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     if warm > points[0] - lengths[0]:
@@ -169,7 +172,8 @@ def _wsd_s_plan(where, decay_points, decay_steps, decay_fraction, warmup_steps):
     return checkpoints, warm
 
 
-def wsd_s_checkpoints(decay_points: Sequence[int], decay_steps: int | None = None,
+@_deprecation.renamed_arguments(decay_steps="cooldown_steps")
+def wsd_s_checkpoints(decay_points: Sequence[int], cooldown_steps: int | None = None,
                       decay_fraction: float | None = None,
                       warmup_steps: int = 0) -> tuple[WsdSCheckpoint, ...]:
     """When each decayed checkpoint of a :func:`wsd_s` run is ready, and when its decay starts.
@@ -179,7 +183,7 @@ def wsd_s_checkpoints(decay_points: Sequence[int], decay_steps: int | None = Non
 
     Args:
       decay_points: the budgets, in updates; see :func:`wsd_s`.
-      decay_steps: length of every decay window, in steps.
+      cooldown_steps: length of every decay window, in steps.
       decay_fraction: length of each decay window as a fraction of its segment.
       warmup_steps: length of the warmup.
 
@@ -194,11 +198,12 @@ def wsd_s_checkpoints(decay_points: Sequence[int], decay_steps: int | None = Non
       WsdSCheckpoint(decay_start=900, save_after=1000)
       WsdSCheckpoint(decay_start=2800, save_after=3000)
     """
-    return _wsd_s_plan("wsd_s_checkpoints", decay_points, decay_steps, decay_fraction,
+    return _wsd_s_plan("wsd_s_checkpoints", decay_points, cooldown_steps, decay_fraction,
                        warmup_steps)[0]
 
 
-def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | None = None,
+@_deprecation.renamed_arguments(decay_steps="cooldown_steps")
+def wsd_s(peak_value: float, decay_points: Sequence[int], cooldown_steps: int | None = None,
           decay_fraction: float | None = None, warmup_steps: int = 0,
           decay_shape: str | Callable = "1-sqrt", end_value: float = 0.0,
           init_value: float = 0.0) -> optax.Schedule:
@@ -219,7 +224,7 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | Non
           \\eta_{end} & c \\ge P_K \\text{ (terminal value after the last point)}
         \\end{cases}
 
-    ``D_i`` is ``decay_steps`` for every window, or
+    ``D_i`` is ``cooldown_steps`` for every window, or
     ``max(1, round(decay_fraction * (P_i - P_{i-1})))``, a fraction of each segment from the
     previous point to this one; the default is 10% of each segment (the share used by WSD-S
     reproductions; the paper's exact share was not re-verified). Decay shapes are those of
@@ -237,8 +242,9 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | Non
       peak_value: the constant learning rate of the trunk; a positive number.
       decay_points: the budgets, in updates: a strictly increasing sequence of positive
         integers.
-      decay_steps: length of every decay window, in [1, shortest segment]. An alternative to
-        ``decay_fraction`` (giving both is an error).
+      cooldown_steps: length of every decay window, in [1, shortest segment]. An alternative to
+        ``decay_fraction`` (giving both is an error). Called ``decay_steps`` in 0.1.0 (still
+        accepted, with a DeprecationWarning, until 0.2.0).
       decay_fraction: length of each decay window as a fraction of its segment, in (0, 1]
         (rounded to the nearest step, at least one); default 0.1.
       warmup_steps: length of the linear warmup, at most ``decay_points[0] - D_1``.
@@ -251,7 +257,7 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | Non
 
     Example:
       >>> import optaxsched as oxs
-      >>> schedule = oxs.wsd_s(1.0, [100, 200], decay_steps=10, decay_shape="linear")
+      >>> schedule = oxs.wsd_s(1.0, [100, 200], cooldown_steps=10, decay_shape="linear")
       >>> [round(float(schedule(c)), 2) for c in (89, 90, 95, 99, 100, 195, 200)]
       [1.0, 1.0, 0.5, 0.1, 1.0, 0.5, 0.0]
       >>> schedule.checkpoints[0]
@@ -265,7 +271,7 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | Non
     peak = _common.check_peak(where, peak_value)
     end = _common.check_below(where, "end_value", end_value, peak, "peak_value")
     init = _common.check_below(where, "init_value", init_value, peak, "peak_value")
-    checkpoints, warm = _wsd_s_plan(where, decay_points, decay_steps, decay_fraction,
+    checkpoints, warm = _wsd_s_plan(where, decay_points, cooldown_steps, decay_fraction,
                                     warmup_steps)
     shape = _shapes.validate_decay_shape(where, decay_shape, peak, end)
     points = np.asarray([p.save_after for p in checkpoints], dtype=np.float32)
@@ -292,10 +298,11 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], decay_steps: int | Non
 # Power scheduler
 
 
-def power(max_value: float, batch_size: float, tokens_per_step: float, a: float = 4.0,
+@_deprecation.renamed_arguments(max_value="peak_value")
+def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float = 4.0,
           b: float = -0.51, warmup_tokens: float = 0, decay_tokens: float = 0,
           total_tokens: float | None = None, end_value: float = 0.0) -> optax.Schedule:
-    """The Power scheduler: ``min(max_value, batch_size * a * n**b)`` in tokens seen ``n``.
+    """The Power scheduler: ``min(peak_value, batch_size * a * n**b)`` in tokens seen ``n``.
 
     .. math::
 
@@ -312,7 +319,7 @@ def power(max_value: float, batch_size: float, tokens_per_step: float, a: float 
     ``N = total_tokens``. The schedule is driven by the optax count: the tokens seen before
     update ``c`` are ``n = c * tokens_per_step`` (so the first update sees ``n = 0``, as
     dolomite-engine counts). At ``n = 0`` without warmup the value is the limit
-    ``eta_pow(0+) = max_value`` (``n**b`` is infinite there); with warmup it is 0.
+    ``eta_pow(0+) = peak_value`` (``n**b`` is infinite there); with warmup it is 0.
 
     The final decay is optional (``decay_tokens=0``, the default, keeps the power curve
     forever, as dolomite-engine's ``PowerScheduler`` does) and needs ``total_tokens``. Its shape
@@ -327,7 +334,8 @@ def power(max_value: float, batch_size: float, tokens_per_step: float, a: float 
     here is no warmup, so set ``warmup_tokens`` for real runs.
 
     Args:
-      max_value: the cap ``eta_max`` (e.g. 0.02 with muP); a positive number.
+      peak_value: the cap ``eta_max`` (e.g. 0.02 with muP); a positive number. Called
+        ``max_value`` in 0.1.0; that name still works, with a DeprecationWarning, until 0.2.0.
       batch_size: the global batch size in sequences (``beta``); a positive number.
       tokens_per_step: tokens consumed by one update (batch size in tokens); a positive number.
       a: the amplitude; a positive number.
@@ -355,7 +363,7 @@ def power(max_value: float, batch_size: float, tokens_per_step: float, a: float 
       Scheduler" (arXiv 2408.13359).
     """
     where = "power"
-    top = _common.check_peak(where, max_value, "max_value")
+    top = _common.check_peak(where, peak_value)
     beta = _checks.check_float(where, "batch_size", batch_size, minimum=0.0, strict_min=True)
     per_step = _checks.check_float(where, "tokens_per_step", tokens_per_step, minimum=0.0,
                                    strict_min=True)

@@ -106,16 +106,16 @@ def cooldown_value(shape, s, length, peak_value, end_value):
     return end_value + (peak_value - end_value) * g
 
 
-def wsd_decay_steps(total_steps, decay_fraction=None, decay_steps=None):
-    if decay_steps is not None:
-        return decay_steps
+def wsd_cooldown_steps(total_steps, decay_fraction=None, cooldown_steps=None):
+    if cooldown_steps is not None:
+        return cooldown_steps
     fraction = 0.2 if decay_fraction is None else decay_fraction
     return max(1, int(math.floor(fraction * total_steps + 0.5)))
 
 
-def wsd(c, peak_value, total_steps, warmup_steps=0, decay_fraction=None, decay_steps=None,
+def wsd(c, peak_value, total_steps, warmup_steps=0, decay_fraction=None, cooldown_steps=None,
         decay_shape="1-sqrt", end_value=0.0, init_value=0.0):
-    length = wsd_decay_steps(total_steps, decay_fraction, decay_steps)
+    length = wsd_cooldown_steps(total_steps, decay_fraction, cooldown_steps)
     hold_until = total_steps - length
     if c < warmup_steps:
         return _linear_warmup(c, warmup_steps, init_value, peak_value)
@@ -126,12 +126,12 @@ def wsd(c, peak_value, total_steps, warmup_steps=0, decay_fraction=None, decay_s
     return end_value
 
 
-def wsd_s_windows(decay_points, decay_steps=None, decay_fraction=None):
+def wsd_s_windows(decay_points, cooldown_steps=None, decay_fraction=None):
     """[(decay_start, point)] per point; fraction of each segment from the previous point."""
     windows, previous = [], 0
     for point in decay_points:
-        if decay_steps is not None:
-            length = decay_steps
+        if cooldown_steps is not None:
+            length = cooldown_steps
         else:
             fraction = 0.1 if decay_fraction is None else decay_fraction
             length = max(1, int(math.floor(fraction * (point - previous) + 0.5)))
@@ -140,11 +140,11 @@ def wsd_s_windows(decay_points, decay_steps=None, decay_fraction=None):
     return windows
 
 
-def wsd_s(c, peak_value, decay_points, decay_steps=None, decay_fraction=None, warmup_steps=0,
+def wsd_s(c, peak_value, decay_points, cooldown_steps=None, decay_fraction=None, warmup_steps=0,
           decay_shape="1-sqrt", end_value=0.0, init_value=0.0):
     if c < warmup_steps:
         return _linear_warmup(c, warmup_steps, init_value, peak_value)
-    windows = wsd_s_windows(decay_points, decay_steps, decay_fraction)
+    windows = wsd_s_windows(decay_points, cooldown_steps, decay_fraction)
     if c >= windows[-1][1]:
         return end_value
     for start, point in windows:
@@ -156,7 +156,7 @@ def wsd_s(c, peak_value, decay_points, decay_steps=None, decay_fraction=None, wa
 # ----------------------------------------------------------------------------- anytime
 
 
-def power(c, max_value, batch_size, tokens_per_step, a=4.0, b=-0.51, warmup_tokens=0.0,
+def power(c, peak_value, batch_size, tokens_per_step, a=4.0, b=-0.51, warmup_tokens=0.0,
           decay_tokens=0.0, total_tokens=None, end_value=0.0):
     """Shen et al.: eta(n) = min(eta_max, beta a n^b), n = tokens seen = count * tokens/step.
 
@@ -168,8 +168,8 @@ def power(c, max_value, batch_size, tokens_per_step, a=4.0, b=-0.51, warmup_toke
 
     def eta_pow(tokens):
         if tokens <= 0:
-            return max_value  # the n -> 0+ limit of min(max, beta a n^b)
-        return min(max_value, batch_size * a * tokens ** b)
+            return peak_value  # the n -> 0+ limit of min(max, beta a n^b)
+        return min(peak_value, batch_size * a * tokens ** b)
 
     if warmup_tokens > 0 and n < warmup_tokens:
         return n / warmup_tokens * eta_pow(warmup_tokens)
