@@ -289,8 +289,12 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
         \\eta(c) = s_i(c - b_i)\\quad\\text{for } b_i \\le c < b_{i+1}
         \\qquad (b_{k+1} = \\infty)
 
-    i.e. schedule ``i`` starts from its own count 0 at ``b_i``. The values agree with
-    ``optax.join_schedules`` at every count >= 0. The join is continuous at ``b_i`` exactly when
+    i.e. schedule ``i`` starts from its own count 0 at ``b_i``. Built on
+    ``optax.join_schedules``, whose values it gives at every count >= 0; the differences: the
+    arguments are checked when the schedule is built (``optax.join_schedules`` accepts anything),
+    the count may be any integer or float dtype and the result is float32 of the count's shape,
+    and a later schedule never sees a negative count before its boundary (optax passes it
+    ``c - b_i < 0``, masked, which still turns ``grad`` NaN for a schedule with ``sqrt``). The join is continuous at ``b_i`` exactly when
     ``s_{i-1}(b_i - b_{i-1}) = s_i(0)``; nothing is blended. A boundary of 0 makes the first
     schedule unused (allowed, so that generated boundary lists need no special case).
 
@@ -327,13 +331,15 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
                      "increasing non-negative integers", boundaries)
     bounds = _check_steps(where, "boundaries", boundaries, minimum=0) if len(boundaries) else ()
 
+    # The join itself is optax's; what this adds is checked arguments, one float count for every
+    # integer or float dtype, and a clock that never runs backwards: optax hands the later
+    # schedules ``count - b_i`` < 0 before their boundary (masked by ``where``, but a schedule
+    # that takes sqrt or log of it would put NaN into ``grad``), here they see ``max(·, 0)``.
+    clocked = [lambda c, s=schedule: _evaluate(s, _shifted(c, 0.0)) for schedule in schedules]
+    inner = optax.join_schedules(clocked, list(bounds))
+
     def joined(count):
-        count = _shapes.as_float_count(count)
-        value = _evaluate(schedules[0], count)
-        for boundary, schedule in zip(bounds, schedules[1:], strict=True):
-            later = _evaluate(schedule, _shifted(count, float(boundary)))
-            value = jnp.where(count < boundary, value, later)
-        return value
+        return jnp.asarray(inner(_shapes.as_float_count(count)), dtype=jnp.float32)
 
     return joined
 
