@@ -4,6 +4,17 @@ The public API is re-exported here; nothing is defined in this module.
 """
 
 from optaxsched import forecast
+from optaxsched._types import (
+    AverageKind,
+    CooldownShape,
+    DecayShape,
+    ElrKind,
+    HypergradientMode,
+    NormName,
+    RefineKind,
+    ScaleOffsetMode,
+    WarmupShape,
+)
 from optaxsched.averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
 from optaxsched.combinators import (
     TokenSchedule,
@@ -50,6 +61,14 @@ from optaxsched.refinement import (
     refined_schedule,
     smooth_norms,
 )
+from optaxsched.registry import (
+    OptimizerName,
+    ScheduleName,
+    get_optimizer,
+    get_schedule,
+    optimizer_names,
+    schedule_names,
+)
 from optaxsched.schedules import (
     WsdSCheckpoint,
     infinite,
@@ -80,6 +99,7 @@ from optaxsched.spikes import (
     stable_spam,
 )
 
+# The one place the version is written: pyproject.toml reads it (setuptools dynamic version).
 __version__ = "0.1.0"
 
 __all__: list[str] = [
@@ -152,4 +172,19 @@ __all__: list[str] = [
     "reset_every",
     "ResetEveryState",
     "reset_warmup",
+    "get_schedule",
+    "get_optimizer",
+    "schedule_names",
+    "optimizer_names",
+    "ScheduleName",
+    "OptimizerName",
+    "DecayShape",
+    "WarmupShape",
+    "CooldownShape",
+    "NormName",
+    "RefineKind",
+    "ElrKind",
+    "ScaleOffsetMode",
+    "HypergradientMode",
+    "AverageKind",
 ]

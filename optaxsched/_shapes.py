@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import get_args
 
 import jax.numpy as jnp
 import numpy as np
 
 from optaxsched import _checks
+from optaxsched._types import DecayShape, WarmupShape
 
 __all__ = [
     "DECAY_SHAPES",
@@ -95,11 +97,12 @@ _DECAY_FUNCTIONS: dict[str, Callable] = {
     "exponential": _exponential,
     "harmonic": _harmonic,
 }
-DECAY_SHAPES: tuple[str, ...] = tuple(_DECAY_FUNCTIONS)
+DECAY_SHAPES: tuple[str, ...] = get_args(DecayShape)
+assert set(DECAY_SHAPES) == set(_DECAY_FUNCTIONS)
 # Shapes whose formula divides by end_value (or takes its logarithm).
 _NEEDS_POSITIVE_END = ("exponential", "harmonic")
 
-WARMUP_SHAPES: tuple[str, ...] = ("linear", "cosine")
+WARMUP_SHAPES: tuple[str, ...] = get_args(WarmupShape)
 
 
 def validate_decay_shape(where: str, shape, peak_value: float, end_value: float,

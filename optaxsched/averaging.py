@@ -22,7 +22,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks
+from optaxsched._types import AverageKind
 
 __all__ = [
     "AVERAGE_KINDS",
@@ -38,7 +39,7 @@ __all__ = [
     "averaged_params",
 ]
 
-AVERAGE_KINDS: tuple[str, ...] = ("ema", "tail")
+AVERAGE_KINDS: tuple[str, ...] = get_args(AverageKind)
 """Averages :func:`average_params` keeps: exponential moving average, or uniform tail average."""
 
 _DEFAULT_DECAY = 0.999
@@ -59,7 +60,7 @@ class AverageParamsState(NamedTuple):
     average: Any
 
 
-def average_params(kind: str = "ema", *, decay: float | None = None, start_step: int = 0,
+def average_params(kind: AverageKind = "ema", *, decay: float | None = None, start_step: int = 0,
                    every: int = 1, debias: bool = True, dtype: Any = None
                    ) -> optax.GradientTransformationExtraArgs:
     """Passes updates through and keeps an average of the post-update parameters.

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks, _shapes
+from optaxsched._types import WarmupShape
 
 __all__ = [
     "tabulated",
@@ -213,7 +214,7 @@ def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
 # with_warmup
 # ------------------------------------------------------------------------------------------------
 
-def with_warmup(schedule: Callable, warmup_steps: int, shape: str = "linear",
+def with_warmup(schedule: Callable, warmup_steps: int, shape: WarmupShape = "linear",
                 init_value: float = 0.0) -> optax.Schedule:
     """Prepends a warmup to a schedule, which then starts from its own count 0.
 
@@ -294,7 +295,9 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
     arguments are checked when the schedule is built (``optax.join_schedules`` accepts anything),
     the count may be any integer or float dtype and the result is float32 of the count's shape,
     and a later schedule never sees a negative count before its boundary (optax passes it
-    ``c - b_i < 0``, masked, which still turns ``grad`` NaN for a schedule with ``sqrt``). The join is continuous at ``b_i`` exactly when
+    ``c - b_i < 0``, masked, which still turns ``grad`` NaN for a schedule with ``sqrt``).
+
+    The join is continuous at ``b_i`` exactly when
     ``s_{i-1}(b_i - b_{i-1}) = s_i(0)``; nothing is blended. A boundary of 0 makes the first
     schedule unused (allowed, so that generated boundary lists need no special case).
 
@@ -663,7 +666,7 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
 # ------------------------------------------------------------------------------------------------
 
 def rewarm(schedule: Callable, restart_steps: int | Sequence[int], warmup_steps: int,
-           init_value: float | None = None, shape: str = "linear") -> optax.Schedule:
+           init_value: float | None = None, shape: WarmupShape = "linear") -> optax.Schedule:
     """Re-warms and re-decays a schedule at given steps, for continual pre-training.
 
     Until the first restart the schedule runs unchanged. At each restart ``r_j`` it starts again

@@ -8,17 +8,18 @@ grows while successive directions agree and shrinks when they oppose (overshooti
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from optaxsched import _checks
+from optaxsched._types import HypergradientMode
 
 __all__ = ["HYPERGRADIENT_MODES", "HypergradientState", "hypergradient"]
 
-HYPERGRADIENT_MODES: tuple[str, ...] = ("additive", "multiplicative")
+HYPERGRADIENT_MODES: tuple[str, ...] = get_args(HypergradientMode)
 """Learning-rate update rules of :func:`hypergradient`."""
 
 
@@ -63,7 +64,7 @@ def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     return s, (a - a_part) + (b - b_part)
 
 
-def hypergradient(learning_rate: float, hyper_lr: float, mode: str = "additive",
+def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode = "additive",
                   min_lr: float = 0.0, max_lr: float | None = None,
                   base: optax.GradientTransformation | None = None
                   ) -> optax.GradientTransformationExtraArgs:

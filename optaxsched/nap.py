@@ -36,7 +36,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks
+from optaxsched._types import ElrKind, ScaleOffsetMode
 
 __all__ = [
     "ELR_KINDS",
@@ -56,10 +57,10 @@ __all__ = [
     "nap_mask",
 ]
 
-ELR_KINDS: tuple[str, ...] = ("sgd", "adam")
+ELR_KINDS: tuple[str, ...] = get_args(ElrKind)
 """Update types for :func:`effective_learning_rate`: ``'sgd'`` (η/‖w‖²) and ``'adam'`` (η/‖w‖)."""
 
-SCALE_OFFSET_MODES: tuple[str, ...] = ("exclude", "joint")
+SCALE_OFFSET_MODES: tuple[str, ...] = get_args(ScaleOffsetMode)
 """How :func:`nap_mask` treats normalisation scale/offset: left to the optimizer, or projected
 jointly per normalisation layer."""
 
@@ -452,7 +453,7 @@ class EffectiveLearningRate(NamedTuple):
 
 
 def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
-                            kind: str = "sgd", *, axis: int | Sequence[int] | None = None
+                            kind: ElrKind = "sgd", *, axis: int | Sequence[int] | None = None
                             ) -> EffectiveLearningRate:
     """Effective learning rate of each scale-invariant block: η/‖w‖² (SGD) or η/‖w‖ (Adam).
 
@@ -537,7 +538,7 @@ _NNX_PROJECTIONS = ("Linear", "LinearGeneral", "Conv", "ConvTranspose", "Einsum"
 _NNX_NORMS = ("LayerNorm", "RMSNorm", "BatchNorm", "GroupNorm", "InstanceNorm")
 
 
-def nap_mask(model_or_params: Any, *, scale_offset: str = "exclude") -> Any:
+def nap_mask(model_or_params: Any, *, scale_offset: ScaleOffsetMode = "exclude") -> Any:
     """The NaP mask of a Flax model: kernels that feed a normalisation layer.
 
     Detection rule (structural, no forward pass). The layers are listed in **definition order**:

@@ -20,7 +20,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks, _io, _reductions, combinators
+from optaxsched._types import NormName, RefineKind
 
 __all__ = [
     "NORM_NAMES",
@@ -42,10 +43,10 @@ __all__ = [
     "load_grad_norms",
 ]
 
-NORM_NAMES: tuple[str, ...] = ("l2", "l1", "linf")
+NORM_NAMES: tuple[str, ...] = get_args(NormName)
 """Norms :func:`record_grad_norms` can record: Euclidean, sum of absolute values, max absolute."""
 
-REFINE_KINDS: tuple[str, ...] = ("sgd", "adam")
+REFINE_KINDS: tuple[str, ...] = get_args(RefineKind)
 """Refinement variants: ``'sgd'`` (ℓ2 norms, w = Ĝ⁻²) and ``'adam'`` (ℓ1 norms, w = Ĝ⁻¹)."""
 
 # The median filter runs on at most this many points; longer logs are first reduced to block
@@ -234,7 +235,7 @@ def _recorded_names(state: RecordGradNormsState) -> tuple[str, ...]:
     return tuple(n for n in NORM_NAMES if getattr(state, f"grad_norm_{n}") is not None)
 
 
-def grad_norm_history(opt_state: Any, norm: str | None = None, which: int | None = None
+def grad_norm_history(opt_state: Any, norm: NormName | None = None, which: int | None = None
                       ) -> dict[str, np.ndarray] | np.ndarray:
     """Reads the recorded gradient norms out of an optimizer state, cut to the steps recorded.
 
@@ -491,7 +492,7 @@ def _closed_form(smoothed: np.ndarray, kind: str, where: str) -> np.ndarray:
     return eta / eta.max()
 
 
-def refine(grad_norms: Any, kind: str = "sgd", smoothing: float = 0.1) -> np.ndarray:
+def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) -> np.ndarray:
     """Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
 
     With Ĝ the median-smoothed norms (:func:`smooth_norms`), one entry per step ``t`` (0-based:
@@ -540,7 +541,7 @@ def refine(grad_norms: Any, kind: str = "sgd", smoothing: float = 0.1) -> np.nda
 
 
 def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None = None,
-                     kind: str = "sgd", smoothing: float = 0.1) -> Callable:
+                     kind: RefineKind = "sgd", smoothing: float = 0.1) -> Callable:
     """An optax schedule that follows the refinement of a recorded run's gradient norms.
 
     ``peak_value · refine(grad_norms, kind, smoothing)`` as a piecewise-linear schedule of the

@@ -119,7 +119,8 @@ def wsd_configs(draw, shapes=SHAPES):
         config["decay_fraction"] = draw(st.floats(1e-4, 1.0))
     elif how == "steps":
         config["cooldown_steps"] = draw(st.integers(1, total))
-    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"), config.get("cooldown_steps"))
+    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"),
+                                   config.get("cooldown_steps"))
     config["warmup_steps"], config["init_value"] = _warmup_part(draw, peak, total - steps)
     low = 1e-3 if shape in POSITIVE_END_SHAPES else 0.0
     config["end_value"] = peak * draw(st.sampled_from([low, 0.01, 0.1, 0.5, 1.0]))
@@ -237,7 +238,8 @@ def test_wsd_matches_reference_and_properties(config):
     values = evaluate(schedule)
     peak, total, warm = config["peak_value"], config["total_steps"], config["warmup_steps"]
     end, init = config["end_value"], config["init_value"]
-    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"), config.get("cooldown_steps"))
+    steps = ref.wsd_cooldown_steps(total, config.get("decay_fraction"),
+                                   config.get("cooldown_steps"))
     assert_matches(values, ref.evaluate(ref.wsd, COUNTS, **config), peak)
     assert_bounds(values, min(init, end), peak)
     assert_non_decreasing(values[: warm + 1], peak)

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks, _deprecation, _shapes
+from optaxsched._types import CooldownShape, DecayShape
 from optaxsched.schedules import _common
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 @_deprecation.renamed_arguments(decay_steps="cooldown_steps")
 def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
         decay_fraction: float | None = None, cooldown_steps: int | None = None,
-        decay_shape: str | Callable = "1-sqrt", end_value: float = 0.0,
+        decay_shape: DecayShape | Callable = "1-sqrt", end_value: float = 0.0,
         init_value: float = 0.0) -> optax.Schedule:
     """Warmup-stable-decay: linear warmup, a constant trunk, a short decay at the end.
 
@@ -205,7 +206,7 @@ def wsd_s_checkpoints(decay_points: Sequence[int], cooldown_steps: int | None = 
 @_deprecation.renamed_arguments(decay_steps="cooldown_steps")
 def wsd_s(peak_value: float, decay_points: Sequence[int], cooldown_steps: int | None = None,
           decay_fraction: float | None = None, warmup_steps: int = 0,
-          decay_shape: str | Callable = "1-sqrt", end_value: float = 0.0,
+          decay_shape: DecayShape | Callable = "1-sqrt", end_value: float = 0.0,
           init_value: float = 0.0) -> optax.Schedule:
     """WSD-S: one run that yields a decayed checkpoint at every budget in ``decay_points``.
 
@@ -437,9 +438,9 @@ _COOLDOWN_SHAPES = ("cosine", "inverse_sqrt") + tuple(
 
 
 def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldown_steps: int,
-             cooldown_shape: str = "cosine", anneal_start: int | None = None,
+             cooldown_shape: CooldownShape = "cosine", anneal_start: int | None = None,
              anneal_steps: int = 0, end_value: float | None = None,
-             anneal_shape: str | Callable = "exponential", cooldown_timescale: float = 10.0,
+             anneal_shape: DecayShape | Callable = "exponential", cooldown_timescale: float = 10.0,
              init_value: float = 0.0) -> optax.Schedule:
     """Infinite schedule: warmup, cooldown to a plateau, the plateau for as long as needed, anneal.
 
