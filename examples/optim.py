@@ -128,10 +128,9 @@ def _schedule(cfg: TrainConfig, refine_norms: np.ndarray | None) -> Callable[[An
         return oxs.with_warmup(optax.constant_schedule(peak), warm)
     if name == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warm, total, end_value=end)
-    if name == "linear":
-        return oxs.linear_decay(peak, total, warmup_steps=warm, end_value=end)
-    if name == "rex":
-        return oxs.rex(peak, total, warmup_steps=warm, end_value=end)
+    if name in ("linear", "rex"):  # by name, as a config would: oxs.schedule_names()
+        return oxs.get_schedule("linear_decay" if name == "linear" else name, peak, total,
+                                warmup_steps=warm, end_value=end)
     if name == "uba":
         return oxs.uba(peak, total, cfg.uba_phi, warmup_steps=warm, end_value=end)
     if name == "wsd":
@@ -217,8 +216,8 @@ def _spike_optimizer(cfg: TrainConfig, schedule, decay_mask) -> optax.GradientTr
     if cfg.reset_interval is not None:
         kwargs["reset_interval"] = cfg.reset_interval
     if cfg.optimizer == "spam":
-        return oxs.spam(schedule, threshold=cfg.spam_threshold, **kwargs)
-    return oxs.stable_spam(schedule, **kwargs)
+        kwargs["threshold"] = cfg.spam_threshold
+    return oxs.get_optimizer(cfg.optimizer, schedule, **kwargs)  # "spam" or "stable_spam"
 
 
 def build_optimizer(cfg: TrainConfig, schedule, model: nnx.Module, params: Any) -> Optimizer:
