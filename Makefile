@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 -q
 DEMO_OUT ?= demo_out
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,20 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/run_all.py
 
+# ruff on everything, mypy on the library (its configuration, and the files it checks, are in
+# pyproject.toml). `.ci/run` runs it before the tests.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check optaxsched tests examples benchmarks
+	$(VENV)/bin/mypy
+
+# The documentation site, warnings as errors: docs/_build/html/index.html.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis docs/_build docs/api/_autosummary

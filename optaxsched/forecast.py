@@ -28,7 +28,8 @@ Conventions (the project's choices, see each docstring):
 * **Warmup.** The first ``warmup_steps`` learning rates are counted as if they were ``η_W``,
   the rate at the end of the warmup (the peak, for a warmup that ends at the peak), and losses
   during the warmup are neither fitted nor predicted (``predict`` returns NaN there). This is
-  how the re-implementations that follow the authors' code treat warmup (spec §11); the law is
+  how the re-implementations that follow the authors' code treat warmup (design notes,
+  :ref:`design-forecast`); the law is
   not meant to describe the warmup phase.
 * **λ** is not one of the fitted parameters: 0.999 by default (the paper works with values
   between about 0.99 and 0.999). ``fit(runs, lam=LAM_GRID)`` fits once per candidate and keeps
@@ -251,8 +252,8 @@ def annealing_areas(schedule_or_lrs, total_steps: int | None = None, lam: float 
     ``m_i = λ m_{i−1} + Δ_i``, computed in O(n) with blockwise power-weighted cumulative sums
     (no Python loop over steps, no overflow for any λ in (0, 1)). Warmup: the first
     ``warmup_steps`` rates are replaced by ``η_W`` (the rate at count ``warmup_steps``), so the
-    warmup adds ``W·η_W`` to ``S1`` and nothing to ``S2`` (spec §11). A learning rate that goes
-    back up (re-warmup) makes ``S2`` decrease, as in the paper.
+    warmup adds ``W·η_W`` to ``S1`` and nothing to ``S2`` (:ref:`design-forecast`). A learning
+    rate that goes back up (re-warmup) makes ``S2`` decrease, as in the paper.
 
     Args:
       schedule_or_lrs: an optax schedule, evaluated at counts ``0 .. total_steps − 1``, or a

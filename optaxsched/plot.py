@@ -31,7 +31,7 @@ def _pyplot():
 
 
 def sample(schedule: Callable, total_steps: int) -> np.ndarray:
-    """Evaluates a schedule at counts ``0 .. total_steps`` (inclusive) in one vectorised call.
+    """Evaluates a schedule at counts ``0`` to ``total_steps`` (inclusive) in one vectorised call.
 
     Args:
       schedule: any optax schedule (a function of the count).

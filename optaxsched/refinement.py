@@ -119,7 +119,7 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
     At the update with optax count ``i`` (0 for the first update), the global norms of the
     incoming updates over the whole pytree,
 
-        ℓ2 = sqrt(Σ_leaves Σ x²),   ℓ1 = Σ_leaves Σ |x|,   ℓ∞ = max_leaves max |x|,
+        ``ℓ2 = sqrt(Σ_leaves Σ x²)``,   ``ℓ1 = Σ_leaves Σ |x|``,   ``ℓ∞ = max_leaves max |x|``,
 
     are written at index ``i`` of fixed-size float32 buffers in the state (fields
     ``grad_norm_l2``, ``grad_norm_l1``, ``grad_norm_linf``; a norm that was not requested is

@@ -322,12 +322,12 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
     dolomite-engine counts). At ``n = 0`` without warmup the value is the limit
     ``eta_pow(0+) = peak_value`` (``n**b`` is infinite there); with warmup it is 0.
 
-    The final decay is optional (``decay_tokens=0``, the default, keeps the power curve
-    forever, as dolomite-engine's ``PowerScheduler`` does) and needs ``total_tokens``. Its shape
-    is the exponential of the project decision (spec section 13): dolomite-engine's
-    ``ExponentialScheduler`` form ``A e^{-x} + B``, rescaled to start at the curve and land
-    exactly on ``end_value``; it is non-increasing. The paper's fraction of tokens spent in the
-    decay was not verified; pick ``decay_tokens`` yourself (MiniCPM found ~10% sufficient).
+    The final decay is optional (``decay_tokens=0``, the default, keeps the power curve forever, as
+    dolomite-engine's ``PowerScheduler`` does) and needs ``total_tokens``. Its shape is the
+    exponential of the project's decision (design notes, :ref:`design-power`): dolomite-engine's
+    ``ExponentialScheduler`` form ``A e^{-x} + B``, rescaled to start at the curve and land exactly
+    on ``end_value``; it is non-increasing. The paper's fraction of tokens spent in the decay was
+    not verified; pick ``decay_tokens`` yourself (MiniCPM found ~10% sufficient).
 
     Defaults ``a = 4``, ``b = -0.51`` are dolomite-engine's configuration (``a: 4096 # 4 *
     global_batch_size``); the paper's fit reports ``a`` near 4.6 (unverified). dolomite-engine's
@@ -457,17 +457,16 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
           \\eta_{end} & c \\ge A + M
         \\end{cases}
 
-    The warmup happens once. Cooldown shapes ``phi_cd``: ``'cosine'`` ``(1 + cos(pi x)) / 2``
-    (as in the third-party ports of Beyond Cosine), ``'inverse_sqrt'``
-    ``1 - h(x) / h(1)`` with ``h(x) = 1 / sqrt(1 + alpha x) - 1`` and ``alpha =
-    cooldown_timescale`` (Ibrahim et al.'s form; their ``alpha`` was not verified, 10 is the
-    value a public reproduction uses), or any :func:`wsd` shape name. The anneal is
-    geometric (``anneal_shape='exponential'``, spec section 9), from the plateau to ``end_value``
-    over ``M`` steps, and happens only when ``anneal_start`` is given: a run that will be
-    extended later leaves it out and builds a new schedule with ``anneal_start`` when a
-    converged checkpoint is wanted (the count continues; nothing before ``anneal_start``
-    changes). ``anneal_shape`` accepts the :func:`wsd` shapes too. Without an anneal the terminal
-    value is ``constant_value``; with one it is ``end_value``.
+    The warmup happens once. Cooldown shapes ``phi_cd``: ``'cosine'`` ``(1 + cos(pi x)) / 2`` (as in
+    the third-party ports of Beyond Cosine), ``'inverse_sqrt'`` ``1 - h(x) / h(1)`` with ``h(x) = 1
+    / sqrt(1 + alpha x) - 1`` and ``alpha = cooldown_timescale`` (Ibrahim et al.'s form; their
+    ``alpha`` was not verified, 10 is the value a public reproduction uses), or any :func:`wsd`
+    shape name. The anneal is geometric (``anneal_shape='exponential'``, :ref:`design-infinite`),
+    from the plateau to ``end_value`` over ``M`` steps, and happens only when ``anneal_start`` is
+    given: a run that will be extended later leaves it out and builds a new schedule with
+    ``anneal_start`` when a converged checkpoint is wanted (the count continues; nothing before
+    ``anneal_start`` changes). ``anneal_shape`` accepts the :func:`wsd` shapes too. Without an
+    anneal the terminal value is ``constant_value``; with one it is ``end_value``.
 
     Args:
       peak_value: learning rate at the end of warmup (``eta_max``); a positive number.

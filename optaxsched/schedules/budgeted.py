@@ -142,13 +142,13 @@ def uba(peak_value: float, total_steps: int, phi: float, warmup_steps: int = 0,
     ``1 + cos(pi z)``, so the schedule is finite and non-increasing after warmup, equals
     ``peak_value`` at ``z = 0`` and ``end_value`` at ``z = 1``.
 
-    Which formula: the paper (Tang et al. 2025) could not be read here beyond its abstract
-    (single hyperparameter ``phi`` tied to the condition number). This is the form of the
-    project spec (section 10), taken from a third-party ``UBAScheduler``; what was verified is
-    algebraic only: ``phi = 2`` reduces to ``(1 + cos pi z) / 2`` (cosine), the end points are
-    ``peak_value`` and ``end_value``, and the shape is monotone for all ``phi > 0`` (tests pin
-    these). Snippets that write UBA as ``(1 - t/T) ** phi`` were not followed. Treat the mapping
-    from ``phi`` to the paper's recommendations as unconfirmed.
+    Which formula: the paper (Tang et al. 2025) could not be read here beyond its abstract (single
+    hyperparameter ``phi`` tied to the condition number). This is the form of the design notes
+    (:ref:`design-uba`), taken from a third-party ``UBAScheduler``; what was verified is algebraic
+    only: ``phi = 2`` reduces to ``(1 + cos pi z) / 2`` (cosine), the end points are ``peak_value``
+    and ``end_value``, and the shape is monotone for all ``phi > 0`` (tests pin these). Snippets
+    that write UBA as ``(1 - t/T) ** phi`` were not followed. Treat the mapping from ``phi`` to the
+    paper's recommendations as unconfirmed.
 
     Args:
       peak_value: learning rate at the start of the decay; a positive number.

@@ -1,6 +1,7 @@
 """Independent float64 NumPy implementations of SPAM and Stable-SPAM, step by step.
 
-Written from the optaxsched spec (algorithms.md §2, §3 and the decisions in §13), with the
+Written from the papers and the decisions in the design notes (docs/design.md: SPAM,
+Stable-SPAM), with the
 structure of the papers' PyTorch code rather than of optaxsched's closed forms: a 1-based
 ``total_step`` counter, SPAM's post-reset warmup as a counter that is zeroed at the end of the
 step before each reset (started at ``warmup_steps + 1``), Stable-SPAM's per-tensor Adam counter
