@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import jax
 
@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 
-def fail(where: str, name: str, allowed: str, value: Any) -> None:
+_Choice = TypeVar("_Choice", bound=str)  # a Literal choice stays that Literal
+
+def fail(where: str, name: str, allowed: str, value: Any) -> NoReturn:
     """Raises the project's standard ``ValueError``.
 
     Args:
@@ -150,7 +152,7 @@ def check_fraction(where: str, name: str, value: Any, *, strict_min: bool = Fals
                        strict_max=strict_max)
 
 
-def check_choice(where: str, name: str, value: Any, choices: Iterable[str]) -> str:
+def check_choice(where: str, name: str, value: Any, choices: Iterable[_Choice]) -> _Choice:
     """Checks that ``value`` is one of ``choices``; the message lists them all."""
     choices = tuple(choices)
     if not isinstance(value, str) or value not in choices:

@@ -97,12 +97,12 @@ _DECAY_FUNCTIONS: dict[str, Callable] = {
     "exponential": _exponential,
     "harmonic": _harmonic,
 }
-DECAY_SHAPES: tuple[str, ...] = get_args(DecayShape)
+DECAY_SHAPES: tuple[DecayShape, ...] = get_args(DecayShape)
 assert set(DECAY_SHAPES) == set(_DECAY_FUNCTIONS)
 # Shapes whose formula divides by end_value (or takes its logarithm).
 _NEEDS_POSITIVE_END = ("exponential", "harmonic")
 
-WARMUP_SHAPES: tuple[str, ...] = get_args(WarmupShape)
+WARMUP_SHAPES: tuple[WarmupShape, ...] = get_args(WarmupShape)
 
 
 def validate_decay_shape(where: str, shape, peak_value: float, end_value: float,

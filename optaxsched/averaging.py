@@ -39,7 +39,7 @@ __all__ = [
     "averaged_params",
 ]
 
-AVERAGE_KINDS: tuple[str, ...] = get_args(AverageKind)
+AVERAGE_KINDS: tuple[AverageKind, ...] = get_args(AverageKind)
 """Averages :func:`average_params` keeps: exponential moving average, or uniform tail average."""
 
 _DEFAULT_DECAY = 0.999
@@ -55,7 +55,7 @@ class AverageParamsState(NamedTuple):
         ``num_averaged`` is 0).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     num_averaged: jax.Array
     average: Any
 
@@ -153,11 +153,11 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
             _checks.fail(where, "dtype", "None or a floating dtype", dtype)
 
     if kind == "ema" and _checks.is_traced(decay):  # injected by optax.inject_hyperparams
-        one_minus = 1.0 - decay
-        log_decay = jnp.log(decay)  # log 0 = -inf gives the weight 1, as below
+        one_minus = 1.0 - decay  # type: ignore[operator]
+        log_decay = jnp.log(decay)  # type: ignore[arg-type]  # log 0 = -inf gives the weight 1, as below
     elif kind == "ema":
-        one_minus = 1.0 - decay
-        log_decay = math.log(decay) if decay > 0 else -math.inf
+        one_minus = 1.0 - decay  # type: ignore[operator]
+        log_decay = math.log(decay) if decay > 0 else -math.inf  # type: ignore
 
     def weight(n: jax.Array) -> jax.Array:
         """w_n for n >= 1 (float32)."""

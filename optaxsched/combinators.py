@@ -379,7 +379,7 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
     if not factors:
         _checks.fail(where, "factors", "at least one schedule or number", factors)
     constant = 1.0
-    schedules = []
+    schedules: list[Callable] = []
     for i, factor in enumerate(factors):
         if callable(factor) and not isinstance(factor, type):
             schedules.append(_check_schedule(where, f"factors[{i}]", factor))
@@ -389,12 +389,12 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
     if not math.isfinite(constant) or abs(constant) > _FLOAT32_MAX:
         _checks.fail(where, "factors", "numbers whose product is within the float32 range",
                      factors)
-    schedules = tuple(schedules)
+    factors_in_order = tuple(schedules)
 
     def product(count):
         count = _shapes.as_float_count(count)
         value = jnp.full(jnp.shape(count), constant, dtype=jnp.float32)
-        for schedule in schedules:
+        for schedule in factors_in_order:
             value = value * _evaluate(schedule, count)
         return value
 

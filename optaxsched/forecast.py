@@ -55,6 +55,7 @@ import numpy as np
 import optax
 
 from optaxsched import _checks, _io, _shapes
+from optaxsched._types import DecayShape
 from optaxsched.schedules import wsd as _wsd
 
 __all__ = [
@@ -85,7 +86,7 @@ HUBER_DELTA: float = 1e-3
 WSD_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 """Decay fractions :func:`plan_wsd` tries by default."""
 
-WSD_SHAPES: tuple[str, ...] = ("1-sqrt", "linear", "cosine", "square")
+WSD_SHAPES: tuple[DecayShape, ...] = ("1-sqrt", "linear", "cosine", "square")
 """Decay shapes :func:`plan_wsd` tries by default (those that allow ``end_value = 0``)."""
 
 _LAW_FORMAT = "optaxsched.AnnealingLaw"
@@ -698,10 +699,10 @@ def _starting_points(log_x, z, y, weight, starts: int, annealing: bool) -> np.nd
         coef, residual = _nonnegative_least_squares(np.stack(columns, 1) * root[:, None], target)
         residuals.append(residual)
         coefs.append(coef if annealing else np.append(coef, 0.0))
-    residuals = np.array(residuals)
-    padded = np.concatenate([[np.inf], residuals, [np.inf]])
-    is_minimum = (residuals <= padded[:-2]) & (residuals <= padded[2:])
-    order = sorted(range(residuals.size), key=lambda i: (not is_minimum[i], residuals[i]))
+    profile = np.array(residuals)
+    padded = np.concatenate([[np.inf], profile, [np.inf]])
+    is_minimum = (profile <= padded[:-2]) & (profile <= padded[2:])
+    order = sorted(range(profile.size), key=lambda i: (not is_minimum[i], profile[i]))
     floor = 1e-6 * float(np.median(y))
     points = []
     for i in order[:starts]:
@@ -847,7 +848,7 @@ def fit(runs, lam: float | Sequence[float] = DEFAULT_LAM, warmup_steps: int = 0,
         lams = [_check_lam(where, lam)]
     else:
         _checks.check_sequence(where, "lam", lam)
-        lams = [_check_lam(where, value) for value in lam]
+        lams = [_check_lam(where, value) for value in lam]  # type: ignore[union-attr]
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     first = _checks.check_int(where, "min_step", min_step, minimum=0)
     delta = _checks.check_float(where, "huber_delta", huber_delta, minimum=0.0, strict_min=True)
@@ -859,12 +860,12 @@ def fit(runs, lam: float | Sequence[float] = DEFAULT_LAM, warmup_steps: int = 0,
         if warm > curve.lrs.size - 1:
             raise ValueError(f"{where}: warmup_steps must be smaller than the number of steps of "
                              f"every run, got {warm} (run {i} has {curve.lrs.size} steps).")
-        steps = curve.steps[curve.steps >= start_step]
+        steps = curve.steps[curve.steps >= start_step]  # type: ignore[index, operator]
         if steps.size and not np.any(curve.lrs[warm:steps[0] + 1] > 0):
             raise ValueError(
                 f"{where}: runs[{i}]: the learning rate is 0 up to step {int(steps[0])}, so the "
                 "forward area S1 is 0 at a fitted step; raise warmup_steps or min_step.")
-    n_points = sum(int(np.sum(c.steps >= start_step)) for c in curves)
+    n_points = sum(int(np.sum(c.steps >= start_step)) for c in curves)  # type: ignore[misc, operator]
     if n_points < _MIN_POINTS:
         raise ValueError(f"{where}: runs must hold at least {_MIN_POINTS} observed losses at "
                          f"steps >= max(warmup_steps, min_step) = {start_step}, got {n_points}.")
@@ -988,7 +989,7 @@ def plan(candidates: Mapping[str, Any], law: AnnealingLaw, total_steps: int | No
 
 def plan_wsd(law: AnnealingLaw, peak_value: float, total_steps: int,
              warmup_steps: int | None = None, fractions: Sequence[float] = WSD_FRACTIONS,
-             shapes: Sequence[str] = WSD_SHAPES, end_value: float = 0.0,
+             shapes: Sequence[DecayShape] = WSD_SHAPES, end_value: float = 0.0,
              init_value: float = 0.0) -> list[PlanEntry]:
     """Searches the decay fraction and shape of a WSD schedule with the fitted law.
 

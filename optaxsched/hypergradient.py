@@ -19,7 +19,7 @@ from optaxsched._types import HypergradientMode
 
 __all__ = ["HYPERGRADIENT_MODES", "HypergradientState", "hypergradient"]
 
-HYPERGRADIENT_MODES: tuple[str, ...] = get_args(HypergradientMode)
+HYPERGRADIENT_MODES: tuple[HypergradientMode, ...] = get_args(HypergradientMode)
 """Learning-rate update rules of :func:`hypergradient`."""
 
 
@@ -41,7 +41,7 @@ class HypergradientState(NamedTuple):
       base_state: the base transform's state.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     learning_rate: jax.Array
     hypergradient: jax.Array
     learning_rate_compensation: jax.Array

@@ -57,10 +57,10 @@ __all__ = [
     "nap_mask",
 ]
 
-ELR_KINDS: tuple[str, ...] = get_args(ElrKind)
+ELR_KINDS: tuple[ElrKind, ...] = get_args(ElrKind)
 """Update types for :func:`effective_learning_rate`: ``'sgd'`` (η/‖w‖²) and ``'adam'`` (η/‖w‖)."""
 
-SCALE_OFFSET_MODES: tuple[str, ...] = get_args(ScaleOffsetMode)
+SCALE_OFFSET_MODES: tuple[ScaleOffsetMode, ...] = get_args(ScaleOffsetMode)
 """How :func:`nap_mask` treats normalisation scale/offset: left to the optimizer, or projected
 jointly per normalisation layer."""
 
@@ -84,7 +84,7 @@ def _leaf_labels(where: str, mask: Mask, params: Any) -> list[Any]:
     mask_tree = mask(params) if callable(mask) else mask
     mask_def = jax.tree.structure(mask_tree)
     try:
-        subtrees = mask_def.flatten_up_to(params)
+        subtrees = mask_def.flatten_up_to(params)  # type: ignore[attr-defined]
     except (ValueError, TypeError) as err:
         raise ValueError(
             f"{where}: mask must be a pytree with the structure of the parameters (or a prefix "
@@ -93,7 +93,7 @@ def _leaf_labels(where: str, mask: Mask, params: Any) -> list[Any]:
     labels: list[Any] = []
     for value, subtree in zip(jax.tree.leaves(mask_tree), subtrees, strict=True):
         if isinstance(value, (bool, np.bool_)):
-            entry = bool(value)
+            entry: bool | str = bool(value)
         elif isinstance(value, str) and value:
             entry = value
         else:
@@ -189,8 +189,8 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
         kept_shape = None
         for i in block:
             shape = tuple(np.shape(leaves[i]))
-            reduced[i] = _reduced_axes(where, shape, axis, lambda i=i: path(i))
-            this_kept = tuple(s for d, s in enumerate(shape) if d not in reduced[i])
+            reduced[i] = _reduced_axes(where, shape, axis, lambda i=i: path(i))  # type: ignore[misc]
+            this_kept = tuple(s for d, s in enumerate(shape) if d not in reduced[i])  # type: ignore[operator]
             if kept_shape is None:
                 kept_shape = this_kept
             elif this_kept != kept_shape:
@@ -217,7 +217,7 @@ class ProjectToInitNormState(NamedTuple):
         is the root sum of squares of its leaves' entries.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     init_norm: Any
 
 
@@ -519,7 +519,7 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
     out: list[Any] = [optax.MaskedNode()] * len(leaves)
     values = []
     for block in layout.blocks:
-        sq = sum(_sq_norm(leaves[i], layout.reduced[i]).astype(jnp.float32) for i in block)
+        sq = sum(_sq_norm(leaves[i], layout.reduced[i]).astype(jnp.float32) for i in block)  # type: ignore[misc, arg-type]
         denom = sq if kind == "sgd" else jnp.sqrt(sq)
         elr = lr / denom
         values.append(jnp.ravel(elr))
@@ -657,7 +657,7 @@ def _nnx_mask(where: str, model: Any, scale_offset: str, nnx: Any) -> Any:
         return {k: v for k, v in vars(module).items()
                 if not k.startswith("_pytree__") and isinstance(v, nnx.Param)}
 
-    layers: list[tuple[str, Any, Any]] = []
+    layers: list[tuple[str, Any, Any, tuple]] = []
     seen: set[int] = set()
 
     def visit(obj):
@@ -709,7 +709,7 @@ def _nnx_mask(where: str, model: Any, scale_offset: str, nnx: Any) -> Any:
 
 
 def _dict_mask(where: str, params: Mapping, scale_offset: str) -> Any:
-    layers: list[tuple[str, Any, Any]] = []
+    layers: list[tuple[str, Any, Any, tuple]] = []
 
     def is_array(x):
         return hasattr(x, "shape") and hasattr(x, "dtype")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from optaxsched import _checks
+from optaxsched._types import RefineKind
 
 __all__ = ["schedules", "sample", "refinement", "forecast"]
 
@@ -98,8 +99,8 @@ def schedules(named: Mapping[str, Callable], total_steps: int, path: str | None 
     return _finish(fig, path)
 
 
-def refinement(grad_norms, kind: str = "sgd", smoothing: float = 0.1, peak_value: float = 1.0,
-               path: str | None = None, title: str | None = None):
+def refinement(grad_norms, kind: RefineKind = "sgd", smoothing: float = 0.1,
+               peak_value: float = 1.0, path: str | None = None, title: str | None = None):
     """Plots a gradient-norm log, its smoothed version and the refined schedule it gives.
 
     Top panel: the raw norms and the median-smoothed norms Ĝ (``optaxsched.smooth_norms``);
@@ -212,7 +213,7 @@ def forecast(law, schedules: Mapping | None = None, total_steps: int | None = No
     for label, schedule in schedules.items():
         if callable(schedule):
             losses = law.predict(schedule, total_steps, warmup_steps=warmup_steps)
-            lrs = sample(schedule, total_steps)[:-1]
+            lrs = sample(schedule, total_steps)[:-1]  # type: ignore[arg-type]
         else:
             losses = law.predict(schedule, warmup_steps=warmup_steps)
             lrs = np.asarray(schedule, dtype=np.float64)

@@ -43,10 +43,10 @@ __all__ = [
     "load_grad_norms",
 ]
 
-NORM_NAMES: tuple[str, ...] = get_args(NormName)
+NORM_NAMES: tuple[NormName, ...] = get_args(NormName)
 """Norms :func:`record_grad_norms` can record: Euclidean, sum of absolute values, max absolute."""
 
-REFINE_KINDS: tuple[str, ...] = get_args(RefineKind)
+REFINE_KINDS: tuple[RefineKind, ...] = get_args(RefineKind)
 """Refinement variants: ``'sgd'`` (ℓ2 norms, w = Ĝ⁻²) and ``'adam'`` (ℓ1 norms, w = Ĝ⁻¹)."""
 
 # The median filter runs on at most this many points; longer logs are first reduced to block
@@ -76,7 +76,7 @@ class RecordGradNormsState(NamedTuple):
       grad_norm_linf: float32 ``[num_steps]`` buffer of global max-abs norms, or ``None``.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     grad_norm_l2: jax.Array | None
     grad_norm_l1: jax.Array | None
     grad_norm_linf: jax.Array | None
@@ -98,7 +98,7 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
         if not one_pass:
             # Separate reductions: XLA's CPU backend vectorises them (ℓ2 and ℓ1 of a 16M leaf:
             # 6 ms, against 10 ms for one variadic loop).
-            parts = [reduce[name](a) for name in names]
+            parts: Any = [reduce[name](a) for name in names]
         else:
             # When ℓ1 and ℓ∞ both read |x|, XLA materialised it as a parameter-sized temporary
             # (all three norms of a 16M leaf: 31 ms); one variadic pass needs none (11 ms).
@@ -278,7 +278,7 @@ def grad_norm_history(opt_state: Any, norm: NormName | None = None, which: int |
     if count.size == 0 or np.any(count != count.flat[0]):
         _checks.fail(where, "opt_state", "a state whose (batched) counts are all equal",
                      f"counts {count.tolist()}")
-    count = int(count.flat[0])
+    count = int(count.flat[0])  # type: ignore[assignment]
     buffers = {n: np.asarray(jax.device_get(getattr(state, f"grad_norm_{n}"))) for n in names}
     num_steps = next(iter(buffers.values())).shape[-1]
     if count > num_steps:
@@ -685,7 +685,7 @@ def _load_csv(where: str, path: str, key: str) -> np.ndarray:
 
 
 def _load_jsonl(where: str, path: str, key: str) -> np.ndarray:
-    values, steps, keys_seen = [], [], set()
+    values, steps, keys_seen = [], [], set[str]()
     every_record_has_step = True
     for line, record in _io.read_json_records(where, path):
         keys_seen.update(record)

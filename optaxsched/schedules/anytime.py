@@ -291,7 +291,7 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], cooldown_steps: int | 
         value = _common.with_warmup(count, body, warm, init, peak)
         return _common.as_output(_common.terminal(count, value, last, end))
 
-    schedule.checkpoints = checkpoints
+    schedule.checkpoints = checkpoints  # type: ignore[attr-defined]
     return schedule
 
 
@@ -399,6 +399,7 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
     warm = warm_tokens / per_step
     use_decay = decay_tok > 0
     if use_decay:
+        assert total_tok is not None  # checked above: a decay needs total_tokens
         horizon = total_tok / per_step
         decay_start = (total_tok - decay_tok) / per_step
         decay_len = decay_tok / per_step
