@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m examples.train",
+        # One short usage line: an error is then two lines (usage, error), not a page of flags.
+        usage="%(prog)s [flags]   (every flag: --help)",
         description="Train a small Flax (nnx) language model with optaxsched's schedules, "
                     "refined schedules, spike-aware optimizers and NaP. Writes RUN_DIR/"
                     "config.json, metrics.jsonl (one JSON object per step), PNG plots and "

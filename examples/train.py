@@ -44,6 +44,7 @@ floating-point reductions.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -51,6 +52,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -135,16 +137,120 @@ def _json_value(value: Any) -> Any:
 
 
 def read_metrics(run_dir: str) -> list[dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` (one dict per line)."""
+    """The records of ``RUN_DIR/metrics.jsonl`` (one dict per line).
+
+    A torn last line (no newline at its end and not JSON: the process was killed while it
+    appended) is left out; any other line that is not a JSON object raises ``ValueError`` naming
+    the file and the line.
+    """
     path = os.path.join(run_dir, "metrics.jsonl")
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        text = handle.read()
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # the last line, without its newline: torn by a kill
+                break
+            raise ValueError(f"{path} line {number} is not JSON ({err})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise ValueError(f"{path} line {number} is not a metrics record with an integer "
+                             f"'step'")
+        records.append(record)
+    return records
 
 
-def _write_metrics(path: str, records: Sequence[dict[str, Any]], mode: str) -> None:
-    with open(path, mode, encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, allow_nan=False) + "\n")
+def _jsonl(records: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
+
+
+# ------------------------------------------------------------------------------------------------
+# Crash safety: files are replaced atomically, and a hidden hook kills the process at a named
+# point (for the tests that SIGKILL a run where a real preemption could).
+# ------------------------------------------------------------------------------------------------
+
+# The crash hook's variable, read at each named point: "update:K" (after update K, before its
+# metrics are written), "append:K" (half way through the last line of the metrics append that
+# ends with update K, leaving a torn line), "checkpoint:K" (checkpoint K written to orbax's
+# temporary directory, before its commit), "replace:NAME" (NAME's new content in its temporary
+# file, before os.replace). Only the tests set it.
+CRASH_HOOK_ENV = "OPTAXSCHED_TRAIN_CRASH_AT"
+
+
+def _crash_requested(point: str) -> bool:
+    return os.environ.get(CRASH_HOOK_ENV) == point
+
+
+def _crash(point: str) -> None:
+    """SIGKILLs this process if the crash hook names ``point``."""
+    if _crash_requested(point):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _replace_file(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically: into a temporary file in the same directory,
+    flushed to disk, then swapped in with ``os.replace``. A kill or a full disk at any moment
+    leaves either the old file or the new one, never a truncated one."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _crash(f"replace:{name}")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes a rename in ``directory`` durable (POSIX; a no-op where directories cannot be
+    opened)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _append_metrics(path: str, records: Sequence[dict[str, Any]], durable: bool) -> None:
+    """Appends records to ``metrics.jsonl`` (``durable``: flushed to disk, as before a
+    checkpoint, so that the records always cover the steps of the checkpoints)."""
+    text = _jsonl(records)
+    with open(path, "a", encoding="utf-8") as handle:
+        if _crash_requested(f"append:{records[-1]['step'] + 1}"):
+            cut = len(text) - len(json.dumps(records[-1])) // 2
+            handle.write(text[:cut])
+            handle.flush()
+            _crash(f"append:{records[-1]['step'] + 1}")
+        handle.write(text)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Removes the temporary files of replacements a killed process left in ``out``."""
+    for name in os.listdir(out):
+        if name.startswith(".") and name.endswith(".tmp") and \
+                name.split(".")[1] in ("config", "metrics", "summary", "plots"):
+            target = os.path.join(out, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(target)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,20 +305,97 @@ def _clear_run_dir(out: str) -> None:
         else:
             os.remove(target)
     os.makedirs(out, exist_ok=True)
+    _remove_stale_temporaries(out)
 
 
 def _checkpoint_manager(out: str, folder: str, max_to_keep: int | None):
     import orbax.checkpoint as ocp
 
+    # cleanup_tmp_directories: a checkpoint whose write was killed before its commit is left
+    # as a temporary directory; orbax never lists it as a step, and this removes it.
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(os.path.abspath(os.path.join(out, folder)), options=options)
 
 
 def _save(manager, step: int, tree: dict) -> None:
     import orbax.checkpoint as ocp
 
+    point = f"checkpoint:{step}"
+    if _crash_requested(point):
+        # Test hook: die once the checkpoint's data is written, before orbax commits it (the
+        # rename of its temporary directory), as a preemption during the save would.
+        from orbax.checkpoint._src.path import atomicity
+
+        async def finalize(self):
+            _crash(point)
+
+        atomicity.AtomicRenameTemporaryPath.finalize = finalize
     manager.save(step, args=ocp.args.StandardSave(tree))
+    if _crash_requested(point):
+        raise RuntimeError(f"{CRASH_HOOK_ENV}={point}: orbax committed the checkpoint without "
+                           f"the hooked finalize (orbax changed)")
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """The innermost cause of an exception (orbax wraps tensorstore's error in messages that
+    dump whole specs), as one line of at most ``limit`` characters."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _restore_newest(manager, out: str, target: dict, covered: int) -> tuple[int, dict]:
+    """Restores the newest checkpoint that restores and that the kept metrics cover.
+
+    Checkpoints are tried newest first; one that fails to restore (a truncated or missing file)
+    or lies beyond the first ``covered`` steps of ``metrics.jsonl`` is skipped, and one line on
+    stderr says which and why. The checkpoints after the restored one are deleted (the resumed
+    run writes them again).
+
+    Returns:
+      (step, restored tree).
+
+    Raises:
+      ConfigError: (``--resume``) no checkpoint, or none that restores, naming ``out``.
+    """
+    import orbax.checkpoint as ocp
+
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        raise ConfigError("--resume", f"{out!r} has no checkpoint yet (it stopped before the "
+                          f"first --checkpoint-every); start it again with --overwrite")
+    skipped = []
+    for step in steps:
+        if step > covered:
+            skipped.append((step, f"metrics.jsonl covers only steps 0-{covered - 1}"
+                            if covered else "metrics.jsonl holds no step"))
+            continue
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as err:  # noqa: BLE001 (any failure to read it means: try an older one)
+            skipped.append((step, _one_line(err)))
+            continue
+        for newer, reason in skipped:
+            print(f"resume: skipped checkpoint {newer} of {out} ({reason}); resuming from "
+                  f"checkpoint {step}", file=sys.stderr)
+            manager.delete(newer)
+        return step, restored
+    reasons = "; ".join(f"checkpoint {step}: {reason}" for step, reason in skipped)
+    raise ConfigError("--resume", f"no checkpoint of {out!r} restores ({reasons}); start the "
+                      f"run again with --overwrite")
+
+
+def _covered_steps(records: Sequence[dict[str, Any]]) -> int:
+    """How many updates, from the first, the records cover without a gap."""
+    count = 0
+    for record in records:
+        if record["step"] != count:
+            break
+        count += 1
+    return count
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,17 +579,18 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     if saved is not None:
         import orbax.checkpoint as ocp
 
-        latest = manager.latest_step()
-        if latest is None:
-            raise ConfigError("--resume", f"{cfg.out!r} has no checkpoint yet (it stopped before "
-                              f"the first --checkpoint-every); start it again with --overwrite")
+        _remove_stale_temporaries(cfg.out)
+        try:
+            kept = read_metrics(cfg.out) if os.path.exists(metrics_path) else []
+        except ValueError as err:
+            raise ConfigError("--resume", str(err)) from None
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                               {"params": params, "opt_state": opt_state})
-        restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        start, restored = _restore_newest(manager, cfg.out, target, _covered_steps(kept))
         params, opt_state = restored["params"], restored["opt_state"]
-        start = int(latest)
-        records = [r for r in read_metrics(cfg.out) if r["step"] < start]
-        _write_metrics(metrics_path, records, "w")  # drop steps logged after the checkpoint
+        # Keep the records of the updates before the checkpoint (those after it are redone).
+        records = kept[:start]
+        _replace_file(metrics_path, _jsonl(records))
     elif cfg.out:
         info = {
             "config": cfg.to_dict(),
@@ -421,9 +605,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
                         "kind": mesh.devices.flat[0].device_kind},
             "versions": _versions(),
         }
-        with open(os.path.join(cfg.out, "config.json"), "w", encoding="utf-8") as handle:
-            json.dump(info, handle, indent=2)
-        _write_metrics(metrics_path, [], "w")
+        _replace_file(os.path.join(cfg.out, "config.json"), json.dumps(info, indent=2))
+        _replace_file(metrics_path, "")
 
     end = cfg.stop_at or cfg.steps
     # WSD-S yields a decayed model at every budget: evaluate and keep each one.
@@ -440,7 +623,7 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     rates: list[float] = []
     run_start = last_sync = time.perf_counter()
 
-    def flush():
+    def flush(durable=False):
         nonlocal last_sync
         if not pending:
             return
@@ -457,7 +640,7 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
             new.append(record)
         records.extend(new)
         if metrics_path:
-            _write_metrics(metrics_path, new, "a")
+            _append_metrics(metrics_path, new, durable)
         last = new[-1]
         bar.set_postfix(collections.OrderedDict(
             loss=_fmt(last["loss"], ".4f"), lr=_fmt(last["lr"], ".2e"),
@@ -472,10 +655,11 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         if done % cfg.eval_every == 0 or done == cfg.steps or done in decayed:
             metrics = dict(metrics, val_loss=eval_fn(params, val_windows))
         pending.append((step, metrics))
+        _crash(f"update:{done}")
         checkpoint_now = manager is not None and (
             (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end)
         if len(pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
-            flush()
+            flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
         if checkpoint_now:
             _save(manager, done, {"params": params, "opt_state": opt_state})
         if decayed_manager is not None and done in decayed:
@@ -505,10 +689,20 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     if "entropy_nats" in corpus.info:
         summary["entropy_nats"] = corpus.info["entropy_nats"]
     if cfg.out:
-        with open(os.path.join(cfg.out, "summary.json"), "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
-        plots.plot_run(records, cfg.out, title=name)
+        _replace_file(os.path.join(cfg.out, "summary.json"), json.dumps(summary, indent=2))
+        _replace_plots(records, cfg.out, name)
     return RunResult(cfg, records, summary, params, opt_state, cfg.out)
+
+
+def _replace_plots(records: Sequence[dict[str, Any]], out: str, title: str) -> None:
+    """Draws the plots into a temporary directory, then swaps each into ``out`` (os.replace)."""
+    tmp = os.path.join(out, f".plots.{os.getpid()}.tmp")
+    os.makedirs(tmp, exist_ok=True)
+    try:
+        for path in plots.plot_run(records, tmp, title=title):
+            os.replace(path, os.path.join(out, os.path.basename(path)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
