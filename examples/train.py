@@ -347,6 +347,29 @@ def _one_line(err: BaseException, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _silence_closed_loop_callbacks() -> None:
+    """Drops the "Event loop is closed" reports of a failed orbax restore.
+
+    When one array fails to read, orbax ends its event loop while TensorStore still completes
+    the other reads; their callbacks then fail to reach the closed loop, and Python reports each
+    as an unraisable exception (hundreds of lines of traceback that hide the one real error).
+    This filter (installed once, for the rest of the process: the callbacks may come late) drops
+    exactly those reports and passes every other one to the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop_callbacks", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop_callbacks = True
+    sys.unraisablehook = hook
+
+
 def _restore_newest(manager, out: str, target: dict, covered: int) -> tuple[int, dict]:
     """Restores the newest checkpoint that restores and that the kept metrics cover.
 
@@ -363,6 +386,7 @@ def _restore_newest(manager, out: str, target: dict, covered: int) -> tuple[int,
     """
     import orbax.checkpoint as ocp
 
+    _silence_closed_loop_callbacks()  # before the first read: the reports can come at once
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         raise ConfigError("--resume", f"{out!r} has no checkpoint yet (it stopped before the "
