@@ -35,6 +35,11 @@ What a run writes into ``--out RUN_DIR``:
   under ``decayed``. Read one with orbax:
   ``ocp.CheckpointManager(f"{out}/decayed").restore(k, args=ocp.args.StandardRestore())``.
 
+Crash safety: ``config.json``, ``summary.json``, the plots and a trimmed ``metrics.jsonl`` are
+replaced atomically (a temporary file, then ``os.replace``); ``--resume`` skips checkpoints that
+do not restore or that the kept metrics do not cover (one stderr line each) and restores the
+newest one left; with none left it is a ``--resume`` error naming the run directory.
+
 Determinism: the batch of step ``k`` is drawn inside the jitted step from the key (seed, k), and
 the injected spikes likewise, so ``--resume`` reproduces an uninterrupted run bit for bit on CPU
 (the same program on restored bits), and a different device count changes only the order of
