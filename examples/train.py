@@ -445,16 +445,117 @@ def _corpus(cfg: TrainConfig) -> data_lib.Corpus:
     return corpus
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(flag(name[4:].lower()), f"${name} must be an integer, got "
+                          f"{value!r}") from None
+
+
+def _join_processes(cfg: TrainConfig) -> None:
+    """Joins a multi-process run through ``jax.distributed.initialize``.
+
+    The coordinator address, process count and index come from ``--coordinator``,
+    ``--num-processes`` and ``--process-id``, else from ``$JAX_COORDINATOR_ADDRESS``,
+    ``$JAX_NUM_PROCESSES`` and ``$JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect
+    them (TPU pod slices, SLURM, Open MPI, Kubernetes). With none of them the run is
+    single-process. On CPU the processes' collectives use gloo.
+    """
+    coordinator = cfg.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    count = cfg.num_processes if cfg.num_processes is not None else \
+        _env_int("JAX_NUM_PROCESSES")
+    index = cfg.process_id if cfg.process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator is None and count is None and index is None:
+        return
+    if jax.distributed.is_initialized():
+        return
+    if coordinator == "auto":
+        coordinator = None
+    elif coordinator is None or count is None or index is None:
+        missing = [name for name, value in (("--coordinator", coordinator),
+                                            ("--num-processes", count),
+                                            ("--process-id", index)) if value is None]
+        raise ConfigError(missing[0], f"a multi-process run needs {', '.join(missing)} too "
+                          f"(or their $JAX_... variables, or --coordinator auto)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, count, index)
+
+
 def _mesh(cfg: TrainConfig) -> Mesh:
+    """The (data, fsdp) device mesh: ``--fsdp`` devices hold one copy of the parameters and
+    optimizer state between them; the batch is split over every device."""
     available = jax.devices()
     count = cfg.devices or len(available)
     if count > len(available):
         raise ConfigError("--devices", f"must be at most the {len(available)} available "
                           f"{available[0].platform} devices, got {count}")
+    if jax.process_count() > 1 and count != len(available):
+        raise ConfigError("--devices", f"a multi-process run uses all {len(available)} devices "
+                          f"of its processes, got {count}")
+    if count % cfg.fsdp:
+        raise ConfigError("--fsdp", f"must divide the number of devices ({count}), got "
+                          f"{cfg.fsdp}")
     if cfg.batch_size % count:
         raise ConfigError("--batch-size", f"must be a multiple of the number of devices "
                           f"({count}), got {cfg.batch_size}")
-    return Mesh(np.asarray(available[:count]), ("data",))
+    devices = np.asarray(available[:count]).reshape(count // cfg.fsdp, cfg.fsdp)
+    return Mesh(devices, ("data", "fsdp"))
+
+
+# The batch (and the evaluation windows) are split over both mesh axes.
+BATCH_AXES = ("data", "fsdp")
+
+
+def fsdp_spec(shape: Sequence[int], size: int) -> P:
+    """How a parameter or optimizer-state leaf of this shape is split over the ``fsdp`` axis.
+
+    Its first dimension that ``size`` divides is sharded (FSDP's usual choice: a kernel's input
+    dimension, so that XLA gathers the weights rather than resharding activations); a leaf with
+    no such dimension (scalars, counts, odd-sized vectors) is replicated. Applied to the
+    parameters and to every optimizer-state leaf alike, so Adam's moments, SPAM's and NaP's
+    statistics and the parameter average are sharded exactly like the parameters they mirror.
+    """
+    if size == 1:
+        return P()
+    axes = [i for i, d in enumerate(shape) if d >= size and d % size == 0]
+    if not axes:
+        return P()
+    axis = axes[0]
+    return P(*(("fsdp" if i == axis else None) for i in range(len(shape))))
+
+
+def _param_shardings(state: nnx.State, mesh: Mesh) -> Any:
+    """Annotates every nnx variable with its ``out_sharding`` (:func:`fsdp_spec`) and returns
+    the parameters' ``NamedSharding`` pure dict that ``nnx.get_named_sharding`` derives."""
+    size = mesh.shape["fsdp"]
+    for variable in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+        variable.set_metadata(out_sharding=tuple(fsdp_spec(variable.shape, size)))
+    return nnx.to_pure_dict(nnx.get_named_sharding(state, mesh))
+
+
+def _put(tree: Any, shardings: Any) -> Any:
+    """Places host values (the same on every process) onto the global mesh, as fresh buffers."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings, may_alias=False)
+
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, shardings)
+
+
+def state_bytes_per_device(*trees: Any) -> dict[str, int]:
+    """Bytes each (local) device holds of the given arrays, by device."""
+    held: dict[str, int] = collections.Counter()
+    for leaf in jax.tree.leaves(trees):
+        for shard in leaf.addressable_shards:
+            held[str(shard.device)] += shard.data.nbytes
+    return dict(held)
 
 
 # Compiled (train step, eval step) by program key: a run whose settings define the same program
@@ -474,6 +575,7 @@ def _program_key(cfg: TrainConfig, corpus: data_lib.Corpus, refined_from: dict |
     return json.dumps({"config": settings, "corpus": corpus.sha256,
                        "refined": refined_from and refined_from["sha256"],
                        "devices": [d.id for d in mesh.devices.flat],
+                       "mesh": dict(mesh.shape),
                        "platform": mesh.devices.flat[0].platform}, sort_keys=True)
 
 
@@ -500,11 +602,13 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         names the flag).
     """
     cfg = config.resolve()
+    _join_processes(cfg)
+    lead = jax.process_index() == 0  # the process that writes the run's files
     saved = _check_run_dir(cfg) if cfg.out else None
     mesh = _mesh(cfg)
     replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
-    window_sharding = NamedSharding(mesh, P(None, "data"))
+    batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
+    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
 
     corpus = _corpus(cfg)
     if saved is not None and saved.get("corpus", {}).get("sha256") != corpus.sha256:
@@ -531,19 +635,23 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     num_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
     optimizer = optim.build_optimizer(cfg, schedule, model, params)
     tx, elr_mask = optimizer.tx, optimizer.scale_invariant
-    params = jax.device_put(params, replicated)
-    # Every state leaf in its own buffer: an init may reuse one array for several fields (or
-    # return the parameters themselves), which buffer donation would reject.
-    opt_state = jax.tree.map(lambda x: jnp.array(x, copy=True),
-                             jax.device_put(tx.init(params), replicated))
+    # Parameters and every optimizer-state leaf sharded over the fsdp axis (replicated when
+    # --fsdp is 1); each leaf in its own buffer: an init may reuse one array for several fields
+    # (or return the parameters themselves), which buffer donation would reject.
+    param_shardings = _param_shardings(state, mesh)
+    state_shardings = jax.tree.map(
+        lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.shape["fsdp"])),
+        jax.eval_shape(tx.init, params))
+    opt_state = _put(jax.device_get(tx.init(params)), state_shardings)
+    params = _put(jax.device_get(params), param_shardings)
 
-    train_tokens = jax.device_put(jnp.asarray(corpus.train), replicated)
+    train_tokens = _put(np.asarray(corpus.train), replicated)
     num_windows = cfg.eval_batches * cfg.batch_size
     shape = (cfg.eval_batches, cfg.batch_size, cfg.seq_len + 1)
-    val_windows = jax.device_put(
+    val_windows = _put(
         data_lib.eval_windows(corpus.val, num_windows, cfg.seq_len).reshape(shape),
         window_sharding)
-    train_windows = jax.device_put(
+    train_windows = _put(
         data_lib.eval_windows(corpus.train, num_windows, cfg.seq_len).reshape(shape),
         window_sharding)
 
@@ -588,7 +696,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         train_fn, eval_fn = _COMPILED[key]
     else:
         step0 = jnp.asarray(0, jnp.int32)
-        train_fn = jax.jit(train_step, donate_argnums=(0, 1), out_shardings=replicated).lower(
+        train_fn = jax.jit(train_step, donate_argnums=(0, 1),
+                           out_shardings=(param_shardings, state_shardings, replicated)).lower(
             params, opt_state, train_tokens, step0).compile()
         eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(params,
                                                                      val_windows).compile()
@@ -599,18 +708,25 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
 
     # Resume, or write the new run's config (nothing was written before: a bad setting found
     # above leaves an existing run directory untouched).
-    if cfg.out and saved is None:
+    if cfg.out and saved is None and lead:
         _clear_run_dir(cfg.out)
+    if jax.process_count() > 1:  # the others wait until the run directory is ready
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("optaxsched-run-dir")
     start, records = 0, []
     manager = (_checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
                if cfg.out else None)
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out else None
+    # Only the lead process writes the run's files (the checkpoints are written by all).
+    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out and lead else None
     if saved is not None:
         import orbax.checkpoint as ocp
 
-        _remove_stale_temporaries(cfg.out)
+        if lead:
+            _remove_stale_temporaries(cfg.out)
         try:
-            kept = read_metrics(cfg.out) if os.path.exists(metrics_path) else []
+            kept = read_metrics(cfg.out) if os.path.exists(
+                os.path.join(cfg.out, "metrics.jsonl")) else []
         except ValueError as err:
             raise ConfigError("--resume", str(err)) from None
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
@@ -619,8 +735,9 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         params, opt_state = restored["params"], restored["opt_state"]
         # Keep the records of the updates before the checkpoint (those after it are redone).
         records = kept[:start]
-        _replace_file(metrics_path, _jsonl(records))
-    elif cfg.out:
+        if metrics_path:
+            _replace_file(metrics_path, _jsonl(records))
+    elif cfg.out and lead:
         info = {
             "config": cfg.to_dict(),
             "command": list(argv) if argv is not None else None,
@@ -631,7 +748,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
                       "scale_invariant_kernels": model_lib.scale_invariant_kernels(model)},
             "refined_from": refined_from,
             "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
-                        "kind": mesh.devices.flat[0].device_kind},
+                        "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
+                        "processes": jax.process_count()},
             "versions": _versions(),
         }
         _replace_file(os.path.join(cfg.out, "config.json"), json.dumps(info, indent=2))
@@ -646,7 +764,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     name = cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name, disable=not cfg.progress,
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name,
+               disable=not (cfg.progress and lead),
                dynamic_ncols=True, leave=True)
     pending: list[tuple[int, dict[str, Any]]] = []
     rates: list[float] = []
@@ -711,13 +830,17 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         "tokens_per_s": round(float(np.median(rates)), 1) if rates else None,
         "parameters": num_params,
         "devices": int(mesh.devices.size),
+        "processes": jax.process_count(),
     }
     if decayed:
         summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
                               for r in records if r["step"] + 1 in decayed]
     if "entropy_nats" in corpus.info:
         summary["entropy_nats"] = corpus.info["entropy_nats"]
-    if cfg.out:
+    if cfg.average != "none":
+        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(opt_state),
+                                                     val_windows))
+    if cfg.out and lead:
         _replace_file(os.path.join(cfg.out, "summary.json"), json.dumps(summary, indent=2))
         _replace_plots(records, cfg.out, name)
     return RunResult(cfg, records, summary, params, opt_state, cfg.out)
