@@ -6,6 +6,8 @@
     python -m examples.train --optimizer spam --inject-spikes 0.01 --out runs/spam
     python -m examples.train --nap --out runs/nap
     python -m examples.train --out runs/wsd --schedule wsd --steps 300 --resume
+    python -m examples.train --fsdp 8 --out runs/fsdp          # params + optimizer state sharded
+    python -m examples.train --coordinator host0:8476 --num-processes 2 --process-id 0 --out ...
 
 Programmatic use (tests, the demo, benchmarks): :func:`run` takes a :class:`TrainConfig` and
 returns a :class:`RunResult` with every step's metrics; :func:`train` does the same from a list of
