@@ -204,3 +204,28 @@ def _same(a, b) -> bool:
     """Same leaves, same paths, bit for bit."""
     return len(a) == len(b) and all(pa == pb and x.dtype == y.dtype and np.array_equal(x, y)
                                     for (pa, x), (pb, y) in zip(a, b, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad distribution flags: exit code 2, the flag named, before JAX's runtime is touched.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--coordinator", "localhost:1234"], "--num-processes"),
+    (["--num-processes", "2", "--process-id", "0"], "--coordinator"),
+    (["--num-processes", "2", "--process-id", "2"], "--process-id"),
+    (["--fsdp", "0"], "--fsdp"),
+    (["--devices", "1", "--fsdp", "2"], "--fsdp"),
+])
+def test_bad_distribution_flags_exit_2(capsys, monkeypatch, argv, flag):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    base = ["--d-model", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--seq-len",
+            "16", "--batch-size", "8", "--steps", "2", "--corpus-bytes", "200000",
+            "--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        train.train(base + argv)
+    assert info.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not jax.distributed.is_initialized()
