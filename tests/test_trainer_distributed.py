@@ -24,9 +24,11 @@ from examples import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # float32 tolerance of a sharded run against the unsharded one: the same arithmetic, with
-# reductions (gradient sums, norms) split and combined in another order. Per leaf, the largest
-# absolute difference relative to the leaf's largest magnitude (observed: <= 2e-6).
-LEAF_TOLERANCE = 1e-5
+# reductions (gradient sums, norms) split and combined in another order, then carried through 8
+# Adam-type updates (which divide by small second moments). Per leaf, the largest absolute
+# difference relative to the leaf's largest magnitude: observed at most 8.8e-6 (SPAM's tail
+# average of the head kernel); losses agree to 2.3e-7.
+LEAF_TOLERANCE = 5e-5
 LOSS_RTOL = 1e-5
 
 
