@@ -231,3 +231,31 @@ def test_bad_distribution_flags_exit_2(capsys, monkeypatch, argv, flag):
     assert info.value.code == 2
     assert f"argument {flag}" in capsys.readouterr().err
     assert not jax.distributed.is_initialized()
+
+
+def test_process_settings_come_from_flags_or_the_standard_variables(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
+    monkeypatch.setattr(jax.config, "update", lambda *args: calls.append(args))
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = train.TrainConfig()
+    train._join_processes(cfg)
+    assert calls == []  # single-process: JAX's runtime is left alone
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:8476")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    train._join_processes(cfg)
+    assert calls == [("jax_cpu_collectives_implementation", "gloo"), ("10.0.0.1:8476", 4, 3)]
+    calls.clear()
+    train._join_processes(cfg.replace(coordinator="host0:1", num_processes=2, process_id=1))
+    assert calls[-1] == ("host0:1", 2, 1)  # flags win over the variables
+    calls.clear()
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name)
+    train._join_processes(cfg.replace(coordinator="auto"))
+    assert calls[-1] == (None, None, None)  # JAX detects the cluster
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(train.ConfigError, match="argument --num-processes"):
+        train._join_processes(cfg)
