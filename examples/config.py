@@ -21,6 +21,7 @@ __all__ = [
     "SCHEDULES",
     "OPTIMIZERS",
     "DECAY_SHAPES",
+    "AVERAGES",
     "ConfigError",
     "TrainConfig",
     "build_parser",
@@ -43,7 +44,11 @@ ADAM_LIKE = ("adamw", "spam", "stable_spam")
 
 # Fields that do not change the training trajectory: they may differ when a run is resumed.
 RESUME_FREE = ("out", "resume", "overwrite", "stop_at", "progress", "checkpoint_every",
-               "eval_every", "eval_batches", "devices", "keep_checkpoints")
+               "eval_every", "eval_batches", "devices", "keep_checkpoints", "fsdp",
+               "coordinator", "num_processes", "process_id")
+
+AVERAGES: tuple[str, ...] = ("none", "ema", "tail")
+"""Values of ``--average``: the parameter average ``optaxsched.average_params`` keeps."""
 
 
 class ConfigError(ValueError):
@@ -110,6 +115,7 @@ class TrainConfig:
     reset_interval: int | None = None
     nap: bool = False
     record_grad_norms: bool = False
+    average: str = "none"
     inject_spikes: float = 0.0
     spike_factor: float = 1000.0
     # Evaluation, logging, checkpoints.
@@ -122,6 +128,10 @@ class TrainConfig:
     overwrite: bool = False
     stop_at: int | None = None
     devices: int | None = None
+    fsdp: int = 1
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
     progress: bool = True
 
     # --------------------------------------------------------------------------------------------
@@ -229,6 +239,14 @@ class TrainConfig:
         choice("schedule", SCHEDULES)
         choice("optimizer", OPTIMIZERS)
         choice("decay_shape", DECAY_SHAPES)
+        choice("average", AVERAGES)
+        integer("fsdp", 1)
+        integer("num_processes", 1, optional=True)
+        integer("process_id", 0, optional=True)
+        if self.process_id is not None and self.num_processes is not None and \
+                self.process_id >= self.num_processes:
+            raise ConfigError("--process-id", f"must be smaller than --num-processes "
+                              f"({self.num_processes}), got {self.process_id}")
         if self.refine_kind is not None:
             choice("refine_kind", ("sgd", "adam"))
         integer("corpus_bytes", 1000, optional=True)
@@ -334,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m examples.train",
+        # One short usage line: an error is then two lines (usage, error), not a page of flags.
+        usage="%(prog)s [flags]   (every flag: --help)",
         description="Train a small Flax (nnx) language model with optaxsched's schedules, "
                     "refined schedules, spike-aware optimizers and NaP. Writes RUN_DIR/"
                     "config.json, metrics.jsonl (one JSON object per step), PNG plots and "
@@ -421,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--record-grad-norms", action="store_true",
                    help="record per-step l2 and l1 gradient norms in the optimizer state (for "
                         "--schedule refined in a later run)")
+    g.add_argument("--average", choices=AVERAGES, default=d.average,
+                   help="keep an average of the parameters in the optimizer state "
+                        "(optaxsched.average_params, last in the chain): its validation loss is "
+                        "val_loss_averaged in summary.json")
     g.add_argument("--inject-spikes", type=float, default=d.inject_spikes, metavar="RATE",
                    help="multiply the gradients by --spike-factor on this random fraction of "
                         "steps (spike benchmark)")
@@ -448,6 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "--steps); continue with --resume")
     g.add_argument("--devices", type=int, default=d.devices,
                    help="data-parallel over the first N devices (default: all)")
+
+    g = parser.add_argument_group("distribution (JAX's runtime; see examples/README.md)")
+    g.add_argument("--fsdp", type=int, default=d.fsdp, metavar="N",
+                   help="shard the parameters and every optimizer-state leaf over a mesh axis "
+                        "of N devices (FSDP); the devices form a (devices/N data, N fsdp) mesh "
+                        "and the batch is split over all of them")
+    g.add_argument("--coordinator", default=d.coordinator, metavar="HOST:PORT",
+                   help="multi-process run: jax.distributed.initialize's coordinator address "
+                        "(process 0's); default: $JAX_COORDINATOR_ADDRESS, else single-process "
+                        "unless a cluster (SLURM, TPU pod, ...) is detected")
+    g.add_argument("--num-processes", type=int, default=d.num_processes,
+                   help="multi-process run: number of processes (default: "
+                        "$JAX_NUM_PROCESSES or the cluster's)")
+    g.add_argument("--process-id", type=int, default=d.process_id,
+                   help="multi-process run: this process's index (default: $JAX_PROCESS_ID or "
+                        "the cluster's)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     return parser

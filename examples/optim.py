@@ -5,9 +5,11 @@ for the other schedules, the refined schedule, the spike-aware optimizers, NaP a
 norm recorder. The optimizer chain is
 
     record_grad_norms (optional)  →  nap( clip (optional) → AdamW | SPAM | Stable-SPAM | SGD )
+        →  average_params (optional)
 
-so the recorder logs the gradients as the loss produced them (spikes included), and NaP's
-projection runs after the optimizer's update, as the paper prescribes.
+so the recorder logs the gradients as the loss produced them (spikes included), NaP's
+projection runs after the optimizer's update, as the paper prescribes, and the average is taken
+over the parameters the whole update produces.
 """
 
 from __future__ import annotations
@@ -257,10 +259,12 @@ def build_optimizer(cfg: TrainConfig, schedule, model: nnx.Module, params: Any) 
     mask = nap_mask_of(model)
     if cfg.nap:
         base = oxs.nap(base, mask)
+    parts = [base]
     if cfg.record_grad_norms:
-        tx = optax.chain(oxs.record_grad_norms(cfg.steps, norms=("l2", "l1")), base)
-    else:
-        tx = optax.with_extra_args_support(base)
+        parts.insert(0, oxs.record_grad_norms(cfg.steps, norms=("l2", "l1")))
+    if cfg.average != "none":
+        parts.append(oxs.average_params(cfg.average))
+    tx = optax.chain(*parts) if len(parts) > 1 else optax.with_extra_args_support(base)
     return Optimizer(tx, mask, "adam" if cfg.adam_like else "sgd")
 
 

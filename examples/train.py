@@ -6,6 +6,8 @@
     python -m examples.train --optimizer spam --inject-spikes 0.01 --out runs/spam
     python -m examples.train --nap --out runs/nap
     python -m examples.train --out runs/wsd --schedule wsd --steps 300 --resume
+    python -m examples.train --fsdp 8 --out runs/fsdp          # params + optimizer state sharded
+    python -m examples.train --coordinator host0:8476 --num-processes 2 --process-id 0 --out ...
 
 Programmatic use (tests, the demo, benchmarks): :func:`run` takes a :class:`TrainConfig` and
 returns a :class:`RunResult` with every step's metrics; :func:`train` does the same from a list of
@@ -35,6 +37,11 @@ What a run writes into ``--out RUN_DIR``:
   under ``decayed``. Read one with orbax:
   ``ocp.CheckpointManager(f"{out}/decayed").restore(k, args=ocp.args.StandardRestore())``.
 
+Crash safety: ``config.json``, ``summary.json``, the plots and a trimmed ``metrics.jsonl`` are
+replaced atomically (a temporary file, then ``os.replace``); ``--resume`` skips checkpoints that
+do not restore or that the kept metrics do not cover (one stderr line each) and restores the
+newest one left; with none left it is a ``--resume`` error naming the run directory.
+
 Determinism: the batch of step ``k`` is drawn inside the jitted step from the key (seed, k), and
 the injected spikes likewise, so ``--resume`` reproduces an uninterrupted run bit for bit on CPU
 (the same program on restored bits), and a different device count changes only the order of
@@ -44,6 +51,7 @@ floating-point reductions.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -51,6 +59,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -135,16 +144,120 @@ def _json_value(value: Any) -> Any:
 
 
 def read_metrics(run_dir: str) -> list[dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` (one dict per line)."""
+    """The records of ``RUN_DIR/metrics.jsonl`` (one dict per line).
+
+    A torn last line (no newline at its end and not JSON: the process was killed while it
+    appended) is left out; any other line that is not a JSON object raises ``ValueError`` naming
+    the file and the line.
+    """
     path = os.path.join(run_dir, "metrics.jsonl")
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        text = handle.read()
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # the last line, without its newline: torn by a kill
+                break
+            raise ValueError(f"{path} line {number} is not JSON ({err})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise ValueError(f"{path} line {number} is not a metrics record with an integer "
+                             f"'step'")
+        records.append(record)
+    return records
 
 
-def _write_metrics(path: str, records: Sequence[dict[str, Any]], mode: str) -> None:
-    with open(path, mode, encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, allow_nan=False) + "\n")
+def _jsonl(records: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
+
+
+# ------------------------------------------------------------------------------------------------
+# Crash safety: files are replaced atomically, and a hidden hook kills the process at a named
+# point (for the tests that SIGKILL a run where a real preemption could).
+# ------------------------------------------------------------------------------------------------
+
+# The crash hook's variable, read at each named point: "update:K" (after update K, before its
+# metrics are written), "append:K" (half way through the last line of the metrics append that
+# ends with update K, leaving a torn line), "checkpoint:K" (checkpoint K written to orbax's
+# temporary directory, before its commit), "replace:NAME" (NAME's new content in its temporary
+# file, before os.replace). Only the tests set it.
+CRASH_HOOK_ENV = "OPTAXSCHED_TRAIN_CRASH_AT"
+
+
+def _crash_requested(point: str) -> bool:
+    return os.environ.get(CRASH_HOOK_ENV) == point
+
+
+def _crash(point: str) -> None:
+    """SIGKILLs this process if the crash hook names ``point``."""
+    if _crash_requested(point):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _replace_file(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically: into a temporary file in the same directory,
+    flushed to disk, then swapped in with ``os.replace``. A kill or a full disk at any moment
+    leaves either the old file or the new one, never a truncated one."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _crash(f"replace:{name}")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes a rename in ``directory`` durable (POSIX; a no-op where directories cannot be
+    opened)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _append_metrics(path: str, records: Sequence[dict[str, Any]], durable: bool) -> None:
+    """Appends records to ``metrics.jsonl`` (``durable``: flushed to disk, as before a
+    checkpoint, so that the records always cover the steps of the checkpoints)."""
+    text = _jsonl(records)
+    with open(path, "a", encoding="utf-8") as handle:
+        if _crash_requested(f"append:{records[-1]['step'] + 1}"):
+            cut = len(text) - len(json.dumps(records[-1])) // 2
+            handle.write(text[:cut])
+            handle.flush()
+            _crash(f"append:{records[-1]['step'] + 1}")
+        handle.write(text)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Removes the temporary files of replacements a killed process left in ``out``."""
+    for name in os.listdir(out):
+        if name.startswith(".") and name.endswith(".tmp") and \
+                name.split(".")[1] in ("config", "metrics", "summary", "plots"):
+            target = os.path.join(out, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(target)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,20 +312,121 @@ def _clear_run_dir(out: str) -> None:
         else:
             os.remove(target)
     os.makedirs(out, exist_ok=True)
+    _remove_stale_temporaries(out)
 
 
 def _checkpoint_manager(out: str, folder: str, max_to_keep: int | None):
     import orbax.checkpoint as ocp
 
+    # cleanup_tmp_directories: a checkpoint whose write was killed before its commit is left
+    # as a temporary directory; orbax never lists it as a step, and this removes it.
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(os.path.abspath(os.path.join(out, folder)), options=options)
 
 
 def _save(manager, step: int, tree: dict) -> None:
     import orbax.checkpoint as ocp
 
+    point = f"checkpoint:{step}"
+    if _crash_requested(point):
+        # Test hook: die once the checkpoint's data is written, before orbax commits it (the
+        # rename of its temporary directory), as a preemption during the save would.
+        from orbax.checkpoint._src.path import atomicity
+
+        async def finalize(self):
+            _crash(point)
+
+        atomicity.AtomicRenameTemporaryPath.finalize = finalize
     manager.save(step, args=ocp.args.StandardSave(tree))
+    if _crash_requested(point):
+        raise RuntimeError(f"{CRASH_HOOK_ENV}={point}: orbax committed the checkpoint without "
+                           f"the hooked finalize (orbax changed)")
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """The innermost cause of an exception (orbax wraps tensorstore's error in messages that
+    dump whole specs), as one line of at most ``limit`` characters."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _silence_closed_loop_callbacks() -> None:
+    """Drops the "Event loop is closed" reports of a failed orbax restore.
+
+    When one array fails to read, orbax ends its event loop while TensorStore still completes
+    the other reads; their callbacks then fail to reach the closed loop, and Python reports each
+    as an unraisable exception (hundreds of lines of traceback that hide the one real error).
+    This filter (installed once, for the rest of the process: the callbacks may come late) drops
+    exactly those reports and passes every other one to the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop_callbacks", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop_callbacks = True
+    sys.unraisablehook = hook
+
+
+def _restore_newest(manager, out: str, target: dict, covered: int) -> tuple[int, dict]:
+    """Restores the newest checkpoint that restores and that the kept metrics cover.
+
+    Checkpoints are tried newest first; one that fails to restore (a truncated or missing file)
+    or lies beyond the first ``covered`` steps of ``metrics.jsonl`` is skipped, and one line on
+    stderr says which and why. The checkpoints after the restored one are deleted (the resumed
+    run writes them again).
+
+    Returns:
+      (step, restored tree).
+
+    Raises:
+      ConfigError: (``--resume``) no checkpoint, or none that restores, naming ``out``.
+    """
+    import orbax.checkpoint as ocp
+
+    _silence_closed_loop_callbacks()  # before the first read: the reports can come at once
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        raise ConfigError("--resume", f"{out!r} has no checkpoint yet (it stopped before the "
+                          f"first --checkpoint-every); start it again with --overwrite")
+    skipped = []
+    for step in steps:
+        if step > covered:
+            skipped.append((step, f"metrics.jsonl covers only steps 0-{covered - 1}"
+                            if covered else "metrics.jsonl holds no step"))
+            continue
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as err:  # noqa: BLE001 (any failure to read it means: try an older one)
+            skipped.append((step, _one_line(err)))
+            continue
+        for newer, reason in skipped:
+            print(f"resume: skipped checkpoint {newer} of {out} ({reason}); resuming from "
+                  f"checkpoint {step}", file=sys.stderr)
+            manager.delete(newer)
+        return step, restored
+    reasons = "; ".join(f"checkpoint {step}: {reason}" for step, reason in skipped)
+    raise ConfigError("--resume", f"no checkpoint of {out!r} restores ({reasons}); start the "
+                      f"run again with --overwrite")
+
+
+def _covered_steps(records: Sequence[dict[str, Any]]) -> int:
+    """How many updates, from the first, the records cover without a gap."""
+    count = 0
+    for record in records:
+        if record["step"] != count:
+            break
+        count += 1
+    return count
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,16 +447,117 @@ def _corpus(cfg: TrainConfig) -> data_lib.Corpus:
     return corpus
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(flag(name[4:].lower()), f"${name} must be an integer, got "
+                          f"{value!r}") from None
+
+
+def _join_processes(cfg: TrainConfig) -> None:
+    """Joins a multi-process run through ``jax.distributed.initialize``.
+
+    The coordinator address, process count and index come from ``--coordinator``,
+    ``--num-processes`` and ``--process-id``, else from ``$JAX_COORDINATOR_ADDRESS``,
+    ``$JAX_NUM_PROCESSES`` and ``$JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect
+    them (TPU pod slices, SLURM, Open MPI, Kubernetes). With none of them the run is
+    single-process. On CPU the processes' collectives use gloo.
+    """
+    coordinator = cfg.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    count = cfg.num_processes if cfg.num_processes is not None else \
+        _env_int("JAX_NUM_PROCESSES")
+    index = cfg.process_id if cfg.process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator is None and count is None and index is None:
+        return
+    if jax.distributed.is_initialized():
+        return
+    if coordinator == "auto":
+        coordinator = None
+    elif coordinator is None or count is None or index is None:
+        missing = [name for name, value in (("--coordinator", coordinator),
+                                            ("--num-processes", count),
+                                            ("--process-id", index)) if value is None]
+        raise ConfigError(missing[0], f"a multi-process run needs {', '.join(missing)} too "
+                          f"(or their $JAX_... variables, or --coordinator auto)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, count, index)
+
+
 def _mesh(cfg: TrainConfig) -> Mesh:
+    """The (data, fsdp) device mesh: ``--fsdp`` devices hold one copy of the parameters and
+    optimizer state between them; the batch is split over every device."""
     available = jax.devices()
     count = cfg.devices or len(available)
     if count > len(available):
         raise ConfigError("--devices", f"must be at most the {len(available)} available "
                           f"{available[0].platform} devices, got {count}")
+    if jax.process_count() > 1 and count != len(available):
+        raise ConfigError("--devices", f"a multi-process run uses all {len(available)} devices "
+                          f"of its processes, got {count}")
+    if count % cfg.fsdp:
+        raise ConfigError("--fsdp", f"must divide the number of devices ({count}), got "
+                          f"{cfg.fsdp}")
     if cfg.batch_size % count:
         raise ConfigError("--batch-size", f"must be a multiple of the number of devices "
                           f"({count}), got {cfg.batch_size}")
-    return Mesh(np.asarray(available[:count]), ("data",))
+    devices = np.asarray(available[:count]).reshape(count // cfg.fsdp, cfg.fsdp)
+    return Mesh(devices, ("data", "fsdp"))
+
+
+# The batch (and the evaluation windows) are split over both mesh axes.
+BATCH_AXES = ("data", "fsdp")
+
+
+def fsdp_spec(shape: Sequence[int], size: int) -> P:
+    """How a parameter or optimizer-state leaf of this shape is split over the ``fsdp`` axis.
+
+    Its first dimension that ``size`` divides is sharded (FSDP's usual choice: a kernel's input
+    dimension, so that XLA gathers the weights rather than resharding activations); a leaf with
+    no such dimension (scalars, counts, odd-sized vectors) is replicated. Applied to the
+    parameters and to every optimizer-state leaf alike, so Adam's moments, SPAM's and NaP's
+    statistics and the parameter average are sharded exactly like the parameters they mirror.
+    """
+    if size == 1:
+        return P()
+    axes = [i for i, d in enumerate(shape) if d >= size and d % size == 0]
+    if not axes:
+        return P()
+    axis = axes[0]
+    return P(*(("fsdp" if i == axis else None) for i in range(len(shape))))
+
+
+def _param_shardings(state: nnx.State, mesh: Mesh) -> Any:
+    """Annotates every nnx variable with its ``out_sharding`` (:func:`fsdp_spec`) and returns
+    the parameters' ``NamedSharding`` pure dict that ``nnx.get_named_sharding`` derives."""
+    size = mesh.shape["fsdp"]
+    for variable in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+        variable.set_metadata(out_sharding=tuple(fsdp_spec(variable.shape, size)))
+    return nnx.to_pure_dict(nnx.get_named_sharding(state, mesh))
+
+
+def _put(tree: Any, shardings: Any) -> Any:
+    """Places host values (the same on every process) onto the global mesh, as fresh buffers."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings, may_alias=False)
+
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, shardings)
+
+
+def state_bytes_per_device(*trees: Any) -> dict[str, int]:
+    """Bytes each (local) device holds of the given arrays, by device."""
+    held: dict[str, int] = collections.Counter()
+    for leaf in jax.tree.leaves(trees):
+        for shard in leaf.addressable_shards:
+            held[str(shard.device)] += shard.data.nbytes
+    return dict(held)
 
 
 # Compiled (train step, eval step) by program key: a run whose settings define the same program
@@ -262,6 +577,7 @@ def _program_key(cfg: TrainConfig, corpus: data_lib.Corpus, refined_from: dict |
     return json.dumps({"config": settings, "corpus": corpus.sha256,
                        "refined": refined_from and refined_from["sha256"],
                        "devices": [d.id for d in mesh.devices.flat],
+                       "mesh": dict(mesh.shape),
                        "platform": mesh.devices.flat[0].platform}, sort_keys=True)
 
 
@@ -288,11 +604,13 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         names the flag).
     """
     cfg = config.resolve()
+    _join_processes(cfg)
+    lead = jax.process_index() == 0  # the process that writes the run's files
     saved = _check_run_dir(cfg) if cfg.out else None
     mesh = _mesh(cfg)
     replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
-    window_sharding = NamedSharding(mesh, P(None, "data"))
+    batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
+    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
 
     corpus = _corpus(cfg)
     if saved is not None and saved.get("corpus", {}).get("sha256") != corpus.sha256:
@@ -319,19 +637,23 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     num_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
     optimizer = optim.build_optimizer(cfg, schedule, model, params)
     tx, elr_mask = optimizer.tx, optimizer.scale_invariant
-    params = jax.device_put(params, replicated)
-    # Every state leaf in its own buffer: an init may reuse one array for several fields (or
-    # return the parameters themselves), which buffer donation would reject.
-    opt_state = jax.tree.map(lambda x: jnp.array(x, copy=True),
-                             jax.device_put(tx.init(params), replicated))
+    # Parameters and every optimizer-state leaf sharded over the fsdp axis (replicated when
+    # --fsdp is 1); each leaf in its own buffer: an init may reuse one array for several fields
+    # (or return the parameters themselves), which buffer donation would reject.
+    param_shardings = _param_shardings(state, mesh)
+    state_shardings = jax.tree.map(
+        lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.shape["fsdp"])),
+        jax.eval_shape(tx.init, params))
+    opt_state = _put(jax.device_get(tx.init(params)), state_shardings)
+    params = _put(jax.device_get(params), param_shardings)
 
-    train_tokens = jax.device_put(jnp.asarray(corpus.train), replicated)
+    train_tokens = _put(np.asarray(corpus.train), replicated)
     num_windows = cfg.eval_batches * cfg.batch_size
     shape = (cfg.eval_batches, cfg.batch_size, cfg.seq_len + 1)
-    val_windows = jax.device_put(
+    val_windows = _put(
         data_lib.eval_windows(corpus.val, num_windows, cfg.seq_len).reshape(shape),
         window_sharding)
-    train_windows = jax.device_put(
+    train_windows = _put(
         data_lib.eval_windows(corpus.train, num_windows, cfg.seq_len).reshape(shape),
         window_sharding)
 
@@ -376,7 +698,8 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         train_fn, eval_fn = _COMPILED[key]
     else:
         step0 = jnp.asarray(0, jnp.int32)
-        train_fn = jax.jit(train_step, donate_argnums=(0, 1), out_shardings=replicated).lower(
+        train_fn = jax.jit(train_step, donate_argnums=(0, 1),
+                           out_shardings=(param_shardings, state_shardings, replicated)).lower(
             params, opt_state, train_tokens, step0).compile()
         eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(params,
                                                                      val_windows).compile()
@@ -387,27 +710,36 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
 
     # Resume, or write the new run's config (nothing was written before: a bad setting found
     # above leaves an existing run directory untouched).
-    if cfg.out and saved is None:
+    if cfg.out and saved is None and lead:
         _clear_run_dir(cfg.out)
+    if jax.process_count() > 1:  # the others wait until the run directory is ready
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("optaxsched-run-dir")
     start, records = 0, []
     manager = (_checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
                if cfg.out else None)
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out else None
+    # Only the lead process writes the run's files (the checkpoints are written by all).
+    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out and lead else None
     if saved is not None:
         import orbax.checkpoint as ocp
 
-        latest = manager.latest_step()
-        if latest is None:
-            raise ConfigError("--resume", f"{cfg.out!r} has no checkpoint yet (it stopped before "
-                              f"the first --checkpoint-every); start it again with --overwrite")
+        if lead:
+            _remove_stale_temporaries(cfg.out)
+        try:
+            kept = read_metrics(cfg.out) if os.path.exists(
+                os.path.join(cfg.out, "metrics.jsonl")) else []
+        except ValueError as err:
+            raise ConfigError("--resume", str(err)) from None
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                               {"params": params, "opt_state": opt_state})
-        restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        start, restored = _restore_newest(manager, cfg.out, target, _covered_steps(kept))
         params, opt_state = restored["params"], restored["opt_state"]
-        start = int(latest)
-        records = [r for r in read_metrics(cfg.out) if r["step"] < start]
-        _write_metrics(metrics_path, records, "w")  # drop steps logged after the checkpoint
-    elif cfg.out:
+        # Keep the records of the updates before the checkpoint (those after it are redone).
+        records = kept[:start]
+        if metrics_path:
+            _replace_file(metrics_path, _jsonl(records))
+    elif cfg.out and lead:
         info = {
             "config": cfg.to_dict(),
             "command": list(argv) if argv is not None else None,
@@ -418,12 +750,12 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
                       "scale_invariant_kernels": model_lib.scale_invariant_kernels(model)},
             "refined_from": refined_from,
             "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
-                        "kind": mesh.devices.flat[0].device_kind},
+                        "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
+                        "processes": jax.process_count()},
             "versions": _versions(),
         }
-        with open(os.path.join(cfg.out, "config.json"), "w", encoding="utf-8") as handle:
-            json.dump(info, handle, indent=2)
-        _write_metrics(metrics_path, [], "w")
+        _replace_file(os.path.join(cfg.out, "config.json"), json.dumps(info, indent=2))
+        _replace_file(metrics_path, "")
 
     end = cfg.stop_at or cfg.steps
     # WSD-S yields a decayed model at every budget: evaluate and keep each one.
@@ -434,13 +766,14 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     name = cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name, disable=not cfg.progress,
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name,
+               disable=not (cfg.progress and lead),
                dynamic_ncols=True, leave=True)
     pending: list[tuple[int, dict[str, Any]]] = []
     rates: list[float] = []
     run_start = last_sync = time.perf_counter()
 
-    def flush():
+    def flush(durable=False):
         nonlocal last_sync
         if not pending:
             return
@@ -457,7 +790,7 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
             new.append(record)
         records.extend(new)
         if metrics_path:
-            _write_metrics(metrics_path, new, "a")
+            _append_metrics(metrics_path, new, durable)
         last = new[-1]
         bar.set_postfix(collections.OrderedDict(
             loss=_fmt(last["loss"], ".4f"), lr=_fmt(last["lr"], ".2e"),
@@ -472,10 +805,11 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         if done % cfg.eval_every == 0 or done == cfg.steps or done in decayed:
             metrics = dict(metrics, val_loss=eval_fn(params, val_windows))
         pending.append((step, metrics))
+        _crash(f"update:{done}")
         checkpoint_now = manager is not None and (
             (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end)
         if len(pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
-            flush()
+            flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
         if checkpoint_now:
             _save(manager, done, {"params": params, "opt_state": opt_state})
         if decayed_manager is not None and done in decayed:
@@ -498,17 +832,31 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         "tokens_per_s": round(float(np.median(rates)), 1) if rates else None,
         "parameters": num_params,
         "devices": int(mesh.devices.size),
+        "processes": jax.process_count(),
     }
     if decayed:
         summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
                               for r in records if r["step"] + 1 in decayed]
     if "entropy_nats" in corpus.info:
         summary["entropy_nats"] = corpus.info["entropy_nats"]
-    if cfg.out:
-        with open(os.path.join(cfg.out, "summary.json"), "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
-        plots.plot_run(records, cfg.out, title=name)
+    if cfg.average != "none":
+        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(opt_state),
+                                                     val_windows))
+    if cfg.out and lead:
+        _replace_file(os.path.join(cfg.out, "summary.json"), json.dumps(summary, indent=2))
+        _replace_plots(records, cfg.out, name)
     return RunResult(cfg, records, summary, params, opt_state, cfg.out)
+
+
+def _replace_plots(records: Sequence[dict[str, Any]], out: str, title: str) -> None:
+    """Draws the plots into a temporary directory, then swaps each into ``out`` (os.replace)."""
+    tmp = os.path.join(out, f".plots.{os.getpid()}.tmp")
+    os.makedirs(tmp, exist_ok=True)
+    try:
+        for path in plots.plot_run(records, tmp, title=title):
+            os.replace(path, os.path.join(out, os.path.basename(path)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
