@@ -60,20 +60,20 @@ def eval_step(model: CharMLP, windows: jax.Array) -> jax.Array:
     return loss_fn(model, windows)
 
 
-def make_optimizer(schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(schedule: optax.Schedule, steps: int) -> optax.GradientTransformation:
     # Record first, so the norms are those of the raw gradients: l1 norms are what the Adam
     # variant of the refinement uses (refine's kind="adam"). SPAM's reset period is scaled down
     # from its default of 500 steps (meant for long LLM runs) to this short run.
     return optax.chain(
-        oxs.record_grad_norms(STEPS, norms="l1"),
+        oxs.record_grad_norms(steps, norms="l1"),
         oxs.spam(schedule, reset_interval=200, warmup_steps=50, weight_decay=0.01),
     )
 
 
 def train(schedule: optax.Schedule, corpus, steps: int = STEPS, seed: int = 0) -> dict:
-    """One run; returns its per-step losses and learning rates, val loss and recorded norms."""
+    """One run: its per-step losses and learning rates, val loss, gradient norms and model."""
     model = CharMLP(corpus.vocab_size, rngs=nnx.Rngs(seed))
-    optimizer = nnx.Optimizer(model, make_optimizer(schedule), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, make_optimizer(schedule, steps), wrt=nnx.Param)
     tokens, key = jnp.asarray(corpus.train), jax.random.key(seed)
     losses = [train_step(model, optimizer, tokens, jax.random.fold_in(key, step))
               for step in range(steps)]
@@ -81,7 +81,7 @@ def train(schedule: optax.Schedule, corpus, steps: int = STEPS, seed: int = 0) -
     norms = oxs.grad_norm_history(optimizer.opt_state, norm="l1")  # finds the recorder's state
     lrs = jax.vmap(schedule)(jnp.arange(steps))  # the rate spam applied at each optax count
     return {"losses": np.asarray(jax.device_get(losses)), "lrs": np.asarray(lrs),
-            "val_loss": val_loss, "norms": norms}
+            "val_loss": val_loss, "norms": norms, "model": model}
 
 
 def main(steps: int = STEPS) -> dict:
