@@ -37,7 +37,7 @@ def test_both_runs_learn(runs_and_output):
         assert np.all(np.isfinite(losses)), name
         assert np.isfinite(run["val_loss"]), name
         # From about ln 32 = 3.47 at initialisation towards the entropy rate (2.6).
-        assert losses[:10].mean() > 3.3, name
+        assert losses[0] > 3.3, name
         assert losses[-20:].mean() < losses[:20].mean() - 0.4, name
         assert run["val_loss"] < np.log(32) - 0.4, name
         # Decreasing over the run, not only at its end: each quarter below the one before.
