@@ -79,6 +79,7 @@ from optaxsched.spikes import (
     spam,
     stable_spam,
 )
+from optaxsched.sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
 
 __version__ = "0.1.0"
 
@@ -152,4 +153,8 @@ __all__: list[str] = [
     "reset_every",
     "ResetEveryState",
     "reset_warmup",
+    "vmap_hyperparams",
+    "lr_sweep",
+    "stack_params",
+    "lr_sensitivity",
 ]
