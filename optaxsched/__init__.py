@@ -4,6 +4,15 @@ The public API is re-exported here; nothing is defined in this module.
 """
 
 from optaxsched import forecast
+from optaxsched.autolrs import (
+    AutoLRSStage,
+    ExponentialFit,
+    LRSearch,
+    autolrs_stages,
+    fit_exponential,
+    forecast_loss,
+    propose_learning_rates,
+)
 from optaxsched.averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
 from optaxsched.combinators import (
     TokenSchedule,
@@ -157,4 +166,11 @@ __all__: list[str] = [
     "lr_sweep",
     "stack_params",
     "lr_sensitivity",
+    "fit_exponential",
+    "ExponentialFit",
+    "forecast_loss",
+    "propose_learning_rates",
+    "LRSearch",
+    "AutoLRSStage",
+    "autolrs_stages",
 ]
