@@ -306,7 +306,7 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
     picks: list[float] = []
     xs, ys_fit = list(x), list(ys)
     for _ in range(num):
-        kernel = constant(1.0, (1e-3, 1e3)) * matern(0.2, (0.02, 5.0), nu=2.5) + \
+        kernel = constant(1.0, (1e-3, 1e3)) * matern(0.3, (0.1, 10.0), nu=2.5) + \
             white(1e-3, (1e-6, 1e-1))
         gp = gpr_cls(kernel, normalize_y=True, random_state=seed, n_restarts_optimizer=2)
         import warnings
