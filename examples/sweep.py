@@ -51,7 +51,7 @@ from examples import model as model_lib
 from examples import optim
 from examples.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 
-__all__ = ["SWEEP", "QUICK", "SweepResult", "sweep", "run_pair", "main"]
+__all__ = ["SWEEP", "QUICK", "Setup", "SweepResult", "sweep", "run_pair", "table", "plot", "main"]
 
 # The sweep's model and budget: the trainer's transformer at a size that lets 4 pairs x 8 rates
 # train on two shared CPU cores in minutes (the demo's own size costs 30x more per sweep).
@@ -80,7 +80,7 @@ def _loss_fn(graphdef):
     return loss_fn
 
 
-class _Setup:
+class Setup:
     """What every pair shares: corpus, model, initial parameters, evaluation windows."""
 
     def __init__(self, cfg: TrainConfig):
@@ -114,7 +114,7 @@ class _Setup:
         return make
 
 
-def _program(setup: _Setup, tx: optax.GradientTransformation, steps: int):
+def _program(setup: Setup, tx: optax.GradientTransformation, steps: int):
     """``jit(train)(stacked params, state) -> (final val losses [K], train losses [steps, K])``."""
     cfg = setup.cfg
     grad_fn = jax.vmap(jax.value_and_grad(setup.loss_fn), in_axes=(0, None))
@@ -135,7 +135,7 @@ def _program(setup: _Setup, tx: optax.GradientTransformation, steps: int):
     return jax.jit(train)
 
 
-def run_pair(setup: _Setup, schedule: str, optimizer: str, learning_rates: np.ndarray,
+def run_pair(setup: Setup, schedule: str, optimizer: str, learning_rates: np.ndarray,
              *, sequential: bool = False) -> dict[str, Any]:
     """Trains one (schedule, optimizer) pair at every learning rate in one program.
 
@@ -172,6 +172,7 @@ def run_pair(setup: _Setup, schedule: str, optimizer: str, learning_rates: np.nd
         "learning_rates": [float(x) for x in learning_rates],
         "final_val_loss": [v if math.isfinite(v) else None for v in final.tolist()],
         "final_train_loss_last10": [float(np.mean(losses[-10:, i])) for i in range(k)],
+        "train_losses": np.asarray(losses, np.float64).T.tolist(),  # [K][steps]
         "lr_sensitivity": oxs.lr_sensitivity(final, setup.initial_loss),
         "best_lr": float(learning_rates[int(np.nanargmin(np.where(np.isfinite(final), final,
                                                                    np.inf)))])
@@ -206,7 +207,7 @@ def sweep(cfg: TrainConfig, schedules: Sequence[str], optimizers: Sequence[str],
           learning_rates: np.ndarray, *, sequential: bool = False,
           log=print) -> SweepResult:
     """Every (schedule, optimizer) pair at every learning rate; see the module docstring."""
-    setup = _Setup(cfg)
+    setup = Setup(cfg)
     result = SweepResult(initial_loss=setup.initial_loss, config=cfg.to_dict(), pairs=[],
                          parameters=int(sum(np.size(p) for p in jax.tree.leaves(setup.params))))
     for schedule in schedules:
