@@ -56,7 +56,7 @@ __all__ = ["SWEEP", "QUICK", "Setup", "SweepResult", "sweep", "run_pair", "table
 # The sweep's model and budget: the trainer's transformer at a size that lets 4 pairs x 8 rates
 # train on two shared CPU cores in minutes (the demo's own size costs 30x more per sweep).
 SWEEP = TrainConfig(data="stdlib", model="transformer", d_model=64, layers=2, heads=4,
-                    seq_len=32, batch_size=16, steps=200, warmup_steps=10, eval_batches=4,
+                    seq_len=32, batch_size=16, steps=600, warmup_steps=30, eval_batches=4,
                     corpus_bytes=2_000_000, seed=0)
 QUICK = SWEEP.replace(d_model=16, layers=1, heads=2, seq_len=16, batch_size=8, steps=12,
                       warmup_steps=2, eval_batches=1, corpus_bytes=200_000)

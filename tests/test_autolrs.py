@@ -242,3 +242,74 @@ def test_stages_bad_arguments(kwargs, argument):
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"autolrs_stages: {argument} must be"):
         oxs.autolrs_stages(**args)
+
+
+# ------------------------------------------------------------------------------------------------
+# The trainer mode (examples/autolrs_run.py), quick.
+# ------------------------------------------------------------------------------------------------
+
+
+def test_trainer_mode_autolrs_quick(tmp_path):
+    import json
+
+    from examples import train
+    from examples.sweep import QUICK
+
+    out = tmp_path / "run"
+    flags = ["--schedule", "autolrs", "--steps", "60", "--d-model", "16", "--layers", "1",
+             "--heads", "2", "--seq-len", "16", "--batch-size", "8", "--eval-batches", "1",
+             "--corpus-bytes", str(QUICK.corpus_bytes), "--no-progress", "--out", str(out)]
+    result = train.train(flags)
+    stages = json.loads((out / "autolrs.json").read_text())["stages"]
+    metrics = train.read_metrics(str(out))
+    # Default settings at 60 steps: one stage, the paper's 10 trials of 3 steps, 30 kept steps.
+    assert [(len(s["candidates"]), s["trial_steps"], s["train_steps"]) for s in stages] == \
+        [(10, 3, 30)]
+    assert len(metrics) == result.summary["steps_done"] == 30
+    assert result.summary["trial_steps"] + result.summary["steps_done"] == 60
+    # The stage trains at its best candidate, the one with the lowest forecast.
+    (stage,) = stages
+    forecasts = [np.inf if f is None else f for f in stage["forecasts"]]
+    assert stage["lr"] == stage["candidates"][int(np.argmin(forecasts))]
+    assert all(m["lr"] == pytest.approx(stage["lr"]) for m in metrics)
+    assert np.isfinite(result.summary["val_loss"])
+
+
+def test_vmapped_trials_start_from_the_same_state_as_sequential_ones():
+    import jax
+
+    from examples import autolrs_run
+    from examples.sweep import QUICK, Setup
+
+    setup = Setup(QUICK.replace(steps=8))
+    tx = oxs.vmap_hyperparams(setup.factory(setup.cfg), learning_rate=[1e-3])
+    program = autolrs_run._step_program(setup, tx)
+    params = oxs.stack_params(setup.params, 1)
+    state = tx.init(params)
+    params, state, _ = autolrs_run._train(program, params, state, 0, 3)  # a stage's state
+    lrs = np.array([1e-3, 1e-2, 1e-1])
+    _, _, together = autolrs_run._train(
+        program, autolrs_run._repeat(params, 3),
+        autolrs_run._set_lr(autolrs_run._repeat(state, 3), lrs), 3, 4)
+    for i, lr in enumerate(lrs):
+        _, _, alone = autolrs_run._train(program, params,
+                                         autolrs_run._set_lr(state, [lr]), 3, 4)
+        np.testing.assert_allclose(together[:, i], alone[:, 0], rtol=1e-4)
+    # The stage's state itself is untouched by the trials (JAX arrays are immutable).
+    assert jax.tree.leaves(state)[0].shape[0] == 1
+
+
+def test_autolrs_run_parallel_quick(tmp_path, capsys):
+    from examples import autolrs_run
+
+    assert autolrs_run.main(["--quick", "--parallel", "--no-progress",
+                             "--out", str(tmp_path / "p")]) == 0
+    assert "AutoLRS: val loss" in capsys.readouterr().out
+
+
+def test_trainer_mode_autolrs_refuses_what_it_does_not_support(tmp_path):
+    from examples import train
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.train(["--schedule", "autolrs", "--resume", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2

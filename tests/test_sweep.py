@@ -238,3 +238,45 @@ def test_lr_sweep_needs_a_learning_rate_argument():
         oxs.lr_sweep(lambda b1: optax.scale_by_adam(b1), [0.1])
     with pytest.raises(ValueError, match="lr_sweep: factory must be"):
         oxs.lr_sweep("adam", [0.1])
+
+
+# ------------------------------------------------------------------------------------------------
+# python -m examples.sweep --quick
+# ------------------------------------------------------------------------------------------------
+
+
+def test_example_sweep_quick(tmp_path):
+    import json
+
+    from examples import sweep as sweep_example
+
+    out = tmp_path / "sweep"
+    assert sweep_example.main(["--quick", "--schedules", "wsd", "--optimizers", "adamw",
+                               "--num-lrs", "3", "--min-lr", "1e-3", "--max-lr", "1.0",
+                               "--out", str(out)]) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    (pair,) = result["pairs"]
+    assert pair["learning_rates"] == pytest.approx([1e-3, 10 ** -1.5, 1.0])
+    losses = [np.nan if v is None else v for v in pair["final_val_loss"]]
+    # The reported sensitivity is the library's on the reported losses.
+    assert pair["lr_sensitivity"] == pytest.approx(
+        oxs.lr_sensitivity(losses, result["initial_loss"]))
+    # One program trained three different runs, each from the initial loss.
+    assert len(set(np.round(losses, 5))) == 3
+    assert np.all(np.asarray(pair["train_losses"])[:, 0] == pytest.approx(
+        pair["train_losses"][0][0]))
+    assert (out / "sweep.md").read_text().startswith("| schedule | optimizer |")
+    assert (out / "sweep.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["--schedules", "nope"], ["--optimizers", ""], ["--num-lrs", "0"],
+    ["--min-lr", "1", "--max-lr", "0.1"], ["--steps", "0"],
+])
+def test_example_sweep_bad_flags_exit_2(argv, tmp_path, capsys):
+    from examples import sweep as sweep_example
+
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_example.main(["--quick", "--out", str(tmp_path), *argv])
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
