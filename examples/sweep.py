@@ -114,7 +114,7 @@ class Setup:
         return make
 
 
-def _program(setup: Setup, tx: optax.GradientTransformation, steps: int):
+def train_program(setup: Setup, tx: optax.GradientTransformation, steps: int):
     """``jit(train)(stacked params, state) -> (final val losses [K], train losses [steps, K])``."""
     cfg = setup.cfg
     grad_fn = jax.vmap(jax.value_and_grad(setup.loss_fn), in_axes=(0, None))
@@ -161,7 +161,7 @@ def run_pair(setup: Setup, schedule: str, optimizer: str, learning_rates: np.nda
 
     params, state = fresh(k, tx)
     start = time.perf_counter()
-    program = _program(setup, tx, cfg.steps).lower(params, state, setup.tokens).compile()
+    program = train_program(setup, tx, cfg.steps).lower(params, state, setup.tokens).compile()
     compile_s = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()
     final, losses = jax.block_until_ready(program(params, state, setup.tokens))
@@ -186,7 +186,7 @@ def run_pair(setup: Setup, schedule: str, optimizer: str, learning_rates: np.nda
         single = oxs.lr_sweep(setup.factory(cfg), learning_rates[:1], schedule=shape)
         p1, s1 = fresh(1, single)
         start = time.perf_counter()
-        program1 = _program(setup, single, cfg.steps).lower(p1, s1, setup.tokens).compile()
+        program1 = train_program(setup, single, cfg.steps).lower(p1, s1, setup.tokens).compile()
         compile1 = time.perf_counter() - start
         start, cpu = time.perf_counter(), time.process_time()
         finals1 = []
