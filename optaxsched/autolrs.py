@@ -144,7 +144,7 @@ def fit_exponential(losses: Any, steps: Any = None) -> ExponentialFit:
     so a straight line is fitted as a slow exponential and a step as a fast one.
 
     Paper: Jin et al., "AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the
-    Fly", ICLR 2021, arXiv 2105.10762 (Section 4.2, exponential forecasting model).
+    Fly", ICLR 2021, arXiv 2105.10762 (its exponential forecasting model).
 
     Args:
       losses: 1-D array of at least 3 finite losses.

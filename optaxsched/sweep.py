@@ -233,7 +233,7 @@ def lr_sensitivity(final_losses: Any, initial_loss: Any) -> float:
     sweep in which every run diverged at 0. Computed in float64 on the host.
 
     Paper: Wortsman et al., "Small-scale proxies for large-scale Transformer training
-    instabilities", arXiv 2309.14322 (Section 2, "LR sensitivity").
+    instabilities", arXiv 2309.14322 (the "LR sensitivity" metric).
 
     Args:
       final_losses: 1-D array of K >= 1 real final losses (NaN and ±inf allowed: diverged runs).
