@@ -247,25 +247,27 @@ def plot_lr(result: AutoLRSResult, baselines: dict[str, Any], path: str) -> str 
     except ImportError:
         return None
     fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-    # AutoLRS trains its kept model only on the steps after each stage's trials: place them on
-    # the budget axis so that the curves compare at equal cost.
-    budget_steps, offset, trained = [], 0, 0
+    # AutoLRS trains its kept model only on the steps after each stage's trials: each stage's
+    # segment is drawn at its place on the budget axis, so that the curves compare at equal cost.
+    trained = 0
     for stage in result.stages:
-        offset += len(stage["candidates"]) * stage["trial_steps"]
-        budget_steps += list(range(offset + trained, offset + trained + stage["train_steps"]))
-        trained += stage["train_steps"]
-    ax_lr.step(budget_steps, result.lr, where="post", label="AutoLRS (kept steps)", lw=2)
-    for stage in result.stages:
-        start = stage["start"]
         width = len(stage["candidates"]) * stage["trial_steps"]
+        first = stage["start"] + width
+        steps = np.arange(first, first + stage["train_steps"])
+        kept = slice(trained, trained + stage["train_steps"])
+        label = "AutoLRS" if stage["index"] == 0 else None
+        ax_lr.plot(steps, result.lr[kept], color="C3", lw=2, label=label)
+        ax_loss.plot(steps, result.loss[kept], color="C3", lw=0.8, label=label)
+        trained += stage["train_steps"]
         if width:
-            ax_lr.axvspan(start, start + width, color="grey", alpha=0.15)
-            ax_lr.scatter([start + width / 2] * len(stage["candidates"]), stage["candidates"],
-                          s=10, color="grey")
-    for name, base in baselines.items():
-        ax_lr.plot(base["lr"], label=name)
-        ax_loss.plot(base["loss"], label=name, lw=0.8)
-    ax_loss.plot(budget_steps, result.loss, label="AutoLRS", lw=0.8)
+            ax_lr.axvspan(stage["start"], first, color="grey", alpha=0.15)
+            ax_lr.scatter([stage["start"] + width / 2] * len(stage["candidates"]),
+                          stage["candidates"], s=10, color="grey")
+    for i, (name, base) in enumerate(baselines.items()):
+        ax_lr.plot(base["lr"], label=name, color=f"C{i}")
+        ax_loss.plot(base["loss"], label=name, lw=0.8, color=f"C{i}")
+    low = min([min(st["candidates"] or [st["lr"]]) for st in result.stages])
+    ax_lr.set_ylim(low / 3, None)
     ax_lr.set_yscale("log")
     ax_lr.set_xlabel("budget step (grey: trials, dots: candidates)")
     ax_lr.set_ylabel("learning rate")
@@ -372,8 +374,7 @@ def _compare(result, cfg: TrainConfig, settings: AutoLRSSettings, compare, args)
     with open(os.path.join(cfg.out, "comparison.json"), "w", encoding="utf-8") as handle:
         json.dump({"autolrs": {"val_loss": autolrs.val_loss, "stages": autolrs.stages,
                                "mode": mode},
-                   "baselines": {k: {"val_loss": v["val_loss"], "peak_lr": v["peak_lr"]}
-                                 for k, v in baselines.items()},
+                   "baselines": baselines,  # val_loss, peak_lr, per-step lr and loss
                    "budget_steps": cfg.steps, "initial_loss": setup.initial_loss}, handle,
                   indent=1)
     plot_lr(autolrs, baselines, os.path.join(cfg.out, "autolrs_lr.png"))
