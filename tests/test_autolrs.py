@@ -30,7 +30,7 @@ def test_fit_exponential_recovers_known_parameters(a, b, c, n, t0):
     assert fit.residual < 1e-6
 
 
-@given(st.floats(0.1, 5.0), st.floats(-0.2, -0.01), st.floats(0.5, 5.0), st.integers(0, 2**31))
+@given(st.floats(0.1, 5.0), st.floats(-0.2, -0.02), st.floats(0.5, 5.0), st.integers(0, 2**31))
 def test_fit_exponential_with_noise_forecasts_close_to_truth(a, b, c, seed):
     rng = np.random.default_rng(seed)
     t = np.arange(100.0)
@@ -43,11 +43,30 @@ def test_fit_exponential_with_noise_forecasts_close_to_truth(a, b, c, seed):
 
 def test_fit_exponential_of_a_line_is_a_slow_exponential():
     t = np.arange(30.0)
-    fit = oxs.fit_exponential(3.0 - 0.01 * t)
+    fit = oxs.fit_exponential(3.0 - 0.01 * t, min_rate=0.01 / 29)
     np.testing.assert_allclose(fit.predict(t), 3.0 - 0.01 * t, atol=1e-3)
-    # The rate's lower bound (0.01 / span) keeps the forecast of a line finite: it levels off
-    # at the asymptote c instead of falling forever.
+    # Even a slow rate keeps the forecast of a line finite: it levels off at the asymptote c.
     assert fit.b < 0 and fit.predict(1e6) == pytest.approx(fit.c)
+
+
+def test_default_rate_bound_keeps_a_straight_trial_from_extrapolating_linearly():
+    # A 10-step trial still falling in a straight line, forecast 100 steps ahead: the unbounded
+    # (line-like) fit goes far below anything a cross-entropy can reach; the default bound
+    # (time constant <= the trial) stops within the fitted amplitude's 1/e of the last loss.
+    t = np.arange(10.0)
+    curve = 4.0 - 0.3 * t
+    loose = oxs.forecast_loss(curve, 100, min_rate=1e-4)
+    bounded = oxs.forecast_loss(curve, 100)
+    assert loose < -20
+    fit = oxs.fit_exponential(curve)
+    assert fit.b == pytest.approx(-1 / 9)
+    assert bounded == pytest.approx(fit.c, abs=1e-3) and bounded > curve[-1] - 0.6 * 2.7
+
+
+@pytest.mark.parametrize("min_rate", [0.0, -1.0, np.nan, 10.0, "0.1", True])
+def test_fit_exponential_bad_min_rate(min_rate):
+    with pytest.raises(ValueError, match="fit_exponential: min_rate must be"):
+        oxs.fit_exponential([3.0, 2.0, 1.5, 1.2], min_rate=min_rate)
 
 
 def test_forecast_of_a_diverged_trial_is_inf():
