@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -328,8 +329,6 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
         kernel = constant(1.0, (1e-3, 1e3)) * matern(0.3, (0.1, 10.0), nu=2.5) + \
             white(1e-3, (1e-6, 1e-1))
         gp = gpr_cls(kernel, normalize_y=True, random_state=seed, n_restarts_optimizer=2)
-        import warnings
-
         with warnings.catch_warnings():  # bounds reached on a handful of points: harmless
             warnings.simplefilter("ignore")
             gp.fit(np.asarray(xs)[:, None], np.asarray(ys_fit))
