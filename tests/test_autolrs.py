@@ -332,3 +332,12 @@ def test_trainer_mode_autolrs_refuses_what_it_does_not_support(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         train.train(["--schedule", "autolrs", "--resume", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_docstring_examples():
+    import doctest
+
+    from optaxsched import autolrs
+
+    result = doctest.testmod(autolrs, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

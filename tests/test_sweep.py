@@ -280,3 +280,12 @@ def test_example_sweep_bad_flags_exit_2(argv, tmp_path, capsys):
         sweep_example.main(["--quick", "--out", str(tmp_path), *argv])
     assert exit_info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_docstring_examples():
+    import doctest
+
+    from optaxsched import sweep
+
+    result = doctest.testmod(sweep, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
