@@ -33,9 +33,9 @@ Where this departs from the paper and the authors' code (github.com/YuchenJin/au
   cross-entropy and the search chose that diverging-prone learning rate.
 * The forecast fits the raw loss curve by variable projection (``(a, c)`` by least squares for
   each rate, the rate by a log-grid search refined by golden section). The authors first smooth
-  training losses with an iterated spline that drops outliers; least squares on the raw curve is
-  simpler, deterministic, and on the short trials of small models removing 3% of points changed
-  little. Pass smoothed losses to use such a filter.
+  training losses with an iterated spline that drops outliers (3% of the points per pass); that
+  filter is not reproduced (it needs scipy, and with trials of 6-20 points it would drop 0-1
+  point); its effect on the choices was not measured. Pass smoothed losses to use such a filter.
 * A diverged trial (a non-finite loss) is told to the GP as the worst finite forecast of the stage
   plus the spread of the stage's forecasts (or the stage's first loss plus one when none is
   finite), not the authors' 1e6: a value far outside the others' range dominates the GP's
