@@ -41,13 +41,15 @@ Where this departs from the paper and the authors' code (github.com/YuchenJin/au
   finite), not the authors' 1e6: a value far outside the others' range dominates the GP's
   normalised targets and flattens its posterior elsewhere.
 * Candidates are proposed on a dense grid of ``log10 η`` (the GP's input, scaled to [0, 1]) rather
-  than by skopt's sampled-plus-L-BFGS acquisition optimisation; in one dimension a 1024-point grid
-  finds the same minimiser. The first candidate is the centre of the range (skopt draws it at
+  than by skopt's sampled-plus-L-BFGS acquisition optimisation: in one dimension a grid is
+  simple and deterministic, and its resolution (1/1023 of the log range) is finer than the
+  search needs. The first candidate is the centre of the range (skopt draws it at
   random), so a search is deterministic.
 * ``ask(n)`` with ``n > 1`` (the vmapped trials, which the paper does not have) chooses a batch by
   the "kriging believer" rule: each pick is added to the GP with its posterior mean as a fantasy
   observation before the next pick. With no observation yet, it returns the midpoints of ``n``
-  equal bins of ``log η``: the space-filling design an uninformed GP's confidence bound produces.
+  equal bins of ``log η``: a space-filling design, the kind that maximum-uncertainty picks
+  (the authors' κ = 1e6) spread towards.
 """
 
 from __future__ import annotations
