@@ -33,6 +33,10 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear", "wsd", "wsd_s", "r
                               "infinite", "uba", "inverse_sqrt", "refined")
 """Values of ``--schedule``: ``cosine`` is optax's warmup-cosine; the rest are optaxsched's."""
 
+AUTOLRS = "autolrs"
+"""``--schedule autolrs``: not a fixed schedule but a stage-wise search (``examples.autolrs_run``,
+which replaces the trainer's loop)."""
+
 OPTIMIZERS: tuple[str, ...] = ("adamw", "spam", "stable_spam", "sgd")
 """Values of ``--optimizer``."""
 
@@ -236,7 +240,7 @@ class TrainConfig:
 
         choice("data", CORPORA)
         choice("model", MODELS)
-        choice("schedule", SCHEDULES)
+        choice("schedule", (*SCHEDULES, AUTOLRS))
         choice("optimizer", OPTIMIZERS)
         choice("decay_shape", DECAY_SHAPES)
         choice("average", AVERAGES)
@@ -392,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the initialisation, the data order and the spikes")
 
     g = parser.add_argument_group("schedule")
-    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="learning-rate schedule; refined needs --refine-from")
+    g.add_argument("--schedule", choices=(*SCHEDULES, AUTOLRS), default=d.schedule,
+                   help="learning-rate schedule; refined needs --refine-from; autolrs searches "
+                        "one LR per stage (python -m examples.autolrs_run for its settings)")
     g.add_argument("--peak-lr", type=float, default=d.peak_lr,
                    help="peak learning rate (default: 3e-3 for Adam-type, 0.3 for sgd)")
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps,

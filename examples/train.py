@@ -603,6 +603,10 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
       ConfigError: an invalid setting, or one that conflicts with the run directory (the error
         names the flag).
     """
+    if config.schedule == "autolrs":  # a stage-wise search with its own loop
+        from examples import autolrs_run
+
+        return autolrs_run.run(config, argv)
     cfg = config.resolve()
     _join_processes(cfg)
     lead = jax.process_index() == 0  # the process that writes the run's files

@@ -15,6 +15,15 @@ from optaxsched._types import (
     ScaleOffsetMode,
     WarmupShape,
 )
+from optaxsched.autolrs import (
+    AutoLRSStage,
+    ExponentialFit,
+    LRSearch,
+    autolrs_stages,
+    fit_exponential,
+    forecast_loss,
+    propose_learning_rates,
+)
 from optaxsched.averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
 from optaxsched.combinators import (
     TokenSchedule,
@@ -98,6 +107,7 @@ from optaxsched.spikes import (
     spam,
     stable_spam,
 )
+from optaxsched.sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
 
 # The one place the version is written: pyproject.toml reads it (setuptools dynamic version).
 __version__ = "0.1.0"
@@ -187,4 +197,15 @@ __all__: list[str] = [
     "ScaleOffsetMode",
     "HypergradientMode",
     "AverageKind",
+    "vmap_hyperparams",
+    "lr_sweep",
+    "stack_params",
+    "lr_sensitivity",
+    "fit_exponential",
+    "ExponentialFit",
+    "forecast_loss",
+    "propose_learning_rates",
+    "LRSearch",
+    "AutoLRSStage",
+    "autolrs_stages",
 ]
