@@ -56,6 +56,11 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 """The smallest normal float32 (about 1.2e-38): the least a strictly positive argument may be."""
 
 
+MAX_STEP = 2**53
+"""The largest integer argument (step counts, lengths, token counts): exact as a float64, so the
+float arithmetic schedules do on their step arguments neither overflows nor rounds them."""
+
+
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type: a ``TypeError`` that ``except ValueError`` also catches."""
 
@@ -138,6 +143,8 @@ def check_int(where: str, name: str, value: Any, *, minimum: int = 0,
         value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
         fail(where, name, allowed, value)
+    if value > MAX_STEP:
+        fail(where, name, f"{allowed} of at most 2**53 = {MAX_STEP} (exact as a float)", value)
     return int(value)
 
 

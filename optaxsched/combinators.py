@@ -317,8 +317,9 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
         _checks.fail(where, "schedules", "a non-empty sequence of schedules", schedules)
     for i, schedule in enumerate(schedules):
         _check_schedule(where, f"schedules[{i}]", schedule)
-    if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
-        _checks.fail(where, "boundaries",
+    if (isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__")
+            or np.ndim(boundaries) == 0):
+        _checks.fail_type(where, "boundaries",
                      f"a sequence of {len(schedules) - 1} strictly increasing non-negative "
                      "integers", boundaries)
     if len(boundaries) != len(schedules) - 1:
@@ -332,7 +333,8 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
         value = _evaluate(schedules[0], count)
         for boundary, schedule in zip(bounds, schedules[1:], strict=True):
             later = _evaluate(schedule, _shifted(count, float(boundary)))
-            value = jnp.where(count < boundary, value, later)
+            # float(): a boundary beyond int32 (a schedule in token units) must not overflow.
+            value = jnp.where(count < float(boundary), value, later)
         return value
 
     return joined

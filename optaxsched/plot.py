@@ -12,7 +12,11 @@ import numpy as np
 
 from optaxsched import _checks
 
-__all__ = ["schedules", "sample", "refinement", "forecast"]
+__all__ = ["schedules", "sample", "refinement", "forecast", "MAX_SAMPLES"]
+
+# The most counts a picture samples a schedule at (one float64 each: 800 MB); a longer horizon is
+# a mistake (a step count in tokens) rather than a picture anyone can look at.
+MAX_SAMPLES = 100_000_000
 
 
 def _pyplot():
@@ -40,7 +44,8 @@ def sample(schedule: Callable, total_steps: int) -> np.ndarray:
     Returns:
       A float64 NumPy array of ``total_steps + 1`` values.
     """
-    total_steps = _checks.check_int("sample", "total_steps", total_steps, minimum=1)
+    total_steps = _checks.check_int("sample", "total_steps", total_steps, minimum=1,
+                                    maximum=MAX_SAMPLES)
     counts = np.arange(total_steps + 1, dtype=np.int32)
     try:
         values = np.asarray(schedule(counts), dtype=np.float64)
@@ -78,7 +83,8 @@ def schedules(named: Mapping[str, Callable], total_steps: int, path: str | None 
     """
     if not isinstance(named, Mapping) or not named:
         _checks.fail("plot.schedules", "named", "a non-empty mapping {label: schedule}", named)
-    total_steps = _checks.check_int("plot.schedules", "total_steps", total_steps, minimum=1)
+    total_steps = _checks.check_int("plot.schedules", "total_steps", total_steps, minimum=1,
+                                    maximum=MAX_SAMPLES)
     plt = _pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 4.2))

@@ -10,12 +10,15 @@ argument.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import optaxsched as oxs
 from optaxsched import cli, forecast
@@ -457,3 +460,201 @@ def test_catalogue_is_large_enough_and_covers_every_factory():
     uncovered = sorted(name for name in public["transform"] | public["schedule"]
                        if not any(i.startswith(f"{name}-") for i in ids))
     assert not uncovered, f"public factories without an invalid configuration here: {uncovered}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Property: every numeric argument of every public schedule factory, given a bad value, is either
+# refused naming the argument (ValueError or TypeError) or gives finite values at every count.
+# ------------------------------------------------------------------------------------------------
+
+_ZERO_D = object()  # stands for a 0-d array holding the argument's valid value
+_TWO = object()  # stands for a 1-D array of two copies of the valid value
+
+SCALAR_BAD = [
+    float("nan"), float("inf"), -float("inf"), 1e39, -1e39, 1e308, -1e308, 3.4e38, -3.4e38,
+    1e38, -1e38, 1e30, -1e30, 1e-30, 1e-38, 1e-39, 1e-45, -0.0, 0, -1, 0.5, 1j, 1 + 0j,
+    np.complex64(2.0), _ZERO_D, _TWO, True, False, "1",
+    None, b"1", 2**31, 2**31 - 1, 2**63, 10**400, -(10**400), np.float64(1e39), np.int64(2**40),
+    np.float16(6e4), np.array(np.nan), np.array(1e39), [1.0],
+]
+SEQUENCE_BAD = [_ZERO_D, 5, "12", None, [], {1: 2}, np.float32(3.0), np.array([[1.0, 2.0]])]
+
+# Counts at which an accepted schedule must be finite: every phase of the registry's
+# configurations, then far beyond any horizon up to the int32 maximum.
+FUZZ_COUNTS = np.array([0, 1, 2, 3, 4, 5, 7, 10, 15, 19, 20, 21, 25, 30, 35, 40, 45, 49, 50, 51,
+                        99, 100, 1000, 10**5, 2**24 + 1, 2**30, 2**31 - 2, 2**31 - 1], np.int32)
+
+
+def _numeric_arguments(case):
+    """``(bound arguments, scalar names, sequence names)`` of a registry case."""
+    args, kwargs = case.make()
+    fn = getattr(oxs, case.factory)
+    signature = inspect.signature(fn)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    scalars, sequences = [], []
+    for name, parameter in signature.parameters.items():
+        value = bound.arguments[name]
+        annotation = str(parameter.annotation)
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            sequences.append(name)
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            if not any(callable(v) for v in value):
+                sequences.append(name)
+        elif callable(value) or isinstance(value, str):
+            continue
+        elif "int" in annotation or "float" in annotation or isinstance(value, (int, float)):
+            scalars.append(name)
+    return fn, bound, scalars, sequences
+
+
+def _substitute(value, good):
+    if value is _ZERO_D:
+        return np.asarray(good if good is not None else 1)
+    if value is _TWO:
+        return np.asarray([good if good is not None else 1] * 2)
+    return value
+
+
+def _call(fn, bound, name, value):
+    arguments = dict(bound.arguments)
+    arguments[name] = value
+    args, kwargs = [], {}
+    for pname, parameter in inspect.signature(fn).parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            args.extend(arguments[pname])
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            kwargs[pname] = arguments[pname]
+        else:
+            args.append(arguments[pname])
+    return fn(*args, **kwargs)
+
+
+def _assert_finite_everywhere(schedule, case, what):
+    if case.stateful:
+        state = schedule.init()
+        values = [schedule(state, **case.extra_args)]
+        state = schedule.update(state, **case.extra_args)
+        values.append(schedule(state, **case.extra_args))
+    else:
+        values = [schedule(jnp.asarray(FUZZ_COUNTS)), schedule(FUZZ_COUNTS.astype(np.float32))]
+    for v in values:
+        v = np.asarray(v)
+        assert np.all(np.isfinite(v)), f"{what}: accepted, but not finite: {v}"
+
+
+def _expect_named_error_or_finite(case, fn, bound, name, value):
+    what = f"{case.factory}({name}={value!r})"
+    try:
+        schedule = _call(fn, bound, name, value)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        assert message.startswith(f"{case.factory}:") or message.startswith(
+            f"{case.factory} "), f"{what}: error not prefixed with the function: {message!r}"
+        assert name in message, f"{what}: error does not name {name!r}: {message!r}"
+        return
+    except Exception as err:  # noqa: BLE001 - any other exception is the defect being hunted
+        raise AssertionError(f"{what}: {type(err).__name__}: {err}") from None
+    try:
+        _assert_finite_everywhere(schedule, case, what)
+    except AssertionError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise AssertionError(f"{what}: accepted, then {type(err).__name__}: {err}") from None
+
+
+_FUZZ_CASES = sorted(reg.SCHEDULES)
+# ``*factors``: the call itself spreads the sequence, so only its entries can be wrong.
+_VAR_POSITIONAL = {"multiply": ("factors",)}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id", _FUZZ_CASES)
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_bad_schedule_argument_is_named_or_harmless(case_id, data):
+    case = reg.SCHEDULES[case_id]
+    fn, bound, scalars, sequences = _numeric_arguments(case)
+    name = data.draw(st.sampled_from(scalars + sequences), label="argument")
+    if name in scalars:
+        raw = data.draw(st.one_of(st.sampled_from(SCALAR_BAD),
+                                  st.floats(allow_nan=True, allow_infinity=True),
+                                  st.integers(-(2**70), 2**70)), label="value")
+        value = _substitute(raw, bound.arguments[name])
+    else:
+        good = list(bound.arguments[name])
+        whole = name not in _VAR_POSITIONAL.get(case.factory, ())
+        if whole and data.draw(st.booleans(), label="whole sequence"):
+            value = _substitute(data.draw(st.sampled_from(SEQUENCE_BAD), label="value"),
+                                good[0])
+        else:
+            index = data.draw(st.integers(0, len(good) - 1), label="index")
+            bad = data.draw(st.sampled_from(SCALAR_BAD), label="entry")
+            good[index] = _substitute(bad, good[index])
+            value = good if not isinstance(bound.arguments[name], tuple) else tuple(good)
+    _expect_named_error_or_finite(case, fn, bound, name, value)
+
+
+_EXTREME = st.one_of(
+    st.sampled_from([1e38, 3.4e38, 1e30, 1e-30, 1e-38, 1.2e-38, 2**31 - 1, 2**40, 2**53, 1, 0]),
+    st.floats(min_value=1e-38, max_value=3.4e38), st.integers(0, 2**53))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id", _FUZZ_CASES)
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_extreme_valid_values_together_are_named_or_harmless(case_id, data):
+    """Several scalar arguments at once at the edges of float32: derived quantities (ratios,
+    products, token-to-step conversions) must not overflow into an inf or NaN schedule."""
+    case = reg.SCHEDULES[case_id]
+    fn, bound, scalars, _ = _numeric_arguments(case)
+    names = data.draw(st.lists(st.sampled_from(scalars), min_size=1, max_size=3, unique=True),
+                      label="arguments")
+    arguments = dict(bound.arguments)
+    for name in names:
+        arguments[name] = data.draw(_EXTREME, label=name)
+    what = f"{case.factory}({', '.join(f'{n}={arguments[n]!r}' for n in names)})"
+    bound.arguments.update(arguments)
+    try:
+        schedule = _call(fn, bound, names[0], arguments[names[0]])
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        assert message.startswith(f"{case.factory}"), f"{what}: {message!r}"
+        assert any(p in message for p in inspect.signature(fn).parameters), (
+            f"{what}: the error names no argument: {message!r}")
+        return
+    _assert_finite_everywhere(schedule, case, what)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id", _FUZZ_CASES)
+def test_every_listed_bad_value_of_every_argument(case_id):
+    """The deterministic sweep behind the property: every argument times every listed value."""
+    case = reg.SCHEDULES[case_id]
+    fn, bound, scalars, sequences = _numeric_arguments(case)
+    failures = []
+    for name in scalars:
+        for raw in SCALAR_BAD:
+            try:
+                _expect_named_error_or_finite(case, fn, bound, name,
+                                              _substitute(raw, bound.arguments[name]))
+            except AssertionError as err:
+                failures.append(str(err).splitlines()[0])
+    for name in sequences:
+        good = list(bound.arguments[name])
+        for raw in SEQUENCE_BAD if name not in _VAR_POSITIONAL.get(case.factory, ()) else ():
+            try:
+                _expect_named_error_or_finite(case, fn, bound, name, _substitute(raw, good[0]))
+            except AssertionError as err:
+                failures.append(str(err).splitlines()[0])
+        for raw in SCALAR_BAD:
+            entries = list(good)
+            entries[-1] = _substitute(raw, good[-1])
+            try:
+                _expect_named_error_or_finite(case, fn, bound, name, entries)
+            except AssertionError as err:
+                failures.append(str(err).splitlines()[0])
+    assert not failures, "\n".join(failures)

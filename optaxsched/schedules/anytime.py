@@ -107,9 +107,11 @@ def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
     steps = _common.decay_length(where, total, decay_steps, decay_fraction, 0.2)
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     if warm > total - steps:
+        source = (f"decay_steps={steps}" if decay_steps is not None else
+                  f"decay_fraction={0.2 if decay_fraction is None else decay_fraction!r}")
         _checks.fail(where, "warmup_steps",
                      f"an integer in [0, {total - steps}] (total_steps={total} minus the {steps} "
-                     f"decay steps)", warmup_steps)
+                     f"decay steps of {source})", warmup_steps)
     shape = _shapes.validate_decay_shape(where, decay_shape, peak, end)
     start = float(total - steps)
 
@@ -514,8 +516,11 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
                          end_value)
         _shapes.validate_decay_shape(where, anneal_shape, plateau, plateau, "anneal_shape")
     else:
-        anneal_start = _checks.check_int(where, "anneal_start", anneal_start,
-                                         minimum=plateau_start)
+        anneal_start = _checks.check_int(where, "anneal_start", anneal_start, minimum=0)
+        if anneal_start < plateau_start:
+            _checks.fail(where, "anneal_start",
+                         f"an integer >= warmup_steps + cooldown_steps = {warm} + {cool} = "
+                         f"{plateau_start}", anneal_start)
         anneal_steps = _checks.check_int(where, "anneal_steps", anneal_steps, minimum=1)
         if end_value is None:
             _checks.fail(where, "end_value",
