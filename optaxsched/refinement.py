@@ -335,9 +335,12 @@ def _window(length: int, smoothing: float) -> int:
 def _min_length(smoothing: float) -> int:
     """The shortest log whose median window spans at least 3 points."""
     n = max(2, int(math.ceil(2.0 / smoothing)) - 1)
-    while _window(n, smoothing) < 3:
+    for _ in range(8):  # rounding of smoothing * n: a step or two past 2 / smoothing
+        if _window(n, smoothing) >= 3:
+            return n
         n += 1
-    return n
+    # A tiny smoothing: adding 1 no longer changes smoothing * n in float64.
+    return int(math.ceil(2.0 / smoothing * (1.0 + 2.0**-40)))
 
 
 def _short_repr(value: Any) -> str:

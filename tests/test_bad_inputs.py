@@ -311,7 +311,8 @@ FILES = [
      ("load_grad_norms:", "no records with the key 'grad_norm_l2'", "['loss', 'step']")),
     ("grad_norms", "metrics.jsonl", "{\"step\": 0, \"grad_norm_l2\": 1.0}\nnot json\n",
      ("load_grad_norms:", "line 2", "not valid JSON")),
-    ("grad_norms", "metrics.jsonl", "", ("load_grad_norms:", "no JSON records")),
+    ("grad_norms", "metrics.jsonl", "", ("load_grad_norms:", "metrics.jsonl", "empty")),
+    ("grad_norms", "metrics.jsonl", "\n\n", ("load_grad_norms:", "no JSON records")),
     ("grad_norms", "norms.parquet", "x", ("load_grad_norms:", "path", ".npy, .csv")),
     ("grad_norms", "missing.csv", None, ("load_grad_norms:", "no such file", "missing.csv")),
     ("grad_norms_refined", "norms.csv", "grad_norm_l2\nnan\nnan\nnan\n",
@@ -327,12 +328,109 @@ FILES = [
     ("loss_curve", "run.txt", "1 2 3", ("load_loss_curve:", "path")),
     ("loss_curve", "missing.jsonl", None, ("load_loss_curve:", "no such file")),
     ("law", "law.json", "{\"L0\": 1.0}", ("AnnealingLaw", "data")),
+    # --- binary files of the wrong kind, empty, truncated (issue 12) ---------------------------
+    ("grad_norms", "norms.npy", b"", ("load_grad_norms:", "norms.npy", "empty")),
+    ("grad_norms", "norms.npy", "NPZ", ("load_grad_norms:", "norms.npy", "is an .npz archive")),
+    ("grad_norms", "norms.npy", "NPY_TRUNCATED",
+     ("load_grad_norms:", "norms.npy", "not a readable .npy array", "truncated")),
+    ("grad_norms", "norms.npy", "NPY_OBJECT",
+     ("load_grad_norms:", "norms.npy", "not a readable .npy array")),
+    ("grad_norms", "norms.npy", "plain text, not numpy",
+     ("load_grad_norms:", "norms.npy", "not a readable .npy array")),
+    ("grad_norms", "norms.csv", "DIR", ("load_grad_norms:", "norms.csv", "not a regular file")),
+    ("grad_norms", "norms.csv", b"grad_norm_l2\n\xff\xfe1.0\n",
+     ("load_grad_norms:", "norms.csv", "not a UTF-8 text file")),
+    ("grad_norms", "metrics.jsonl", '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1, "grad_no',
+     ("load_grad_norms:", "line 2", "not valid JSON")),
+    ("grad_norms", "metrics.jsonl",
+     '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1' + "0" * 400 + ', "grad_norm_l2": 1.0}\n',
+     ("load_grad_norms:", "metrics.jsonl", "line 2", "'step'", "beyond", "2**53")),
+    ("grad_norms", "metrics.jsonl",
+     '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1e999, "grad_norm_l2": 1.0}\n',
+     ("load_grad_norms:", "line 2", "'step' must be a non-negative integer", "inf")),
+    ("grad_norms", "metrics.jsonl",
+     '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1.5, "grad_norm_l2": 1.0}\n',
+     ("load_grad_norms:", "line 2", "'step' must be a non-negative integer", "1.5")),
+    ("grad_norms", "norms.csv", "step,grad_norm_l2\n0,1.0\n1000000000000,2.0\n",
+     ("load_grad_norms:", "norms.csv", "span", "10^8")),
+    ("loss_curve", "run.npz", b"", ("load_loss_curve:", "run.npz", "empty")),
+    ("loss_curve", "run.npz", "NPY", ("load_loss_curve:", "run.npz", "plain .npy array")),
+    ("loss_curve", "run.npz", "NPZ_TRUNCATED",
+     ("load_loss_curve:", "run.npz", "not a readable .npz archive", "truncated")),
+    ("loss_curve", "run.npz", "NPZ_OBJECT",
+     ("load_loss_curve:", "run.npz", "not a readable .npz archive")),
+    ("loss_curve", "run.npz", "step,lr,loss\n0,0.1,2.0\n",
+     ("load_loss_curve:", "run.npz", "not an .npz archive")),
+    ("loss_curve", "metrics.jsonl", b"",
+     ("load_loss_curve:", "metrics.jsonl", "empty")),
+    ("loss_curve", "metrics.jsonl",
+     '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1, "lr": 0.1, "lo',
+     ("load_loss_curve:", "line 2", "not valid JSON")),
+    ("loss_curve", "metrics.jsonl",
+     '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1e400, "lr": 0.1, "loss": 1.9}\n',
+     ("load_loss_curve:", "line 2", "'step' must be a non-negative integer", "inf")),
+    ("loss_curve", "metrics.jsonl",
+     '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1' + "0" * 400 + ', "lr": 0.1}\n',
+     ("load_loss_curve:", "line 2", "beyond", "2**53")),
+    ("loss_curve", "metrics.jsonl",
+     '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1000000000000, "lr": 0.1, "loss": 1.9}\n',
+     ("load_loss_curve:", "metrics.jsonl", "span", "10^8")),
+    ("loss_curve", "metrics.jsonl",
+     '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1, "lr": 1' + "0" * 400 + '}\n',
+     ("load_loss_curve:", "line 2", "'lr' must be a number within the float range")),
+    ("loss_curve", "run.csv", "step,lr,loss\n0,0.1,2.0\n1000000000000,0.1,1.9\n",
+     ("load_loss_curve:", "run.csv", "span", "10^8")),
+    ("loss_curve", "metrics.jsonl", '{"epoch": 1}\n',
+     ("load_loss_curve:", "metrics.jsonl", "no records with 'lr' or 'loss'")),
+    ("law", "law.json", b"", ("AnnealingLaw.load:", "law.json", "not a readable JSON law")),
+    ("law", "law.json", '{"L0": 2.0, "A": 1.0, "alp',
+     ("AnnealingLaw.load:", "law.json", "not a readable JSON law")),
+    ("law", "law.json", '{"L0": 1e999, "A": 1.0, "alpha": 0.5, "C": 0.1}',
+     ("AnnealingLaw.load:", "law.json", "L0 must be", "inf")),
+    ("law", "law.json", '{"L0": 2.0, "A": 1.0, "alpha": 0.5, "C": 0.1, "n_points": 1'
+     + "0" * 5000 + "}", ("AnnealingLaw.load:", "law.json", "not a readable JSON law")),
 ]
+
+
+def _binary(kind: str, path) -> None:
+    """Writes one of the named bad binary files (see FILES) to ``path``."""
+    import io
+
+    if kind == "NPZ":
+        with open(path, "wb") as handle:
+            np.savez(handle, grad_norm_l2=np.ones(5))
+    elif kind == "NPY":
+        with open(path, "wb") as handle:
+            np.save(handle, np.ones(5))
+    elif kind in ("NPY_TRUNCATED", "NPZ_TRUNCATED"):
+        buffer = io.BytesIO()
+        if kind == "NPY_TRUNCATED":
+            np.save(buffer, np.ones(1000))
+        else:
+            np.savez(buffer, lr=np.ones(1000), loss=np.ones(1000))
+        path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    elif kind == "NPY_OBJECT":
+        with open(path, "wb") as handle:
+            np.save(handle, np.array([1.0, "a"], dtype=object), allow_pickle=True)
+    elif kind == "NPZ_OBJECT":
+        with open(path, "wb") as handle:
+            np.savez(handle, lr=np.array([0.1, None], dtype=object), loss=np.ones(2))
+    elif kind == "DIR":
+        path.mkdir()
+    else:
+        raise AssertionError(kind)
+
+
+_BINARY = ("NPZ", "NPY", "NPY_TRUNCATED", "NPZ_TRUNCATED", "NPY_OBJECT", "NPZ_OBJECT", "DIR")
 
 
 def _write(tmp_path, name, contents):
     path = tmp_path / name
-    if contents is not None:
+    if isinstance(contents, bytes):
+        path.write_bytes(contents)
+    elif contents in _BINARY:
+        _binary(contents, path)
+    elif contents is not None:
         path.write_text(contents, encoding="utf-8")
     return path
 
@@ -570,7 +668,7 @@ _VAR_POSITIONAL = {"multiply": ("factors",)}
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("case_id", _FUZZ_CASES)
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_bad_schedule_argument_is_named_or_harmless(case_id, data):
@@ -603,7 +701,7 @@ _EXTREME = st.one_of(
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("case_id", _FUZZ_CASES)
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_extreme_valid_values_together_are_named_or_harmless(case_id, data):
