@@ -99,7 +99,7 @@ FACTORIES = [
          "infinite:", "end_value", "anneal_start is given", "None"),
     case("infinite-anneal-during-cooldown",
          lambda: oxs.infinite(1.0, 0.1, 10, 10, anneal_start=15, anneal_steps=5, end_value=0.01),
-         "infinite:", "anneal_start", ">= 20", "15"),
+         "infinite:", "anneal_start", ">= warmup_steps + cooldown_steps", "= 20", "15"),
     case("infinite-unknown-cooldown-shape", lambda: oxs.infinite(1.0, 0.1, 10, 10,
                                                                  cooldown_shape="step"),
          "infinite:", "cooldown_shape", "'cosine'", "'step'"),
@@ -276,6 +276,73 @@ FACTORIES = [
          "plan_wsd:", "fractions", "(0, 1]", "1.5"),
     case("plan_wsd-unknown-shape", lambda: oxs.plan_wsd(_law(), 1e-3, 100, shapes=["step"]),
          "plan_wsd:", "shapes", "'1-sqrt'", "'step'"),
+    # --- issue 12: finite in float64, not in float32 (refused where the object is built) ------
+    case("wsd-peak-1e39", lambda: oxs.wsd(1e39, 100),
+         "wsd:", "peak_value", "representable in float32", "1e+39"),
+    case("power-b-minus-1e39", lambda: oxs.power(0.02, 32, 1024, b=-1e39),
+         "power:", "b must be", "representable in float32", "-1e+39"),
+    case("infinite-timescale-1e308", lambda: oxs.infinite(1.0, 0.1, 10, 10,
+                                                          cooldown_timescale=1e308),
+         "infinite:", "cooldown_timescale", "representable in float32", "1e+308"),
+    case("inverse_sqrt-timescale-1e39", lambda: oxs.inverse_sqrt(1.0, 10, timescale=1e39),
+         "inverse_sqrt:", "timescale", "representable in float32"),
+    case("inverse_sqrt-timescale-subnormal", lambda: oxs.inverse_sqrt(1.0, 10, timescale=1e-45),
+         "inverse_sqrt:", "timescale", "smallest normal number", "1e-45"),
+    case("with_warmup-init-1e308", lambda: oxs.with_warmup(CONST, 10, init_value=1e308),
+         "with_warmup:", "init_value", "representable in float32", "1e+308"),
+    case("in_tokens-1e39", lambda: oxs.in_tokens(CONST, 1e39),
+         "in_tokens:", "tokens_per_step", "representable in float32"),
+    case("spam-lr-1e39", lambda: oxs.spam(1e39),
+         "spam:", "learning_rate", "representable in float32", "1e+39"),
+    case("hypergradient-lr-1e39", lambda: oxs.hypergradient(1e39, 1e-3),
+         "hypergradient:", "learning_rate", "representable in float32"),
+    case("plan_wsd-peak-1e39", lambda: oxs.plan_wsd(_law(), 1e39, 100),
+         "plan_wsd:", "peak_value", "representable in float32", "1e+39"),
+    case("refined_schedule-peak-1e39", lambda: oxs.refined_schedule(np.ones(40), 1e39),
+         "refined_schedule:", "peak_value", "representable in float32", "1e+39"),
+    case("multiply-factor-1e39", lambda: oxs.multiply(CONST, 1e39),
+         "multiply:", "factors[1]", "representable in float32"),
+    case("linear_decay-total-beyond-2-53", lambda: oxs.linear_decay(1.0, 10**400),
+         "linear_decay:", "total_steps", "at most 2**53"),
+    # --- wrong types: complex, 0-d arrays where a sequence is expected -------------------------
+    case("wsd-complex-peak", lambda: oxs.wsd(1 + 0j, 100),
+         "wsd:", "peak_value", "(1+0j)", "complex"),
+    case("multiply-imaginary", lambda: oxs.multiply(CONST, 1j),
+         "multiply:", "factors[1]", "1j", "complex"),
+    case("linear_decay-total-complex", lambda: oxs.linear_decay(1.0, 100 + 0j),
+         "linear_decay:", "total_steps", "complex"),
+    case("wsd-peak-string", lambda: oxs.wsd("1e-3", 100),
+         "wsd:", "peak_value", "'1e-3'", "str"),
+    case("wsd-peak-vector", lambda: oxs.wsd(np.ones(2), 100),
+         "wsd:", "peak_value", "ndarray"),
+    case("wsd_s-points-0d", lambda: oxs.wsd_s(1.0, np.array(50)),
+         "wsd_s:", "decay_points", "a sequence", "array(50)"),
+    case("join-boundaries-0d", lambda: oxs.join([CONST, CONST], np.array(5)),
+         "join:", "boundaries", "array(5)"),
+    case("fit-lam-0d", lambda: oxs.fit_annealing_law((np.ones(50), np.ones(50)),
+                                                     lam=np.array(0.9)),
+         "fit:", "lam", "a sequence", "array(0.9)"),
+    case("plan_wsd-fractions-0d", lambda: oxs.plan_wsd(_law(), 1e-3, 100,
+                                                       fractions=np.array(0.2)),
+         "plan_wsd:", "fractions", "a sequence", "array(0.2)"),
+    case("effective_learning_rate-negative-array", lambda: oxs.effective_learning_rate(
+        np.array(-1.0), {"w": jnp.ones(2)}),
+         "effective_learning_rate:", "learning_rate", "non-negative", "-1.0"),
+    # --- host-side functions validate steps before using them ---------------------------------
+    case("fit-schedule-step-inf", lambda: oxs.fit_annealing_law(
+        (CONST, [float("inf")] * 1, [2.0])),
+         "fit:", "runs.steps", "finite non-negative integers", "inf"),
+    case("fit-schedule-step-nan", lambda: oxs.fit_annealing_law(
+        (CONST, [float("nan")], [2.0])),
+         "fit:", "runs.steps", "finite non-negative integers", "nan"),
+    case("fit-schedule-step-1e12", lambda: oxs.fit_annealing_law(
+        (CONST, [0, 10**12], [2.0, 1.9])),
+         "fit:", "runs.steps", "at most 99999999", "1000000000000"),
+    case("LossCurve-schedule-step-negative", lambda: oxs.LossCurve(CONST, [2.0], steps=[-1]),
+         "LossCurve:", "steps must be", "finite non-negative integers", "-1"),
+    case("LossCurve-schedule-step-huge-int", lambda: oxs.LossCurve(CONST, [2.0],
+                                                                   steps=[10**400]),
+         "LossCurve:", "steps must be", "1-D array of integer steps"),
 ]
 
 
@@ -292,6 +359,25 @@ def test_invalid_configuration_is_refused_with_a_clear_message(call, fragments):
     assert re.match(r"^[\w.]+( [\w.]+)*: ", message), f"no '<function>: ' prefix: {message!r}"
     missing = [f for f in fragments if f not in message]
     assert not missing, f"message {message!r} lacks {missing}"
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: oxs.wsd(1 + 0j, 100), "peak_value"),
+    (lambda: oxs.multiply(CONST, 1j), "factors[1]"),
+    (lambda: oxs.wsd_s(1.0, np.array(50)), "decay_points"),
+    (lambda: oxs.join([CONST, CONST], np.array(5)), "boundaries"),
+    (lambda: oxs.plan_wsd(_law(), 1e-3, 100, fractions=np.array(0.2)), "fractions"),
+    (lambda: oxs.spam(None), "learning_rate"),
+    (lambda: oxs.nap(optax.sgd(0.1), every="2"), "every"),
+], ids=["wsd-complex", "multiply-1j", "wsd_s-0d", "join-0d", "plan_wsd-0d", "spam-None",
+        "nap-every-str"])
+def test_wrong_types_are_type_errors_naming_the_argument(call, name):
+    """A wrong type is a TypeError (that ``except ValueError`` catches too), naming the argument
+    instead of Python's bare ``float() argument must be ...`` or ``len() of unsized object``."""
+    with pytest.raises(TypeError) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+    assert f": {name} must be" in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------------------------------------

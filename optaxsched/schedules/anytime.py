@@ -382,6 +382,8 @@ def power(max_value: float, batch_size: float, tokens_per_step: float, a: float 
     # exp() finite (and its derivative) however small the count; at count 0 the tiny floor makes
     # log() finite and the exponent exceeds log(cap), so the value is the cap: the n -> 0+ limit.
     log_k = math.log(beta) + math.log(a) + b * math.log(per_step)
+    log_beta_a = math.log(beta) + math.log(a)
+    log_per_step = math.log(per_step)
     log_top = math.log(top)
 
     def curve_at(steps: float) -> float:  # eta_pow in float64, for the phase joins.
@@ -406,8 +408,14 @@ def power(max_value: float, batch_size: float, tokens_per_step: float, a: float 
 
     def schedule(count):
         count = _shapes.as_float_count(count)
-        exponent = log_k + b * jnp.log(jnp.maximum(count, 1e-30))
-        capped = exponent >= log_top
+        # log(beta a) + b log(n), n = count * tokens_per_step: every term is finite in float32
+        # except b log(n) itself, which may round to +-inf for a huge |b| (then exp gives 0 or
+        # the cap, never NaN). Writing it as log_k + b log(count) instead adds two large
+        # numbers of opposite sign, inf - inf = NaN when b is ~1e38. Count 0 (n -> 0+) is the
+        # cap, however large tokens_per_step makes log(n) at the floor.
+        log_n = jnp.log(jnp.maximum(count, 1e-30)) + log_per_step
+        exponent = log_beta_a + b * log_n
+        capped = (exponent >= log_top) | (count <= 0.0)
         value = jnp.where(capped, top, jnp.exp(jnp.minimum(exponent, log_top)))
         if use_decay:
             x = _shapes.progress(count, decay_start, decay_len)
