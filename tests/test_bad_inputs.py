@@ -302,6 +302,9 @@ FACTORIES = [
          "refined_schedule:", "peak_value", "representable in float32", "1e+39"),
     case("multiply-factor-1e39", lambda: oxs.multiply(CONST, 1e39),
          "multiply:", "factors[1]", "representable in float32"),
+    case("wsd-harmonic-ratio-beyond-float32",
+         lambda: oxs.wsd(3e38, 100, decay_shape="harmonic", end_value=1e-30),
+         "wsd:", "end_value must be at least", "'harmonic'", "fit in float32", "1e-30"),
     case("linear_decay-total-beyond-2-53", lambda: oxs.linear_decay(1.0, 10**400),
          "linear_decay:", "total_steps", "at most 2**53"),
     # --- wrong types: complex, 0-d arrays where a sequence is expected -------------------------
@@ -815,6 +818,38 @@ def test_extreme_valid_values_together_are_named_or_harmless(case_id, data):
             f"{what}: the error names no argument: {message!r}")
         return
     _assert_finite_everywhere(schedule, case, what)
+
+
+@pytest.mark.filterwarnings("ignore")
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(factory=st.sampled_from(["wsd", "wsd_s", "infinite-cooldown", "infinite-anneal"]),
+       shape=st.sampled_from(["1-sqrt", "linear", "cosine", "square", "exponential",
+                              "harmonic"]),
+       peak=st.one_of(st.floats(1.2e-38, 3.4e38), st.sampled_from([3.4e38, 1e30, 1.0])),
+       decades=st.integers(0, 80))
+def test_every_decay_shape_between_extreme_peak_and_end_is_named_or_finite(
+        factory, shape, peak, decades):
+    """The ratio end / peak of two valid values can leave float32 (harmonic's peak / end
+    overflowed: NaN where the decay starts); such a pair is refused naming the end value."""
+    end = peak * 10.0 ** -decades
+    if end < 1.2e-38:
+        end = 0.0 if shape not in ("exponential", "harmonic") else 1.2e-38
+    build = {
+        "wsd": lambda: oxs.wsd(peak, 50, decay_shape=shape, end_value=end, warmup_steps=5),
+        "wsd_s": lambda: oxs.wsd_s(peak, [20, 50], decay_steps=5, decay_shape=shape,
+                                   end_value=end),
+        "infinite-cooldown": lambda: oxs.infinite(peak, end, 5, 10, cooldown_shape=shape),
+        "infinite-anneal": lambda: oxs.infinite(peak, peak, 5, 10, anneal_start=30,
+                                                anneal_steps=10, end_value=end,
+                                                anneal_shape=shape),
+    }[factory]
+    try:
+        schedule = build()
+    except ValueError as err:
+        assert re.search(r"(end_value|constant_value) must be", str(err)), str(err)
+        return
+    values = np.asarray(schedule(jnp.asarray(FUZZ_COUNTS)))
+    assert np.all(np.isfinite(values)), (factory, shape, peak, end, values)
 
 
 @pytest.mark.filterwarnings("ignore")
