@@ -212,8 +212,9 @@ def _run_refine(args) -> int:
     where = "optaxsched refine"
     peak_value = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
                                      strict_min=True)
-    if args.total_steps is not None:
-        _checks.check_int(where, "--total-steps", args.total_steps, minimum=2)
+    if args.total_steps is not None:  # the schedule is written out at every step
+        _checks.check_int(where, "--total-steps", args.total_steps, minimum=2,
+                          maximum=100_000_000)
     extension = os.path.splitext(args.output)[1].lower()
     if extension not in (".npy", ".csv", ".txt"):
         _checks.fail(where, "-o/--output", "a file ending in .npy, .csv or .txt", args.output)
@@ -353,7 +354,8 @@ def _forecast_schedule(args):
         raise ValueError(f"--schedule {args.schedule} needs --peak-value and --total-steps.")
     peak = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
                                strict_min=True)
-    total = _checks.check_int(where, "--total-steps", args.total_steps, minimum=2)
+    total = _checks.check_int(where, "--total-steps", args.total_steps, minimum=2,
+                              maximum=100_000_000)  # the forecast samples every step
     warm = _checks.check_int(where, "--warmup-steps", args.warmup_steps, minimum=0,
                              maximum=total - 1)
     end = args.end_value

@@ -169,7 +169,10 @@ def _learning_rates(where: str, name: str, schedule_or_lrs, total_steps) -> np.n
     if callable(schedule_or_lrs):
         if total_steps is None:
             raise ValueError(f"{where}: total_steps is required when {name} is a schedule.")
-        total = _checks.check_int(where, "total_steps", total_steps, minimum=1)
+        # The schedule is sampled at every step: beyond 10^8 that is a mistake (tokens given as
+        # steps), not a forecast; refused here rather than as a MemoryError.
+        total = _checks.check_int(where, "total_steps", total_steps, minimum=1,
+                                  maximum=_MAX_SAMPLED_STEPS)
         lrs = _sample(schedule_or_lrs, total)
         return _check_lrs(where, f"{name} (sampled at counts 0..{total - 1})", lrs)
     lrs = _as_vector(where, name, schedule_or_lrs,

@@ -586,7 +586,7 @@ CLI = [
     (["refine", "{norms}", "--peak-value", "0", "-o", "{out}/s.csv"],
      ("--peak-value", "positive finite number")),
     (["refine", "{norms}", "--total-steps", "1", "-o", "{out}/s.csv"],
-     ("--total-steps", ">= 2")),
+     ("--total-steps", "[2, 100000000]", "got 1")),
     (["refine", "{norms}", "-o", "{out}/s.png"], ("-o/--output", ".npy, .csv or .txt")),
     (["refine", "{out}/missing.csv", "-o", "{out}/s.csv"], ("no such file", "missing.csv")),
     (["refine", "{empty}", "-o", "{out}/s.csv"], ("empty.csv", "empty")),
@@ -606,6 +606,26 @@ CLI = [
       "--fractions", "1.5"], ("fractions", "(0, 1]", "1.5")),
     (["forecast", "plan", "{out}/missing.json", "--peak-value", "1e-3", "--total-steps", "100"],
      ("missing.json",)),
+    # --- issue 12: absurd sizes are named, not a MemoryError; float32 range; files ------------
+    (["refine", "{norms}", "--total-steps", "1000000000000", "-o", "{out}/s.csv"],
+     ("--total-steps", "[2, 100000000]")),
+    (["forecast", "predict", "{law}", "--schedule", "cosine", "--peak-value", "1e-3",
+      "--total-steps", "1000000000000"], ("--total-steps", "[2, 100000000]")),
+    (["forecast", "plan", "{law}", "--peak-value", "1e-3", "--total-steps", "1000000000000"],
+     ("total_steps", "100000000")),
+    (["plot", "wsd", "--peak-value", "1", "--total-steps", "1000000000000", "-o",
+      "{out}/x.png"], ("--plot-steps", "at most 100000000")),
+    (["plot", "wsd", "--peak-value", "1e39", *WSD[2:]],
+     ("peak_value", "representable in float32")),
+    (["plot", "uba", "--peak-value", "1", "--total-steps", "100", "--phi", "1e-45", "-o",
+      "{out}/x.png"], ("phi", "smallest normal number")),
+    (["refine", "{npz_as_npy}", "-o", "{out}/s.csv"], ("norms.npy", "is an .npz archive")),
+    (["refine", "{norms}", "-o", "{blocker}/sub/s.csv"],
+     ("-o/--output", "cannot create the directory")),
+    (["forecast", "fit", "{truncated_npz}", "-o", "{out}/law.json"],
+     ("run.npz", "not a readable .npz archive")),
+    (["forecast", "predict", "{empty_law}", "--schedule", "cosine", "--peak-value", "1e-3",
+      "--total-steps", "100"], ("law.json", "not a readable JSON law")),
 ]
 
 
@@ -621,8 +641,19 @@ def cli_files(tmp_path):
     steps.write_text("step,grad_norm_l2\n" + "\n".join(f"{i},{1.0 + i}" for i in range(5)))
     law = tmp_path / "law.json"
     _law().save(str(law))
+    npz_as_npy = tmp_path / "norms.npy"
+    _binary("NPZ", npz_as_npy)
+    truncated_npz = tmp_path / "run.npz"
+    _binary("NPZ_TRUNCATED", truncated_npz)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory is needed")
+    empty_law = tmp_path / "bad" / "law.json"
+    empty_law.parent.mkdir()
+    empty_law.write_text("")
     return {"out": str(tmp_path), "norms": str(norms), "empty": str(empty), "nan": str(nan),
-            "steps": str(steps), "law": str(law)}
+            "steps": str(steps), "law": str(law), "npz_as_npy": str(npz_as_npy),
+            "truncated_npz": str(truncated_npz), "blocker": str(blocker),
+            "empty_law": str(empty_law)}
 
 
 @pytest.mark.parametrize("argv, fragments", CLI, ids=[" ".join(a[:2]) + f"-{i}"
@@ -636,6 +667,8 @@ def test_cli_rejects_bad_arguments_cleanly(argv, fragments, cli_files, capsys):
     err = captured.err
     assert "Traceback" not in err + captured.out
     assert "error:" in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert sum("error:" in line for line in lines) == 1 and "error:" in lines[-1], err
     missing = [f for f in fragments if f not in err]
     assert not missing, f"stderr {err!r} lacks {missing}"
 
