@@ -154,7 +154,7 @@ def parse_step(where: str, path: str, at: str, key: str, value: Any) -> int:
     Python reads as a huge int or as inf) is refused here rather than overflowing later.
     """
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{where}: {path}, {at}: {key!r} must be a non-negative integer, got "
+        raise ValueError(f"{where}: {path}, {at}: every {key!r} must be an integer >= 0, got "
                          f"{value!r}.")
     if isinstance(value, str):
         text = value.strip()
@@ -164,20 +164,20 @@ def parse_step(where: str, path: str, at: str, key: str, value: Any) -> int:
             try:
                 value = float(text)
             except ValueError:
-                raise ValueError(f"{where}: {path}, {at}: {key!r} must be a non-negative "
-                                 f"integer, got {value!r}.") from None
+                raise ValueError(f"{where}: {path}, {at}: every {key!r} must be an integer "
+                                 f">= 0, got {value!r}.") from None
     if isinstance(value, (np.integer, np.floating)):
         value = value.item()
     if isinstance(value, float):
         if not math.isfinite(value) or value != math.floor(value):
-            raise ValueError(f"{where}: {path}, {at}: {key!r} must be a non-negative integer, "
+            raise ValueError(f"{where}: {path}, {at}: every {key!r} must be an integer >= 0, "
                              f"got {value!r}.")
         value = int(value)
     if not isinstance(value, int):
-        raise ValueError(f"{where}: {path}, {at}: {key!r} must be a non-negative integer, got "
+        raise ValueError(f"{where}: {path}, {at}: every {key!r} must be an integer >= 0, got "
                          f"{value!r}.")
     if value < 0:
-        raise ValueError(f"{where}: {path}, {at}: {key!r} must be a non-negative integer, got "
+        raise ValueError(f"{where}: {path}, {at}: every {key!r} must be an integer >= 0, got "
                          f"{value!r}.")
     if value > MAX_STEP:
         digits = str(value)

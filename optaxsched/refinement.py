@@ -332,8 +332,10 @@ def _window(length: int, smoothing: float) -> int:
     return 2 * int(math.floor(smoothing * length / 2.0)) + 1
 
 
-def _min_length(smoothing: float) -> int:
-    """The shortest log whose median window spans at least 3 points."""
+def _min_length(smoothing: float) -> float:
+    """The shortest log whose median window spans at least 3 points (inf: none is)."""
+    if 2.0 / smoothing > 1e300:  # a subnormal smoothing: no log is long enough
+        return math.inf
     n = max(2, int(math.ceil(2.0 / smoothing)) - 1)
     for _ in range(8):  # rounding of smoothing * n: a step or two past 2 / smoothing
         if _window(n, smoothing) >= 3:

@@ -436,10 +436,10 @@ FILES = [
      ("load_grad_norms:", "metrics.jsonl", "line 2", "'step'", "beyond", "2**53")),
     ("grad_norms", "metrics.jsonl",
      '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1e999, "grad_norm_l2": 1.0}\n',
-     ("load_grad_norms:", "line 2", "'step' must be a non-negative integer", "inf")),
+     ("load_grad_norms:", "line 2", "'step' must be an integer >= 0", "inf")),
     ("grad_norms", "metrics.jsonl",
      '{"step": 0, "grad_norm_l2": 1.0}\n{"step": 1.5, "grad_norm_l2": 1.0}\n',
-     ("load_grad_norms:", "line 2", "'step' must be a non-negative integer", "1.5")),
+     ("load_grad_norms:", "line 2", "'step' must be an integer >= 0", "1.5")),
     ("grad_norms", "norms.csv", "step,grad_norm_l2\n0,1.0\n1000000000000,2.0\n",
      ("load_grad_norms:", "norms.csv", "span", "10^8")),
     ("loss_curve", "run.npz", b"", ("load_loss_curve:", "run.npz", "empty")),
@@ -457,7 +457,7 @@ FILES = [
      ("load_loss_curve:", "line 2", "not valid JSON")),
     ("loss_curve", "metrics.jsonl",
      '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1e400, "lr": 0.1, "loss": 1.9}\n',
-     ("load_loss_curve:", "line 2", "'step' must be a non-negative integer", "inf")),
+     ("load_loss_curve:", "line 2", "'step' must be an integer >= 0", "inf")),
     ("loss_curve", "metrics.jsonl",
      '{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1' + "0" * 400 + ', "lr": 0.1}\n',
      ("load_loss_curve:", "line 2", "beyond", "2**53")),
@@ -914,3 +914,12 @@ def test_every_listed_bad_value_of_every_argument(case_id):
             except AssertionError as err:
                 failures.append(str(err).splitlines()[0])
     assert not failures, "\n".join(failures)
+
+
+def test_the_fuzz_covers_every_public_schedule_factory():
+    fuzzed = {reg.SCHEDULES[c].factory for c in _FUZZ_CASES}
+    missing = sorted(reg.public_factories()["schedule"] - fuzzed)
+    assert not missing, f"public schedule factories the bad-input fuzz does not reach: {missing}"
+    for case_id in _FUZZ_CASES:  # and each of them has arguments to corrupt
+        _, _, scalars, sequences = _numeric_arguments(reg.SCHEDULES[case_id])
+        assert scalars or sequences, case_id

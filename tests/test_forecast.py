@@ -532,7 +532,7 @@ def test_load_drops_non_finite_losses_with_a_warning(tmp_path):
     ("a.jsonl", '[1, 2]\n', "expected a JSON object"),
     ("a.jsonl", '{"step": 0, "loss": 3.0}\n', "holds no learning rates"),
     ("a.jsonl", '{"step": 0, "lr": 0.1}\n', "holds no finite losses"),
-    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be a non-negative integer"),
+    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be an integer >= 0"),
     ("a.jsonl", '{"step": 0, "lr": "fast", "loss": 3}\n', "line 1: 'lr' must be a number"),
     ("a.jsonl", '{"step": 0, "lr": -0.1, "loss": 3}\n', "learning rate must be finite"),
     ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": -3}\n', "the loss must be positive"),
