@@ -1225,8 +1225,11 @@ def load_loss_curve(path: str | os.PathLike, loss_key: str = "loss", lr_key: str
       A :class:`LossCurve` named after the file (or the run directory).
 
     Raises:
-      ValueError: missing or unreadable file, unknown extension, malformed content, missing
-        columns, or no learning rates / losses (the message names the file and the line).
+      ValueError: missing, empty or unreadable file, unknown extension, malformed or truncated
+        content, a file of the wrong kind (a plain ``.npy`` array named ``.npz``), a step that
+        is not an integer in [0, 2**53] or beyond 10^8 (the learning rate is needed at every
+        step up to it), missing columns, or no learning rates / losses (the message names the
+        file and the line).
 
     Example:
       >>> curve = oxs.load_loss_curve("runs/cosine")  # doctest: +SKIP

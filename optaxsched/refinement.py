@@ -748,8 +748,11 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.nd
       A float64 array.
 
     Raises:
-      ValueError: the file is missing, unreadable, of an unknown type, malformed, or has no
-        such column/key (the message names the file, and the line where it applies).
+      ValueError: the file is missing, empty, unreadable, of an unknown type, malformed,
+        truncated or of the wrong kind (an ``.npz`` archive named ``.npy``, a pickled or complex
+        array), a step that is not an integer in [0, 2**53], steps spanning more than 10^8
+        entries, or no such column/key (the message names the file, and the line where it
+        applies).
 
     Example:
       >>> import json, os, tempfile, optaxsched as oxs
@@ -775,9 +778,10 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.nd
             values = _io.load_npy(where, path)
             if values.ndim == 2 and values.shape[1] == 1:
                 values = values[:, 0]
-            if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
-                raise ValueError(f"{where}: {path} must hold a 1-D numeric array, got shape "
-                                 f"{values.shape} and dtype {values.dtype}.")
+            if (values.ndim != 1 or not np.issubdtype(values.dtype, np.number)
+                    or np.issubdtype(values.dtype, np.complexfloating)):
+                raise ValueError(f"{where}: {path} must hold a 1-D numeric array of real "
+                                 f"numbers, got shape {values.shape} and dtype {values.dtype}.")
             out = values.astype(np.float64)
         elif extension == ".jsonl":
             out = _load_jsonl(where, path, key)
