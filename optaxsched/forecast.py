@@ -300,7 +300,7 @@ def _check_step_values(where: str, name: str, steps) -> np.ndarray:
     raw = _as_vector(where, name, steps, "a 1-D array of integer steps")
     bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0))
     if bad.size:
-        _fail_entry(where, name, "finite non-negative integers", raw[bad[0]].item(),
+        _fail_entry(where, name, "integers >= 0 (finite)", raw[bad[0]].item(),
                     int(bad[0]))
     return raw
 

@@ -343,15 +343,15 @@ FACTORIES = [
     # --- host-side functions validate steps before using them ---------------------------------
     case("fit-schedule-step-inf", lambda: oxs.fit_annealing_law(
         (CONST, [float("inf")] * 1, [2.0])),
-         "fit:", "runs.steps", "finite non-negative integers", "inf"),
+         "fit:", "runs.steps", "integers >= 0 (finite)", "inf"),
     case("fit-schedule-step-nan", lambda: oxs.fit_annealing_law(
         (CONST, [float("nan")], [2.0])),
-         "fit:", "runs.steps", "finite non-negative integers", "nan"),
+         "fit:", "runs.steps", "integers >= 0 (finite)", "nan"),
     case("fit-schedule-step-1e12", lambda: oxs.fit_annealing_law(
         (CONST, [0, 10**12], [2.0, 1.9])),
          "fit:", "runs.steps", "at most 99999999", "1000000000000"),
     case("LossCurve-schedule-step-negative", lambda: oxs.LossCurve(CONST, [2.0], steps=[-1]),
-         "LossCurve:", "steps must be", "finite non-negative integers", "-1"),
+         "LossCurve:", "steps must be", "integers >= 0 (finite)", "-1"),
     case("LossCurve-schedule-step-huge-int", lambda: oxs.LossCurve(CONST, [2.0],
                                                                    steps=[10**400]),
          "LossCurve:", "steps must be", "1-D array of integer steps"),
