@@ -7,6 +7,16 @@ Each check raises ``ValueError`` with a message of the form::
 and returns the value converted to the Python type the factory works with. Checks run when a
 schedule or transform is built, never inside ``jit``.
 
+A value of the wrong *type* (a complex number, a string, ``None``, a bool where a number is
+meant, an array where a scalar is meant, a 0-d array where a sequence is meant) raises
+:class:`ArgumentTypeError`, which is both a ``TypeError`` and a ``ValueError``: the message has
+the same form, and callers that catch ``ValueError`` (the console script) still catch it.
+
+Numbers are checked in the dtype the computation uses: schedules and transforms compute in
+float32, so a hyperparameter that is finite in float64 but not in float32 (``1e39``) is refused
+here, and so is a positive one that float32 rounds to zero or to a subnormal (``1e-39``), which
+the formulas would then divide by.
+
 A traced value passes through unchecked: ``optax.inject_hyperparams`` rebuilds the transform with
 its hyperparameters as tracers inside every update, and those values were checked when the user
 first built it with concrete numbers (or are the user's own schedule's output).
@@ -20,10 +30,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import jax
+import numpy as np
 
 __all__ = [
+    "ArgumentTypeError",
+    "FLOAT32_MAX",
+    "FLOAT32_TINY",
     "is_traced",
     "fail",
+    "fail_type",
     "check_int",
     "check_float",
     "check_fraction",
@@ -37,6 +52,21 @@ __all__ = [
 
 _Choice = TypeVar("_Choice", bound=str)  # a Literal choice stays that Literal
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest finite float32 (about 3.4e38): every hyperparameter a schedule uses fits in it."""
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+"""The smallest normal float32 (about 1.2e-38): the least a strictly positive argument may be."""
+
+
+MAX_STEP = 2**53
+"""The largest integer argument (step counts, lengths, token counts): exact as a float64, so the
+float arithmetic schedules do on their step arguments neither overflows nor rounds them."""
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a ``TypeError`` that ``except ValueError`` also catches."""
+
+
 def fail(where: str, name: str, allowed: str, value: Any) -> NoReturn:
     """Raises the project's standard ``ValueError``.
 
@@ -49,6 +79,37 @@ def fail(where: str, name: str, allowed: str, value: Any) -> NoReturn:
     raise ValueError(f"{where}: {name} must be {allowed}, got {value!r}.")
 
 
+def fail_type(where: str, name: str, allowed: str, value: Any) -> None:
+    """Raises :class:`ArgumentTypeError` in the standard wording, with the value's type."""
+    raise ArgumentTypeError(f"{where}: {name} must be {allowed}, got {_short_repr(value)} "
+                            f"({type(value).__name__}).")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d NumPy/JAX array or NumPy scalar as the Python number it holds; anything else as is."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)) and np.ndim(value) == 0:
+        return np.asarray(value).item()
+    return value
+
+
+def _wrong_type(value: Any) -> str | None:
+    """Why ``value`` cannot be a real number at all (``None`` when it is one)."""
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        return "a bool"
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return "complex"
+    if isinstance(value, numbers.Real):
+        return None
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return f"an array of shape {tuple(np.shape(value))}"
+    return "not a number"
+
+
 def is_traced(value: Any) -> bool:
     """Whether ``value`` is a JAX tracer (an injected hyperparameter inside ``jit``)."""
     return isinstance(value, jax.core.Tracer)
@@ -58,26 +119,34 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def check_int(where: str, name: str, value: Any, *, minimum: int = 0,
               maximum: int | None = None) -> int:
     """Checks that ``value`` is an integer in ``[minimum, maximum]``.
 
     Integral floats such as ``1000.0`` or ``1e4`` are accepted (users write step counts that way);
-    ``1000.5`` is not.
+    ``1000.5`` is not. A 0-d integer array is accepted too: ``optax.inject_hyperparams`` stores
+    integer hyperparameters as arrays and hands them back to the factory.
+
+    Raises:
+      ArgumentTypeError: ``value`` is not a real number (complex, bool, string, ``None``, an
+        array with more than one entry).
+      ValueError: a real number that is not integral or outside the range.
     """
     if is_traced(value):
         return value
-    integral_float = _is_real(value) and math.isfinite(value) and float(value).is_integer()
-    if integral_float and not _is_int(value):
-        value = int(value)
+    allowed = _int_range(minimum, maximum)
+    value = _scalar(value)
+    why = _wrong_type(value)
+    if why is not None:
+        fail_type(where, name, allowed, value)
     if not _is_int(value):
-        fail(where, name, _int_range(minimum, maximum), value)
+        if not (math.isfinite(value) and float(value).is_integer()):
+            fail(where, name, allowed, value)
+        value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
-        fail(where, name, _int_range(minimum, maximum), value)
+        fail(where, name, allowed, value)
+    if value > MAX_STEP:
+        fail(where, name, f"{allowed} of at most 2**53 = {MAX_STEP} (exact as a float)", value)
     return int(value)
 
 
@@ -93,42 +162,53 @@ def _int_range(minimum: int, maximum: int | None) -> str:
 
 def check_float(where: str, name: str, value: Any, *, minimum: float | None = None,
                 maximum: float | None = None, strict_min: bool = False,
-                strict_max: bool = False) -> float:
-    """Checks that ``value`` is a finite real number within the given bounds.
+                strict_max: bool = False, dtype: Any = np.float32) -> float:
+    """Checks that ``value`` is a real number, finite in ``dtype``, within the given bounds.
 
     Args:
       where: the public function being called.
       name: the argument's name.
-      value: what the user passed.
+      value: what the user passed (a Python number, a NumPy/JAX scalar or 0-d array).
       minimum, maximum: optional bounds.
       strict_min, strict_max: whether the bounds are excluded (``> minimum``).
+      dtype: the floating dtype the value is computed in (float32 for everything that runs
+        under ``jit``; host-side float64 code passes ``np.float64``). Its magnitude must be at
+        most the dtype's largest finite value, and a value that must be ``> 0`` must be at least
+        the dtype's smallest normal value (a subnormal or a zero would be divided by).
 
     Returns:
       ``float(value)``.
+
+    Raises:
+      ArgumentTypeError: ``value`` is not a real number (complex, bool, string, ``None``, an
+        array with more than one entry).
+      ValueError: not finite in ``dtype``, or out of bounds.
     """
     if is_traced(value):
         return value
     allowed = _float_range(minimum, maximum, strict_min, strict_max)
-    if not _is_real(value):
-        try:  # NumPy / JAX scalars of size one are fine; arrays of other sizes are not.
-            import numpy as np
-
-            arr = np.asarray(value)
-            if arr.shape != () or not np.issubdtype(arr.dtype, np.number):
-                fail(where, name, allowed, value)
-            value = arr.item()
-        except (TypeError, ValueError) as err:
-            if isinstance(err, ValueError) and str(err).startswith(f"{where}:"):
-                raise
-            fail(where, name, allowed, value)
-    value = float(value)
-    if not math.isfinite(value):
+    value = _scalar(value)
+    if _wrong_type(value) is not None:
+        fail_type(where, name, allowed, value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float64 range
         fail(where, name, allowed, value)
-    if minimum is not None and (value < minimum or (strict_min and value == minimum)):
+    if not math.isfinite(number):
         fail(where, name, allowed, value)
-    if maximum is not None and (value > maximum or (strict_max and value == maximum)):
+    if minimum is not None and (number < minimum or (strict_min and number == minimum)):
         fail(where, name, allowed, value)
-    return value
+    if maximum is not None and (number > maximum or (strict_max and number == maximum)):
+        fail(where, name, allowed, value)
+    info = np.finfo(dtype)
+    largest, tiny = float(info.max), float(info.tiny)
+    if abs(number) > largest:
+        fail(where, name, f"{allowed} representable in {info.dtype} (magnitude at most "
+             f"{largest:.7g})", value)
+    if strict_min and minimum is not None and minimum >= 0 and number < tiny:
+        fail(where, name, f"{allowed} representable in {info.dtype} (at least its smallest "
+             f"normal number, {tiny:.7g})", value)
+    return number
 
 
 def _float_range(minimum, maximum, strict_min, strict_max) -> str:
@@ -180,11 +260,17 @@ def check_one_of_two(where: str, name_a: str, a: Any, name_b: str, b: Any) -> No
 
 
 def check_sequence(where: str, name: str, value: Any, *, min_length: int = 1) -> Sequence:
-    """Checks that ``value`` is a list/tuple/array with at least ``min_length`` entries."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        fail(where, name, f"a sequence with at least {min_length} entries", value)
+    """Checks that ``value`` is a list/tuple/1-D array with at least ``min_length`` entries.
+
+    A string, a number, a 0-d array or a mapping is a wrong type (:class:`ArgumentTypeError`);
+    a sequence that is too short is a ``ValueError``.
+    """
+    allowed = f"a sequence with at least {min_length} entries"
+    if (isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__")
+            or (hasattr(value, "ndim") and np.ndim(value) == 0)):
+        fail_type(where, name, allowed, value)
     if len(value) < min_length:
-        fail(where, name, f"a sequence with at least {min_length} entries", value)
+        fail(where, name, allowed, value)
     return value
 
 

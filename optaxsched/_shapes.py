@@ -135,6 +135,13 @@ def validate_decay_shape(where: str, shape, peak_value: float, end_value: float,
                 f"{where}: {end_name} must be a positive number when {name}={shape!r} (its "
                 f"formula divides by {end_name}; try {end_name}={peak_value * 0.01:g}), got "
                 f"{end_value!r}.")
+        if shape == "harmonic" and peak_value / end_value - 1.0 > _checks.FLOAT32_MAX:
+            # The factor (1 - x) / (1 + x (peak / end - 1)) needs peak / end in float32: beyond
+            # it x * inf is NaN where the decay starts.
+            raise ValueError(
+                f"{where}: {end_name} must be at least {peak_value:g} / {_checks.FLOAT32_MAX:g}"
+                f" = {peak_value / _checks.FLOAT32_MAX:g} when {name}='harmonic' (the ratio "
+                f"peak / {end_name} must fit in float32), got {end_value!r}.")
     return shape
 
 

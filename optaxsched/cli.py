@@ -35,7 +35,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValueError as err:  # validation errors from the library: a usage error, not a crash.
-        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+        _exit(parser, args, str(err))
+    except ImportError as err:  # an optional extra is not installed (matplotlib for pictures)
+        _exit(parser, args, str(err) if "pip install" in str(err) else
+              f"{err}. Plotting needs matplotlib: pip install 'optaxsched[plot]'.")
+    except OSError as err:  # writing an output: permissions, a full disk, a file in the way
+        target = f" {err.filename}" if err.filename else ""
+        _exit(parser, args, f"cannot write{target}: {err.strerror or err}.")
+
+
+def _exit(parser: argparse.ArgumentParser, args, message: str) -> None:
+    """Exit code 2 and one line on stderr, the way argparse reports a usage error."""
+    line = " ".join(message.split())
+    parser.exit(2, f"{parser.prog} {args.command}: error: {line}\n")
+
+
+def _writable(option: str, path: str | None) -> str | None:
+    """``path`` with its parent directories created (a user expects ``-o runs/new/x.png`` to
+    work); a named error when they cannot be (a file in the way, no permission)."""
+    import os
+
+    if path is None:
+        return None
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option} must be a file path, got the directory {path!r}.")
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{option}: cannot create the directory {parent!r} for {path!r}: "
+                         f"{err.strerror or err}.") from None
+    return path
+
+
+def _require_matplotlib() -> None:
+    """Fails before any work when the plotting extra is missing (ImportError with the fix)."""
+    from optaxsched import plot
+
+    plot._pyplot()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +174,11 @@ def _run_plot(args) -> int:
             steps = 10_000
     if steps <= 0:
         raise ValueError(f"--plot-steps must be a positive integer, got {steps!r}.")
+    if steps > plot.MAX_SAMPLES:
+        raise ValueError(f"--plot-steps must be at most {plot.MAX_SAMPLES} (the schedule is "
+                         f"sampled at every step), got {steps!r}; pass a smaller --plot-steps.")
+    _require_matplotlib()
+    _writable("-o/--output", args.output)
     plot.schedules({args.schedule_name: schedule}, steps, path=args.output, log_y=args.log_y)
     if args.print_every:
         values = plot.sample(schedule, steps)
@@ -170,12 +212,15 @@ def _run_refine(args) -> int:
     where = "optaxsched refine"
     peak_value = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
                                      strict_min=True)
-    if args.total_steps is not None:
-        _checks.check_int(where, "--total-steps", args.total_steps, minimum=2)
+    if args.total_steps is not None:  # the schedule is written out at every step
+        _checks.check_int(where, "--total-steps", args.total_steps, minimum=2,
+                          maximum=100_000_000)
     extension = os.path.splitext(args.output)[1].lower()
     if extension not in (".npy", ".csv", ".txt"):
         _checks.fail(where, "-o/--output", "a file ending in .npy, .csv or .txt", args.output)
     key = args.key or ("grad_norm_l1" if args.kind == "adam" else "grad_norm_l2")
+    if args.plot:
+        _require_matplotlib()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         norms = refinement.load_grad_norms(args.norms_file, key=key)
@@ -190,13 +235,14 @@ def _run_refine(args) -> int:
             from optaxsched import plot
 
             plot.refinement(norms, kind=args.kind, smoothing=args.smoothing,
-                            peak_value=peak_value, path=args.plot,
+                            peak_value=peak_value, path=_writable("--plot", args.plot),
                             title=f"refined schedule ({args.kind}) from {args.norms_file}")
     seen = set()
     for warning in caught:
         if str(warning.message) not in seen:
             seen.add(str(warning.message))
             print(f"{where}: warning: {warning.message}", file=sys.stderr)
+    _writable("-o/--output", args.output)
     if extension == ".npy":
         np.save(args.output, values)
     else:
@@ -283,7 +329,7 @@ def _run_forecast_fit(args) -> int:
                        min_step=args.min_step, huber_delta=args.huber_delta, starts=args.starts)
     seconds = time.perf_counter() - start
     try:
-        law.save(args.output)
+        law.save(_writable("-o/--output", args.output))
     except OSError as err:
         raise ValueError(f"cannot write {args.output}: {err.strerror or err}.") from None
     print(f"fitted L = L0 + A*S1^-alpha - C*S2 on {law.n_points} points of {law.n_runs} run(s) "
@@ -308,7 +354,8 @@ def _forecast_schedule(args):
         raise ValueError(f"--schedule {args.schedule} needs --peak-value and --total-steps.")
     peak = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
                                strict_min=True)
-    total = _checks.check_int(where, "--total-steps", args.total_steps, minimum=2)
+    total = _checks.check_int(where, "--total-steps", args.total_steps, minimum=2,
+                              maximum=100_000_000)  # the forecast samples every step
     warm = _checks.check_int(where, "--warmup-steps", args.warmup_steps, minimum=0,
                              maximum=total - 1)
     end = args.end_value
@@ -332,6 +379,8 @@ def _run_forecast_predict(args) -> int:
     from optaxsched import forecast
 
     where = "optaxsched forecast predict"
+    if args.output:
+        _require_matplotlib()
     law = forecast.AnnealingLaw.load(args.law)
     if args.warmup_steps is None:
         args.warmup_steps = law.warmup_steps
@@ -356,8 +405,9 @@ def _run_forecast_predict(args) -> int:
             lrs = np.asarray(schedule(np.arange(args.total_steps)), dtype=np.float64)
             table = np.column_stack([np.arange(args.total_steps), lrs, predicted])
             try:
-                np.savetxt(args.csv, table, delimiter=",", header="step,lr,predicted_loss",
-                           comments="", fmt=["%d", "%.9g", "%.9g"])
+                np.savetxt(_writable("--csv", args.csv), table, delimiter=",",
+                           header="step,lr,predicted_loss", comments="",
+                           fmt=["%d", "%.9g", "%.9g"])
             except OSError as err:
                 raise ValueError(f"cannot write {args.csv}: {err.strerror or err}.") from None
     for run_label, curve in observed.items():
@@ -373,7 +423,7 @@ def _run_forecast_predict(args) -> int:
 
         schedules = {label: schedule} if schedule is not None else None
         plot.forecast(law, schedules, total_steps=args.total_steps, observed=observed,
-                      path=args.output, warmup_steps=warm,
+                      path=_writable("-o/--output", args.output), warmup_steps=warm,
                       title="loss forecast (scaling law with LR annealing)")
         print(f"wrote {args.output}")
     if args.csv and schedule is not None:

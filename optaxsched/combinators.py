@@ -324,8 +324,9 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
         _checks.fail(where, "schedules", "a non-empty sequence of schedules", schedules)
     for i, schedule in enumerate(schedules):
         _check_schedule(where, f"schedules[{i}]", schedule)
-    if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
-        _checks.fail(where, "boundaries",
+    if (isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__")
+            or np.ndim(boundaries) == 0):
+        _checks.fail_type(where, "boundaries",
                      f"a sequence of {len(schedules) - 1} strictly increasing non-negative "
                      "integers", boundaries)
     if len(boundaries) != len(schedules) - 1:
@@ -339,7 +340,8 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
     # schedules ``count - b_i`` < 0 before their boundary (masked by ``where``, but a schedule
     # that takes sqrt or log of it would put NaN into ``grad``), here they see ``max(·, 0)``.
     clocked = [lambda c, s=schedule: _evaluate(s, _shifted(c, 0.0)) for schedule in schedules]
-    inner = optax.join_schedules(clocked, list(bounds))
+    # float boundaries: one beyond int32 (a schedule in token units) must not overflow.
+    inner = optax.join_schedules(clocked, [float(b) for b in bounds])
 
     def joined(count):
         return jnp.asarray(inner(_shapes.as_float_count(count)), dtype=jnp.float32)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -131,8 +132,8 @@ def _as_vector(where: str, name: str, value, allowed: str) -> np.ndarray:
         _checks.fail(where, name, allowed, value)
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        _checks.fail(where, name, allowed, value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float64
+        _checks.fail(where, name, allowed, _short(value))
     if array.ndim != 1:
         _checks.fail(where, name, allowed, _short(value))
     return array
@@ -166,7 +167,10 @@ def _learning_rates(where: str, name: str, schedule_or_lrs, total_steps) -> np.n
     if callable(schedule_or_lrs):
         if total_steps is None:
             raise ValueError(f"{where}: total_steps is required when {name} is a schedule.")
-        total = _checks.check_int(where, "total_steps", total_steps, minimum=1)
+        # The schedule is sampled at every step: beyond 10^8 that is a mistake (tokens given as
+        # steps), not a forecast; refused here rather than as a MemoryError.
+        total = _checks.check_int(where, "total_steps", total_steps, minimum=1,
+                                  maximum=_MAX_SAMPLED_STEPS)
         lrs = _sample(schedule_or_lrs, total)
         return _check_lrs(where, f"{name} (sampled at counts 0..{total - 1})", lrs)
     lrs = _as_vector(where, name, schedule_or_lrs,
@@ -258,14 +262,35 @@ def annealing_areas(schedule_or_lrs, total_steps: int | None = None, lam: float 
 # Loss curves: what the fit consumes.
 
 
+# A schedule given as ``lrs`` is sampled at every step up to the last observed one; beyond this
+# many steps that is a mistake (a step in tokens, a corrupt log), not a run to evaluate.
+_MAX_SAMPLED_STEPS = 100_000_000
+
+
+def _check_step_values(where: str, name: str, steps) -> np.ndarray:
+    """``steps`` as a 1-D array of finite, non-negative integers (the standard errors if not)."""
+    raw = _as_vector(where, name, steps, "a 1-D array of integer steps")
+    bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0))
+    if bad.size:
+        _fail_entry(where, name, "integers >= 0 (finite)", raw[bad[0]].item(),
+                    int(bad[0]))
+    return raw
+
+
 def _check_curve(where: str, label: str, lrs, losses, steps):
     """Validated ``(lrs, losses, steps)`` arrays for one run; ``label`` prefixes argument names."""
+    if steps is not None:  # validated before anything uses them (a schedule is sampled up to them)
+        _check_step_values(where, f"{label}steps", steps)
     if callable(lrs):
         if steps is None:
-            n = len(losses) if hasattr(losses, "__len__") else 0
+            n = len(losses) if hasattr(losses, "__len__") and np.ndim(losses) == 1 else 0
         else:
             step_array = _as_vector(where, f"{label}steps", steps, "a 1-D array of integer steps")
             n = int(np.max(step_array)) + 1 if step_array.size else 0
+            if n > _MAX_SAMPLED_STEPS:
+                _fail_entry(where, f"{label}steps", f"at most {_MAX_SAMPLED_STEPS - 1} when lrs is "
+                            f"a schedule (it is sampled at every step up to the last one)",
+                            int(step_array.max()), int(np.argmax(step_array)))
         if n < 1:
             _checks.fail(where, f"{label}losses", "a non-empty 1-D array of losses", losses)
         lrs = _learning_rates(where, f"{label}lrs", lrs, n)
@@ -407,9 +432,11 @@ def _law_values(s1, s2, L0, A, alpha, C) -> np.ndarray:
     """``L0 + A·S1^−α − C·S2`` in float64; +inf where ``S1 = 0`` (no learning yet)."""
     s1 = np.asarray(s1, dtype=np.float64)
     s2 = np.asarray(s2, dtype=np.float64)
-    with np.errstate(divide="ignore", over="ignore"):
-        power = np.where(s1 > 0, A * np.power(np.where(s1 > 0, s1, 1.0), -alpha),
-                         np.inf if A > 0 else 0.0)
+    if A == 0.0:  # no power-law term at all: A·S1^−α is 0 even where S1^−α overflows (0·inf)
+        power = np.zeros(np.broadcast(s1, s2).shape)
+    else:
+        with np.errstate(divide="ignore", over="ignore"):
+            power = np.where(s1 > 0, A * np.power(np.where(s1 > 0, s1, 1.0), -alpha), np.inf)
     return L0 + power - C * s2
 
 
@@ -464,7 +491,8 @@ class AnnealingLaw:
 
     def __post_init__(self):
         where = "AnnealingLaw"
-        check = _checks.check_float
+        # The law is evaluated on the host in float64.
+        check = functools.partial(_checks.check_float, dtype=np.float64)
         object.__setattr__(self, "L0", check(where, "L0", self.L0, minimum=0.0, strict_min=True))
         object.__setattr__(self, "A", check(where, "A", self.A, minimum=0.0))
         object.__setattr__(self, "alpha", check(where, "alpha", self.alpha, minimum=0.0,
@@ -599,7 +627,8 @@ class AnnealingLaw:
                 data = json.load(handle)
         except FileNotFoundError:
             raise ValueError(f"{where}: no such file: {os.fspath(path)!r}.") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (OSError, ValueError, RecursionError) as err:
+            # ValueError: not JSON (empty, truncated), not UTF-8, an integer of too many digits.
             raise ValueError(f"{where}: {os.fspath(path)} is not a readable JSON law ({err}).") \
                 from None
         try:
@@ -1032,9 +1061,9 @@ def _number(where: str, path: str, at: str, key: str, value) -> float | None:
         raise ValueError(f"{where}: {path}, {at}: {key!r} must be a number, got {value!r}.")
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {path}, {at}: {key!r} must be a number, got "
-                         f"{value!r}.") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float64
+        raise ValueError(f"{where}: {path}, {at}: {key!r} must be a number within the float "
+                         f"range, got {_short(value)!r}.") from None
 
 
 def _read_jsonl(where, path, step_key, lr_key, loss_key):
@@ -1081,11 +1110,7 @@ def _read_csv(where, path, step_key, lr_key, loss_key):
 
 
 def _read_npz(where, path, step_key, lr_key, loss_key):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{where}: {path} is not a readable .npz archive ({err}).") from None
+    arrays = _io.load_npz(where, path)
     for key in (lr_key, loss_key):
         if key not in arrays:
             raise ValueError(f"{where}: {path} has no {key!r} array (arrays: "
@@ -1109,11 +1134,7 @@ def _assemble_curve(where, path, label, rows, step_key) -> LossCurve:
     lr_at: dict[int, float] = {}
     loss_at: dict[int, float] = {}
     for at, step, lr, loss in rows:
-        value = _number(where, path, at, step_key, step)
-        if value is None or not math.isfinite(value) or value != round(value) or value < 0:
-            raise ValueError(f"{where}: {path}, {at}: {step_key!r} must be a non-negative "
-                             f"integer, got {step!r}.")
-        step = int(value)
+        step = _io.parse_step(where, path, at, step_key, step)
         if lr is not None:
             if not math.isfinite(lr) or lr < 0:
                 raise ValueError(f"{where}: {path}, {at}: the learning rate must be finite and "
@@ -1133,7 +1154,9 @@ def _assemble_curve(where, path, label, rows, step_key) -> LossCurve:
                       f"step {dropped[0]}).", stacklevel=3)
     if not observed:
         raise ValueError(f"{where}: {path} holds no finite losses.")
-    n = max(max(lr_at), max(loss_at)) + 1
+    last = max(max(lr_at), max(loss_at))
+    _io.check_step_span(where, path, 0, last)  # the learning rates are needed at 0 .. last
+    n = last + 1
     known = np.array(sorted(lr_at))
     lrs = np.interp(np.arange(n), known, [lr_at[s] for s in known])
     steps = np.array(sorted(observed), dtype=np.int64)
@@ -1172,8 +1195,11 @@ def load_loss_curve(path: str | os.PathLike, loss_key: str = "loss", lr_key: str
       A :class:`LossCurve` named after the file (or the run directory).
 
     Raises:
-      ValueError: missing or unreadable file, unknown extension, malformed content, missing
-        columns, or no learning rates / losses (the message names the file and the line).
+      ValueError: missing, empty or unreadable file, unknown extension, malformed or truncated
+        content, a file of the wrong kind (a plain ``.npy`` array named ``.npz``), a step that
+        is not an integer in [0, 2**53] or beyond 10^8 (the learning rate is needed at every
+        step up to it), missing columns, or no learning rates / losses (the message names the
+        file and the line).
 
     Example:
       >>> curve = oxs.load_loss_curve("runs/cosine")  # doctest: +SKIP
@@ -1201,10 +1227,9 @@ def load_loss_curve(path: str | os.PathLike, loss_key: str = "loss", lr_key: str
     if not os.path.isfile(path):
         raise ValueError(f"{where}: no such file: {path!r}.")
     reader = {".jsonl": _read_jsonl, ".csv": _read_csv, ".npz": _read_npz}[extension]
-    try:
+    with _io.read_errors(where, path):
+        _io.require_existing_file(where, path)
         rows = reader(where, path, step_key, lr_key, loss_key)
-    except OSError as err:
-        raise ValueError(f"{where}: cannot read {path}: {err.strerror or err}.") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{where}: {path} is not a UTF-8 text file.") from None
+    if not rows:
+        raise ValueError(f"{where}: {path} holds no records with {lr_key!r} or {loss_key!r}.")
     return _assemble_curve(where, path, label, rows, step_key)

@@ -507,6 +507,8 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
                                                                   jnp.number):
             _checks.fail(where, "learning_rate", "a non-negative number or a scalar array",
                          learning_rate)
+        # A concrete 0-d array is checked like a number (a traced one passes through).
+        _checks.check_float(where, "learning_rate", learning_rate, minimum=0.0)
     else:
         _checks.fail(where, "learning_rate", "a non-negative number or a scalar array",
                      learning_rate)

@@ -13,7 +13,20 @@ import numpy as np
 from optaxsched import _checks
 from optaxsched._types import RefineKind
 
-__all__ = ["schedules", "sample", "refinement", "forecast"]
+__all__ = ["schedules", "sample", "refinement", "forecast", "MAX_SAMPLES"]
+
+# The most counts a picture samples a schedule at (one float64 each: 800 MB); a longer horizon is
+# a mistake (a step count in tokens) rather than a picture anyone can look at.
+MAX_SAMPLES = 100_000_000
+
+
+def _check_samples(where: str, total_steps) -> int:
+    """A positive number of steps to sample, at most :data:`MAX_SAMPLES`."""
+    total_steps = _checks.check_int(where, "total_steps", total_steps, minimum=1)
+    if total_steps > MAX_SAMPLES:
+        _checks.fail(where, "total_steps", f"at most {MAX_SAMPLES} (the schedule is sampled at "
+                     "every step)", total_steps)
+    return total_steps
 
 
 def _pyplot():
@@ -41,7 +54,7 @@ def sample(schedule: Callable, total_steps: int) -> np.ndarray:
     Returns:
       A float64 NumPy array of ``total_steps + 1`` values.
     """
-    total_steps = _checks.check_int("sample", "total_steps", total_steps, minimum=1)
+    total_steps = _check_samples("sample", total_steps)
     counts = np.arange(total_steps + 1, dtype=np.int32)
     try:
         values = np.asarray(schedule(counts), dtype=np.float64)
@@ -79,7 +92,7 @@ def schedules(named: Mapping[str, Callable], total_steps: int, path: str | None 
     """
     if not isinstance(named, Mapping) or not named:
         _checks.fail("plot.schedules", "named", "a non-empty mapping {label: schedule}", named)
-    total_steps = _checks.check_int("plot.schedules", "total_steps", total_steps, minimum=1)
+    total_steps = _check_samples("plot.schedules", total_steps)
     plt = _pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 4.2))

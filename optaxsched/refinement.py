@@ -332,12 +332,17 @@ def _window(length: int, smoothing: float) -> int:
     return 2 * int(math.floor(smoothing * length / 2.0)) + 1
 
 
-def _min_length(smoothing: float) -> int:
-    """The shortest log whose median window spans at least 3 points."""
+def _min_length(smoothing: float) -> float:
+    """The shortest log whose median window spans at least 3 points (inf: none is)."""
+    if 2.0 / smoothing > 1e300:  # a subnormal smoothing: no log is long enough
+        return math.inf
     n = max(2, int(math.ceil(2.0 / smoothing)) - 1)
-    while _window(n, smoothing) < 3:
+    for _ in range(8):  # rounding of smoothing * n: a step or two past 2 / smoothing
+        if _window(n, smoothing) >= 3:
+            return n
         n += 1
-    return n
+    # A tiny smoothing: adding 1 no longer changes smoothing * n in float64.
+    return int(math.ceil(2.0 / smoothing * (1.0 + 2.0**-40)))
 
 
 def _short_repr(value: Any) -> str:
@@ -350,7 +355,7 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
     allowed = "a 1-D sequence of non-negative numbers"
     try:
         values = np.array(grad_norms, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # strings, ragged lists, ints beyond float64
         _checks.fail(where, "grad_norms", allowed, _short_repr(grad_norms))
     if values.ndim != 1:
         _checks.fail(where, "grad_norms", allowed, f"an array of shape {values.shape}")
@@ -596,7 +601,10 @@ def _parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer beyond the float range: an infinite norm
+            return math.inf
     if isinstance(value, str):
         value = value.strip()
         if not value:
@@ -608,19 +616,20 @@ def _parse_number(value: Any) -> float | None:
     return None
 
 
-def _place_by_step(where: str, path: str, steps: list[float], values: list[float]
+def _place_by_step(where: str, path: str, steps: list[tuple[str, Any]], values: list[float]
                    ) -> np.ndarray:
-    """Puts values at their integer steps: later duplicates win, gaps are interpolated."""
-    if any(s != round(s) for s in steps):
-        raise ValueError(f"{where}: {path}: every 'step' must be an integer.")
+    """Puts values at their integer steps: later duplicates win, gaps are interpolated.
+
+    ``steps`` holds ``(where in the file, logged step)`` pairs; each step must be a
+    non-negative integer (at most 2**53) and together they may span at most 10^8 entries.
+    """
     by_step: dict[int, float] = {}
-    for step, value in zip(steps, values, strict=True):
-        by_step[int(step)] = value  # a resumed run logs some steps again: keep the last
+    for (at, step), value in zip(steps, values, strict=True):
+        step = _io.parse_step(where, path, at, "step", step)
+        by_step[step] = value  # a resumed run logs some steps again: keep the last
     order = sorted(by_step)
     first, last = order[0], order[-1]
-    if last - first + 1 > 100_000_000:
-        raise ValueError(f"{where}: {path}: its steps span {last - first + 1} entries, more than "
-                         f"10^8.")
+    _io.check_step_span(where, path, first, last)
     known = np.asarray(order, dtype=np.float64)
     known_values = np.asarray([by_step[s] for s in order], dtype=np.float64)
     if known.size == last - first + 1:
@@ -675,7 +684,7 @@ def _load_csv(where: str, path: str, key: str) -> np.ndarray:
             if step is None or not math.isfinite(step):
                 raise ValueError(f"{where}: {path}, line {line}: the step "
                                  f"{cells[step_column]!r} is not a number.")
-            steps.append(step)
+            steps.append((f"line {line}", cells[step_column]))
     if not values:
         raise ValueError(f"{where}: {path} has a header but no rows.")
     if step_column is not None:
@@ -695,11 +704,12 @@ def _load_jsonl(where: str, path: str, key: str) -> np.ndarray:
             raise ValueError(f"{where}: {path}, line {line}: {key} = {record[key]!r} is not "
                              f"a number.")
         values.append(value)
-        step = _parse_number(record.get("step", "missing"))
-        if step is None or not math.isfinite(step):
-            every_record_has_step = False
-        else:
-            steps.append(step)
+        raw_step = record.get("step", "missing")
+        step = _parse_number(raw_step)
+        if step is None or math.isnan(step):
+            every_record_has_step = False  # no usable step: records are taken in file order
+        else:  # a number, possibly beyond the float range: _place_by_step names the line
+            steps.append((f"line {line}", raw_step))
     if not values:
         if not keys_seen:
             raise ValueError(f"{where}: {path} has no JSON records.")
@@ -738,8 +748,11 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.nd
       A float64 array.
 
     Raises:
-      ValueError: the file is missing, unreadable, of an unknown type, malformed, or has no
-        such column/key (the message names the file, and the line where it applies).
+      ValueError: the file is missing, empty, unreadable, of an unknown type, malformed,
+        truncated or of the wrong kind (an ``.npz`` archive named ``.npy``, a pickled or complex
+        array), a step that is not an integer in [0, 2**53], steps spanning more than 10^8
+        entries, or no such column/key (the message names the file, and the line where it
+        applies).
 
     Example:
       >>> import json, os, tempfile, optaxsched as oxs
@@ -759,29 +772,21 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.nd
     extension = os.path.splitext(path)[1].lower()
     if extension not in _EXTENSIONS:
         _checks.fail(where, "path", "a file ending in " + ", ".join(_EXTENSIONS), path)
-    if not os.path.isfile(path):
-        raise ValueError(f"{where}: no such file: {path!r}.")
-    try:
+    with _io.read_errors(where, path):
+        _io.require_existing_file(where, path)
         if extension == ".npy":
-            try:
-                values = np.load(path, allow_pickle=False)
-            except ValueError as err:
-                raise ValueError(f"{where}: {path} is not a readable .npy array ({err}).") \
-                    from None
+            values = _io.load_npy(where, path)
             if values.ndim == 2 and values.shape[1] == 1:
                 values = values[:, 0]
-            if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
-                raise ValueError(f"{where}: {path} must hold a 1-D numeric array, got shape "
-                                 f"{values.shape} and dtype {values.dtype}.")
+            if (values.ndim != 1 or not np.issubdtype(values.dtype, np.number)
+                    or np.issubdtype(values.dtype, np.complexfloating)):
+                raise ValueError(f"{where}: {path} must hold a 1-D numeric array of real "
+                                 f"numbers, got shape {values.shape} and dtype {values.dtype}.")
             out = values.astype(np.float64)
         elif extension == ".jsonl":
             out = _load_jsonl(where, path, key)
         else:
             out = _load_csv(where, path, key)
-    except OSError as err:
-        raise ValueError(f"{where}: cannot read {path}: {err.strerror or err}.") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{where}: {path} is not a UTF-8 text file.") from None
     if out.size == 0:
         raise ValueError(f"{where}: {path} holds no values.")
     return out

@@ -1395,6 +1395,12 @@ def reset_warmup(interval: int, warmup_steps: int) -> optax.Schedule:
     _check_window(where, interval, None, warmup_steps)
 
     def schedule(count):
+        if not isinstance(count, jax.Array):
+            # A Python or NumPy integer beyond int32 ("any int"): clip on the host, where it is
+            # exact, before JAX would refuse it (OverflowError) or wrap it.
+            host = np.asarray(count)
+            if np.issubdtype(host.dtype, np.integer) or host.dtype == object:
+                count = np.asarray(np.clip(host, -1, _INT32_MAX - 1)).astype(np.int32)
         count = jnp.asarray(count)
         if not jnp.issubdtype(count.dtype, jnp.integer):
             count = jnp.floor(jnp.clip(count.astype(jnp.float32), -1.0, float(2**31 - 256)))

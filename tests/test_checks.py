@@ -102,3 +102,86 @@ def test_traced_values_pass_through_for_inject_hyperparams():
     assert float(jax.jit(checked)(3.0)) == 9.0
     with pytest.raises(ValueError, match="lr must be a positive finite number"):
         checked(np.float32(-1.0))
+
+
+@pytest.mark.parametrize("value", [np.int32(7), np.array(7), np.array(7, np.int64), np.array(7.0)])
+def test_check_int_accepts_0d_arrays_as_inject_hyperparams_hands_them_back(value):
+    import jax.numpy as jnp
+
+    assert _checks.check_int("f", "every", value, minimum=1) == 7
+    assert _checks.check_int("f", "every", jnp.asarray(7), minimum=1) == 7
+
+
+@pytest.mark.parametrize("value", [1j, 1 + 0j, np.complex64(1), np.array(1j), "3", None, True,
+                                   np.ones(2)])
+def test_wrong_types_are_argument_type_errors(value):
+    for check in (lambda v: _checks.check_int("f", "n", v),
+                  lambda v: _checks.check_float("f", "n", v)):
+        with pytest.raises(TypeError, match=r"^f: n must be .*, got .* \(\w+\)\.$") as info:
+            check(value)
+        assert isinstance(info.value, ValueError)  # callers catching ValueError still do
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_check_float_accepts_exactly_what_float32_holds(value):
+    in_range = abs(value) <= float(np.finfo(np.float32).max)
+    if in_range:
+        assert _checks.check_float("f", "x", value) == value
+        assert _checks.check_float("f", "x", value, dtype=np.float64) == value
+    else:
+        with pytest.raises(ValueError, match=r"x must be a finite number representable in "
+                                             r"float32 \(magnitude at most 3\.402823e\+38\)"):
+            _checks.check_float("f", "x", value)
+        assert _checks.check_float("f", "x", value, dtype=np.float64) == value
+
+
+def test_positive_values_below_the_smallest_normal_float32_are_refused():
+    tiny = float(np.finfo(np.float32).tiny)
+    assert _checks.check_float("f", "x", tiny, minimum=0.0, strict_min=True) == tiny
+    for value in (1e-39, 1e-45, 5e-324):
+        with pytest.raises(ValueError, match="smallest normal number"):
+            _checks.check_float("f", "x", value, minimum=0.0, strict_min=True)
+    assert _checks.check_float("f", "x", 1e-45, minimum=0.0) == 1e-45  # 0 is allowed anyway
+
+
+def test_integers_beyond_2_to_53_are_refused():
+    assert _checks.check_int("f", "n", 2**53) == 2**53
+    for value in (2**53 + 1, 10**400, 1e300):
+        with pytest.raises(ValueError, match=r"n must be .*at most 2\*\*53"):
+            _checks.check_int("f", "n", value)
+
+
+def test_sequences_refuse_0d_arrays_and_mappings():
+    for bad in (np.array(5), np.float32(2.0), {1: 2}):
+        with pytest.raises(TypeError, match="points must be a sequence"):
+            _checks.check_sequence("f", "points", bad)
+    assert list(_checks.check_sequence("f", "points", np.array([1, 2]))) == [1, 2]
+
+
+def test_injected_integer_hyperparameters_work_for_nap_and_average_params():
+    """optax.inject_hyperparams stores every= / start_step= as int32 arrays and passes them back
+    to the factory (at init too): _checks.check_int must take them, as spikes' own check does."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import optaxsched as oxs
+
+    params = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)}
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
+    for tx in (
+        optax.inject_hyperparams(oxs.nap, static_args=("mask",))(
+            optimizer=optax.sgd(0.1), mask={"w": True, "b": False}, every=2),
+        optax.inject_hyperparams(oxs.average_params)(kind="ema", decay=0.9, every=2,
+                                                    start_step=1),
+    ):
+        state = tx.init(params)
+        assert int(state.hyperparams["every"]) == 2
+        p = params
+        for _ in range(4):
+            updates, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((p, state)))
+    # And a bad injected value is still refused, naming the argument, when built.
+    with pytest.raises(ValueError, match="every"):
+        optax.inject_hyperparams(oxs.average_params)(every=0).init(params)

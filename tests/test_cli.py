@@ -103,3 +103,139 @@ def test_console_script_entry_point(tmp_path):
          "--total-steps", "1000", "-o", str(out)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Outputs into directories that do not exist yet, missing matplotlib, loader errors (issue 12):
+# the script creates parent directories as a user expects, and every user error is exit code 2
+# with one line on stderr, never a traceback.
+# ------------------------------------------------------------------------------------------------
+
+
+def _norms_file(tmp_path):
+    path = tmp_path / "norms.csv"
+    path.write_text("grad_norm_l2\n" + "\n".join(str(3.0 - 0.05 * i) for i in range(40)))
+    return path
+
+
+def _run_file(tmp_path):
+    path = tmp_path / "run.csv"
+    rows = [f"{k},{1e-3 * (1 - k / 200):.6g},{2.0 + 3.0 * (k + 1) ** -0.5:.6g}" for k in range(200)]
+    path.write_text("step,lr,loss\n" + "\n".join(rows))
+    return path
+
+
+def _error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert lines, "nothing on stderr"
+    assert "error:" in lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("what", ["plot -o", "refine -o", "refine --plot", "fit -o",
+                                  "predict -o", "predict --csv"])
+def test_outputs_into_missing_directories_are_created(what, tmp_path, capsys):
+    target = tmp_path / "new" / "nested"
+    law = tmp_path / "law.json"
+    from optaxsched import forecast
+
+    forecast.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
+    argv = {
+        "plot -o": ["plot", "wsd", *VALID["wsd"], "-o", str(target / "wsd.png")],
+        "refine -o": ["refine", str(_norms_file(tmp_path)), "-o", str(target / "s.csv")],
+        "refine --plot": ["refine", str(_norms_file(tmp_path)), "-o", str(tmp_path / "s.npy"),
+                          "--plot", str(target / "r.png")],
+        "fit -o": ["forecast", "fit", str(_run_file(tmp_path)), "--starts", "1", "-o",
+                   str(target / "law.json")],
+        "predict -o": ["forecast", "predict", str(law), "--schedule", "cosine", "--peak-value",
+                       "1e-3", "--total-steps", "50", "-o", str(target / "f.png")],
+        "predict --csv": ["forecast", "predict", str(law), "--schedule", "cosine",
+                          "--peak-value", "1e-3", "--total-steps", "50", "--csv",
+                          str(target / "f.csv")],
+    }[what]
+    assert cli.main(argv) == 0
+    written = list(target.iterdir())
+    assert len(written) == 1 and written[0].stat().st_size > 0, written
+
+
+def test_output_under_a_file_is_named_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["refine", str(_norms_file(tmp_path)), "-o", str(blocker / "sub" / "s.csv")])
+    assert info.value.code == 2
+    line = _error_line(capsys)
+    assert "-o/--output" in line and "cannot create the directory" in line
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """Makes ``import matplotlib`` fail, as in a plain install without the plot extra."""
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+
+
+@pytest.mark.parametrize("what", ["plot", "refine --plot", "predict -o"])
+def test_missing_matplotlib_says_how_to_install_the_extra(what, no_matplotlib, tmp_path, capsys):
+    law = tmp_path / "law.json"
+    from optaxsched import forecast
+
+    forecast.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
+    argv = {
+        "plot": ["plot", "wsd", *VALID["wsd"], "-o", str(tmp_path / "out" / "wsd.png")],
+        "refine --plot": ["refine", str(_norms_file(tmp_path)), "-o", str(tmp_path / "s.csv"),
+                          "--plot", str(tmp_path / "r.png")],
+        "predict -o": ["forecast", "predict", str(law), "--schedule", "cosine", "--peak-value",
+                       "1e-3", "--total-steps", "50", "-o", str(tmp_path / "f.png")],
+    }[what]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    line = _error_line(capsys)
+    assert "pip install 'optaxsched[plot]'" in line
+    # Failing fast: nothing was written and no directory was created for the picture.
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["npz as npy", "empty npy", "truncated npy", "step 10**12",
+                                  "step beyond float"])
+def test_loader_errors_are_one_line_exit_2(kind, tmp_path, capsys):
+    import io
+
+    path = tmp_path / ("norms.npy" if "npy" in kind else "metrics.jsonl")
+    if kind == "npz as npy":
+        np.savez(str(tmp_path / "a.npz"), x=np.ones(3))
+        path.write_bytes((tmp_path / "a.npz").read_bytes())
+    elif kind == "empty npy":
+        path.write_bytes(b"")
+    elif kind == "truncated npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.ones(100))
+        path.write_bytes(buffer.getvalue()[:100])
+    elif kind == "step 10**12":
+        path.write_text('{"step": 0, "grad_norm_l2": 1}\n{"step": 1000000000000, '
+                        '"grad_norm_l2": 1}\n')
+    else:
+        path.write_text('{"step": 0, "grad_norm_l2": 1}\n{"step": 1e999, "grad_norm_l2": 1}\n')
+    with pytest.raises(SystemExit) as info:
+        cli.main(["refine", str(path), "-o", str(tmp_path / "s.csv")])
+    assert info.value.code == 2
+    line = _error_line(capsys)
+    assert path.name in line and "load_grad_norms" in line
+
+
+def test_console_script_user_error_is_one_line_without_traceback(tmp_path):
+    """The installed entry point itself (a subprocess), for one loader error."""
+    bad = tmp_path / "norms.npy"
+    bad.write_bytes(b"")
+    done = subprocess.run(
+        [sys.executable, "-m", "optaxsched.cli", "refine", str(bad), "-o",
+         str(tmp_path / "missing" / "s.csv")], capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "norms.npy" in lines[0] and "empty" in lines[0], done.stderr

@@ -532,7 +532,7 @@ def test_load_drops_non_finite_losses_with_a_warning(tmp_path):
     ("a.jsonl", '[1, 2]\n', "expected a JSON object"),
     ("a.jsonl", '{"step": 0, "loss": 3.0}\n', "holds no learning rates"),
     ("a.jsonl", '{"step": 0, "lr": 0.1}\n', "holds no finite losses"),
-    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be a non-negative integer"),
+    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be an integer >= 0"),
     ("a.jsonl", '{"step": 0, "lr": "fast", "loss": 3}\n', "line 1: 'lr' must be a number"),
     ("a.jsonl", '{"step": 0, "lr": -0.1, "loss": 3}\n', "learning rate must be finite"),
     ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": -3}\n', "the loss must be positive"),
@@ -689,3 +689,33 @@ def test_fit_lam_grid_returns_the_best_fitting_lambda():
         forecast.fit(runs, lam=[])
     with pytest.raises(ValueError, match=r"fit: lam must be in \(0, 1\), got 1.5"):
         forecast.fit(runs, lam=[0.99, 1.5])
+
+
+def test_law_without_a_power_term_predicts_l0_not_nan():
+    """A = 0 with a large alpha: S1^-alpha overflows at small areas, and 0 * inf was NaN."""
+    law = forecast.AnnealingLaw(L0=2.0, A=0.0, alpha=200.0, C=0.0)
+    predicted = law.predict(np.full(100, 1e-3))
+    np.testing.assert_array_equal(predicted, np.full(100, 2.0))
+    assert law.loss_at(0.0, 0.0) == 2.0
+    # With A > 0 the no-learning-yet point is still +inf, as documented.
+    assert forecast.AnnealingLaw(L0=2.0, A=1.0, alpha=0.5, C=0.0).loss_at(0.0, 0.0) == np.inf
+
+
+@pytest.mark.parametrize("steps, fragment", [
+    ([float("inf")], "got inf at index 0"),
+    ([float("nan")], "got nan at index 0"),
+    ([-1], "got -1"),
+    ([0.5], "got 0.5 at index 0"),
+    ([0, 10**12], "at most 99999999"),
+])
+def test_schedule_runs_validate_steps_before_sampling(steps, fragment):
+    """With a schedule as lrs, steps decide how far it is sampled: they are checked first (an
+    inf step was an OverflowError, 10**12 a MemoryError, -1 blamed on the losses)."""
+    losses = [2.0] * len(steps)
+    with pytest.raises(ValueError, match=r"^LossCurve: steps must be ") as info:
+        forecast.LossCurve(optax.constant_schedule(1e-3), losses, steps=steps)
+    assert fragment in str(info.value)
+    with pytest.raises(ValueError, match=r"^fit: runs\[1\]\.steps must be ") as info:
+        forecast.fit([(np.full(10, 1e-3), np.linspace(3, 2, 10)),
+                      (optax.constant_schedule(1e-3), steps, losses)])
+    assert fragment in str(info.value)

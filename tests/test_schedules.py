@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optaxsched as oxs
@@ -778,3 +778,55 @@ def test_renamed_arguments_keep_the_new_signature():
     assert "peak_value" in inspect.signature(oxs.power).parameters
     assert "max_value" not in inspect.signature(oxs.power).parameters
     assert "cooldown_steps" in inspect.signature(oxs.wsd).parameters
+def _uba_float64(counts, peak, total, warm, end, phi):
+    """UBA in float64 in the direct form of the spec (exact enough in float64 up to 1e12)."""
+    z = np.clip((np.asarray(counts, np.float64) - warm) / (total - warm), 0.0, 1.0)
+    u = 1.0 + np.cos(np.pi * z)
+    return end + (peak - end) * 2.0 * u / (2.0 * phi + (2.0 - phi) * u)
+
+
+@settings(max_examples=20, deadline=None)
+@given(phi=st.one_of(st.floats(1e-30, 1e30), st.sampled_from([1e8, 1e12, 1e30, 3.4e38, 1.2e-38])),
+       total=st.integers(2, 5000), end_fraction=st.sampled_from([0.0, 0.1]))
+def test_uba_is_finite_and_monotone_for_every_phi(phi, total, end_fraction):
+    """The docstring's promise: finite for every phi > 0 (the direct form 2 phi + (2 - phi) u
+    cancels once phi >= 1e8 and returned inf at the start of the decay)."""
+    peak, warm = 1e-3, total // 10
+    end = end_fraction * peak
+    schedule = oxs.uba(peak, total, phi=phi, warmup_steps=warm, end_value=end)
+    # A fixed number of counts (sorted, repeats allowed): one compiled shape for every example.
+    counts = np.sort(np.concatenate([np.linspace(0, total + 1, 1019).astype(np.int64),
+                                     [warm, warm + 1, total - 1, total, 2**31 - 1]]))
+    values = np.asarray(schedule(counts.astype(np.int32)), np.float64)
+    assert np.all(np.isfinite(values)), (phi, values[~np.isfinite(values)])
+    decay = values[counts >= warm]
+    assert decay[0] == pytest.approx(peak, rel=1e-6)  # exactly the peak where the decay starts
+    assert np.all(np.diff(decay) <= 1e-6 * peak)
+    assert np.all((decay >= end * (1 - 1e-6)) & (decay <= peak * (1 + 1e-6)))
+    if phi <= 1e12:  # where the float64 direct form is itself accurate
+        expected = _uba_float64(counts[counts >= warm], peak, total, warm, end, phi)
+        np.testing.assert_allclose(decay, expected, rtol=0, atol=2e-6 * peak)
+    # The gradient with respect to the count is finite too (no Python branch, no 0 * inf).
+    grads = jax.vmap(jax.grad(schedule))(jnp.asarray([warm, warm + 0.5, total], jnp.float32))
+    assert np.all(np.isfinite(np.asarray(grads))), grads
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: oxs.wsd(1e39, 100), "peak_value"),
+    (lambda: oxs.power(0.02, 32, 1024, b=-1e39), "b"),
+    (lambda: oxs.infinite(1.0, 0.1, 10, 10, cooldown_timescale=1e308), "cooldown_timescale"),
+    (lambda: oxs.inverse_sqrt(1.0, 10, timescale=1e39), "timescale"),
+    (lambda: oxs.linear_decay(1e-39, 100), "peak_value"),
+    (lambda: oxs.uba(1.0, 100, phi=1e-45), "phi"),
+])
+def test_values_beyond_float32_are_refused_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"{name} must be .*representable in float32"):
+        call()
+
+
+def test_power_with_a_huge_exponent_is_finite():
+    """b = -1e38 is representable in float32; b * log(count) is not, and must not become NaN."""
+    schedule = oxs.power(0.02, 32, 1024, b=-1e38)
+    values = np.asarray(schedule(np.array([0, 1, 2, 1000, 2**31 - 1], np.int32)))
+    assert np.all(np.isfinite(values)), values
+    assert values[0] == np.float32(0.02)

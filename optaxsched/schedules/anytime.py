@@ -111,9 +111,11 @@ def wsd(peak_value: float, total_steps: int, warmup_steps: int = 0,
     steps = _common.decay_length(where, total, cooldown_steps, decay_fraction, 0.2)
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     if warm > total - steps:
+        source = (f"cooldown_steps={steps}" if cooldown_steps is not None else
+                  f"decay_fraction={0.2 if decay_fraction is None else decay_fraction!r}")
         _checks.fail(where, "warmup_steps",
                      f"an integer in [0, {total - steps}] (total_steps={total} minus the {steps} "
-                     f"decay steps)", warmup_steps)
+                     f"decay steps of {source})", warmup_steps)
     shape = _shapes.validate_decay_shape(where, decay_shape, peak, end)
     start = float(total - steps)
 
@@ -389,6 +391,8 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
     # exp() finite (and its derivative) however small the count; at count 0 the tiny floor makes
     # log() finite and the exponent exceeds log(cap), so the value is the cap: the n -> 0+ limit.
     log_k = math.log(beta) + math.log(a) + b * math.log(per_step)
+    log_beta_a = math.log(beta) + math.log(a)
+    log_per_step = math.log(per_step)
     log_top = math.log(top)
 
     def curve_at(steps: float) -> float:  # eta_pow in float64, for the phase joins.
@@ -414,8 +418,14 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
 
     def schedule(count):
         count = _shapes.as_float_count(count)
-        exponent = log_k + b * jnp.log(jnp.maximum(count, 1e-30))
-        capped = exponent >= log_top
+        # log(beta a) + b log(n), n = count * tokens_per_step: every term is finite in float32
+        # except b log(n) itself, which may round to +-inf for a huge |b| (then exp gives 0 or
+        # the cap, never NaN). Writing it as log_k + b log(count) instead adds two large
+        # numbers of opposite sign, inf - inf = NaN when b is ~1e38. Count 0 (n -> 0+) is the
+        # cap, however large tokens_per_step makes log(n) at the floor.
+        log_n = jnp.log(jnp.maximum(count, 1e-30)) + log_per_step
+        exponent = log_beta_a + b * log_n
+        capped = (exponent >= log_top) | (count <= 0.0)
         value = jnp.where(capped, top, jnp.exp(jnp.minimum(exponent, log_top)))
         if use_decay:
             x = _shapes.progress(count, decay_start, decay_len)
@@ -523,8 +533,11 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
                          end_value)
         _shapes.validate_decay_shape(where, anneal_shape, plateau, plateau, "anneal_shape")
     else:
-        anneal_start = _checks.check_int(where, "anneal_start", anneal_start,
-                                         minimum=plateau_start)
+        anneal_start = _checks.check_int(where, "anneal_start", anneal_start, minimum=0)
+        if anneal_start < plateau_start:
+            _checks.fail(where, "anneal_start",
+                         f"an integer >= warmup_steps + cooldown_steps = {warm} + {cool} = "
+                         f"{plateau_start}", anneal_start)
         anneal_steps = _checks.check_int(where, "anneal_steps", anneal_steps, minimum=1)
         if end_value is None:
             _checks.fail(where, "end_value",

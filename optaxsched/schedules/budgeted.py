@@ -18,6 +18,8 @@ from optaxsched.schedules import _common
 
 __all__ = ["linear_decay", "rex", "uba"]
 
+_FLOAT32_TINY = _checks.FLOAT32_TINY
+
 
 def _budgeted(where: str, peak_value, total_steps, warmup_steps, end_value, init_value):
     peak = _common.check_peak(where, peak_value)
@@ -140,7 +142,10 @@ def uba(peak_value: float, total_steps: int, phi: float, warmup_steps: int = 0,
     the peak until the very end (WSD-like); larger ``phi`` decays earlier. For every
     ``phi > 0`` the denominator is at least ``min(4, 2 phi) > 0`` and the fraction increases with
     ``1 + cos(pi z)``, so the schedule is finite and non-increasing after warmup, equals
-    ``peak_value`` at ``z = 0`` and ``end_value`` at ``z = 1``.
+    ``peak_value`` at ``z = 0`` and ``end_value`` at ``z = 1``. It is computed as the equal
+    ``cos^2(pi z/2) / (cos^2(pi z/2) + (phi/2) sin^2(pi z/2))``, a sum of non-negative terms
+    that neither cancels nor overflows, so it stays finite for every ``phi`` that float32 can
+    hold (the direct form returns inf at the start of the decay once ``phi >= 1e8``).
 
     Which formula: the paper (Tang et al. 2025) could not be read here beyond its abstract (single
     hyperparameter ``phi`` tied to the condition number). This is the form of the design notes
@@ -176,8 +181,18 @@ def uba(peak_value: float, total_steps: int, phi: float, warmup_steps: int = 0,
                                              end_value, init_value)
     phi = _checks.check_float(where, "phi", phi, minimum=0.0, strict_min=True)
 
+    half_phi = 0.5 * phi
+
     def factor(z):
-        u = 1.0 + jnp.cos(math.pi * z)
-        return 2.0 * u / (2.0 * phi + (2.0 - phi) * u)
+        # With u = 1 + cos(pi z) = 2 cos^2(pi z / 2) and 2 - u = 2 sin^2(pi z / 2), the
+        # denominator 2 phi + (2 - phi) u = phi (2 - u) + 2 u is a sum of two non-negative terms:
+        # no cancellation, whatever phi. Dividing through by 4:
+        #   2 u / (2 phi + (2 - phi) u) = c^2 / (c^2 + (phi / 2) s^2),
+        # c = cos(pi z / 2), s = sin(pi z / 2). Neither term can overflow float32 (phi / 2 <=
+        # 1.7e38, s^2 <= 1), and c^2 + s^2 = 1 keeps the denominator away from zero (the floor
+        # guards c^2 and phi s^2 both rounding to zero).
+        c2 = jnp.square(jnp.cos(0.5 * math.pi * z))
+        s2 = jnp.square(jnp.sin(0.5 * math.pi * z))
+        return c2 / jnp.maximum(c2 + half_phi * s2, _FLOAT32_TINY)
 
     return _assemble(factor, peak, total, warm, end, init)
