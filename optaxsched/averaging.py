@@ -93,6 +93,11 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
 
     * **Non-finite parameters** propagate into the average (as into the parameters). Wrap the
       chain in ``optax.apply_if_finite`` to skip such steps.
+    * **Finite parameters and updates of any size** keep the average finite wherever the
+      averaged value is representable in the state's dtype (the update is computed as
+      ``(1 - w)·a + w·p + w·u``, which has no overflowing intermediate; tested up to 3e38
+      in float32, bfloat16 and float16). A 16-bit average of iterates beyond its range
+      saturates at the dtype's largest finite value.
     * **Memory**: one copy of the parameters (in ``dtype``, by default the parameters' dtype);
       the average is a plain pytree that checkpoints and shards like the parameters. For
       bfloat16 parameters pass ``dtype=jnp.float32``: small weights ``w_n`` vanish in bfloat16.
@@ -188,10 +193,18 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
                       jnp.where(num == 0, 1.0, 0.0)).astype(jnp.float32)
 
         def step(a, p, u):
+            # (1 - w)·a + w·p + w·u rather than a + w·(p + u - a): no intermediate overflows
+            # while the result is representable (p + u - a can reach three times the largest
+            # float for finite p, u, a), and w = 1 gives p + u exactly.
             compute = jnp.promote_types(a.dtype, jnp.float32)
-            x = p.astype(compute) + u.astype(compute)
-            a32 = a.astype(compute)
-            return (a32 + w.astype(compute) * (x - a32)).astype(a.dtype)
+            wc = w.astype(compute)
+            mixed = a.astype(compute) * (1.0 - wc) + p.astype(compute) * wc
+            new = mixed + u.astype(compute) * wc
+            if jnp.finfo(a.dtype).max < jnp.finfo(compute).max:
+                # Saturate finite values at the narrower state dtype's range (inf stays inf).
+                top = float(jnp.finfo(a.dtype).max)
+                new = jnp.where(jnp.isfinite(new), jnp.clip(new, -top, top), new)
+            return new.astype(a.dtype)
 
         average = jax.tree.map(step, state.average, params, updates)
         return updates, AverageParamsState(count=optax.safe_increment(count), num_averaged=num,
