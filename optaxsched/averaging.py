@@ -170,8 +170,10 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
             return 1.0 / nf
         if not debias:
             return jnp.asarray(one_minus, jnp.float32)
-        # 1 - βⁿ = -expm1(n log β), accurate even for β close to 1.
-        return jnp.asarray(one_minus, jnp.float32) / -jnp.expm1(nf * log_decay)
+        # 1 - βⁿ = -expm1(n log β), accurate even for β close to 1. The first iterate gets
+        # exactly 1 (the quotient can round to 1 - 2⁻²⁴).
+        debiased = jnp.asarray(one_minus, jnp.float32) / -jnp.expm1(nf * log_decay)
+        return jnp.where(n == 1, 1.0, debiased)
 
     def init_fn(params):
         average = jax.tree.map(

@@ -173,8 +173,8 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
     Non-finite and huge gradients: the hypergradient is computed so that finite gradients of
     any size give a finite ``h_t`` (its float32 dot product overflows for a gradient of 1e20;
     then, and only then, it is recomputed rescaled by the largest magnitudes). When ``h_t`` is
-    not finite, or its true value is beyond float32's range, or the increment is not finite,
-    the adaptation is left unchanged for that update; the state stays finite for finite
+    not finite, or (additive mode) its true value is beyond float32's range, or the increment
+    is not finite, the adaptation is left unchanged for that update; the state stays finite for finite
     inputs. The updates themselves are not sanitised (wrap in ``optax.apply_if_finite`` to
     skip such steps).
 
@@ -274,7 +274,10 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
         else:
             delta = hyper_lr * h
         total, error = _two_sum(adapted, delta + state.adaptation_compensation)
-        usable = exact & jnp.isfinite(delta) & jnp.isfinite(total) & jnp.isfinite(error)
+        # Additive steps need h itself; the multiplicative rule only its cosine, which is
+        # exact even where h is beyond float32's range.
+        known = jnp.isfinite(cosine) if multiplicative else exact
+        usable = known & jnp.isfinite(delta) & jnp.isfinite(total) & jnp.isfinite(error)
         total = jnp.where(usable, total, adapted)
         error = jnp.where(usable, error, state.adaptation_compensation)
         rate = base_rate(state.count)

@@ -258,9 +258,11 @@ def _block_scaled_squares(layout: _Layout, block_index: int, leaves: Sequence[ja
 
 
 def _block_norm(layout: _Layout, block_index: int, leaves: Sequence[jax.Array]) -> jax.Array:
-    """A block's norm (per unit with ``axis``), ``inf`` only where it is not representable."""
+    """A block's norm (per unit with ``axis``); for finite leaves a norm beyond the float range
+    saturates at the largest float (non-finite leaves give ``inf``/``nan``)."""
     c, s = _block_scaled_squares(layout, block_index, leaves)
-    return jnp.sqrt(s) / c
+    top = jnp.finfo(s.dtype).max
+    return jnp.where(jnp.isfinite(s), jnp.minimum(jnp.sqrt(s) / c, top), jnp.sqrt(s))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,10 +413,12 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
 
         def project(u_sel, p_sel):
             # h = (w + u)/2 for the selected leaves, in float32 or wider: halving first keeps
-            # it finite for any finite w and u, and exactly half of w + u otherwise. With
-            # every == 1 the update is consumed only here, so XLA fuses the optimizer's
-            # direction into this one temporary per leaf.
-            half = [p.astype(dtype[i]) * 0.5 + u.astype(dtype[i]) * 0.5
+            # it finite for any finite w and u, and exactly half of w + u otherwise. Written
+            # w·½ - u·(-½): XLA's algebraic simplifier factors w·½ + u·½ back into (w + u)·½,
+            # which overflows (tests/test_overflow.py catches it). With every == 1 the update
+            # is consumed only here, so XLA fuses the optimizer's direction into this one
+            # temporary per leaf.
+            half = [p.astype(dtype[i]) * 0.5 - u.astype(dtype[i]) * -0.5
                     for i, p, u in zip(selected, p_sel, u_sel, strict=True)]
             by_leaf = {i: half[position[i]] for i in selected}
             out = [None] * len(selected)
