@@ -174,8 +174,8 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
     any size give a finite ``h_t`` (its float32 dot product overflows for a gradient of 1e20;
     then, and only then, it is recomputed rescaled by the largest magnitudes). When ``h_t`` is
     not finite, or (additive mode) its true value is beyond float32's range, or the increment
-    is not finite, the adaptation is left unchanged for that update; the state stays finite for finite
-    inputs. The updates themselves are not sanitised (wrap in ``optax.apply_if_finite`` to
+    is not finite, the adaptation is left unchanged for that update; the state stays finite
+    for finite inputs. The updates themselves are not sanitised (wrap in ``optax.apply_if_finite`` to
     skip such steps).
 
     The adaptation is accumulated in float32 with compensated summation, so increments much
