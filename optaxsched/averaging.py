@@ -95,8 +95,8 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
       chain in ``optax.apply_if_finite`` to skip such steps.
     * **Finite parameters and updates of any size** keep the average finite wherever the
       averaged value is representable in the state's dtype (the update is computed as
-      ``(1 - w)·a + w·p + w·u``, which has no overflowing intermediate; tested up to 3e38
-      in float32, bfloat16 and float16). A 16-bit average of iterates beyond its range
+      ``(1 - w)·a + w·(p + u)``, which has no overflowing intermediate while the new
+      parameters ``p + u`` are finite; tested up to 3e38 in float32, bfloat16 and float16). A 16-bit average of iterates beyond its range
       saturates at the dtype's largest finite value.
     * **Memory**: one copy of the parameters (in ``dtype``, by default the parameters' dtype);
       the average is a plain pytree that checkpoints and shards like the parameters. For
@@ -195,13 +195,14 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
                       jnp.where(num == 0, 1.0, 0.0)).astype(jnp.float32)
 
         def step(a, p, u):
-            # (1 - w)·a + w·p + w·u rather than a + w·(p + u - a): no intermediate overflows
-            # while the result is representable (p + u - a can reach three times the largest
-            # float for finite p, u, a), and w = 1 gives p + u exactly.
+            # (1 - w)·a + w·x rather than a + w·(x - a): a convex combination of the finite
+            # average and the new iterate x = p + u never overflows (x - a can reach twice
+            # the largest float), and w = 1 gives x exactly. x overflows only where the new
+            # parameters themselves do.
             compute = jnp.promote_types(a.dtype, jnp.float32)
             wc = w.astype(compute)
-            mixed = a.astype(compute) * (1.0 - wc) + p.astype(compute) * wc
-            new = mixed + u.astype(compute) * wc
+            x = p.astype(compute) + u.astype(compute)
+            new = a.astype(compute) * (1.0 - wc) + x * wc
             if jnp.finfo(a.dtype).max < jnp.finfo(compute).max:
                 # Saturate finite values at the narrower state dtype's range (inf stays inf).
                 top = float(jnp.finfo(a.dtype).max)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks
+from optaxsched import _checks, _reductions
 
 __all__ = ["HYPERGRADIENT_MODES", "HypergradientState", "hypergradient"]
 
@@ -104,12 +104,20 @@ def _hypergradient_and_cosine(grads: Any, prev: Any, with_cosine: bool
         mg, mu = _max_abs(grads), _max_abs(prev)
         finite = jnp.isfinite(mg) & jnp.isfinite(mu)
         gs, us = _scaled(grads, mg), _scaled(prev, mu)
-        hs = _dot(gs, us)
+        if with_cosine:
+            # One variadic pass per leaf: three separate sums would make XLA materialise the
+            # rescaled g and u (two parameter-sized buffers, reserved even while the branch
+            # is not taken; tests/test_footprint.py).
+            sums = [_reductions.reduce_all([a * b, a * a, b * b], [0.0] * 3, ["add"] * 3)
+                    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(us), strict=True)]
+            hs, ggs, uus = (sum((p[k] for p in sums), jnp.zeros((), jnp.float32))
+                            for k in range(3))
+        else:
+            hs = _dot(gs, us)
         exact = (hs * mg) * mu
         saturated = jnp.clip(exact, -_FLOAT32_MAX, _FLOAT32_MAX)
         h_out = jnp.where(finite, saturated, h)  # non-finite entries: the raw value
-        cos = (cosine_of(hs, _dot(gs, gs), _dot(us, us)) if with_cosine
-               else jnp.zeros((), jnp.float32))
+        cos = (cosine_of(hs, ggs, uus) if with_cosine else jnp.zeros((), jnp.float32))
         cos = jnp.where(finite, cos, jnp.nan)
         return h_out, cos, finite & jnp.isfinite(exact)
 
