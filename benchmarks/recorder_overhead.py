@@ -82,13 +82,14 @@ def _runner(norm: str | None, batch_size: int):
 def measure(repeats: int, rounds: int, calls: int) -> list[dict]:
     rows = []
     for batch_size in (DEMO_BATCH, 4 * DEMO_BATCH):
+        baseline = _runner(None, batch_size)
         for norm in ("l2", "l1"):
+            candidate = _runner(norm, batch_size)
             ratios, cand, base = [], [], []
             for _ in range(repeats):
-                # Fresh executables per repeat: placement and page faults vary between them.
                 timing = _common.interleaved_ratios(
-                    _runner(norm, batch_size), _runner(None, batch_size), rounds=rounds,
-                    calls=calls, warmup=3, block=jax.block_until_ready)
+                    candidate, baseline, rounds=rounds, calls=calls, warmup=2,
+                    block=jax.block_until_ready)
                 ratios.append(timing.ratio)
                 cand.append(timing.candidate)
                 base.append(timing.baseline)
@@ -127,8 +128,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat of 5 rounds")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     repeats, rounds = (1, 5) if args.quick else (args.repeats, args.rounds)
