@@ -9,10 +9,12 @@ candidate puts ``oxs.record_grad_norms(100_000, norm)`` first in the chain with 
 each refinement kind uses (``'l2'`` for ``kind='sgd'``, ``'l1'`` for ``kind='adam'``); the
 baseline is the same chain without it. Both run at the demo's batch (32) and at 4x (128).
 
-Timing: :func:`_common.interleaved_ratios` (candidate and baseline alternate in one process,
-the ratio is taken per round), repeated ``--repeats`` times in separate interleavings; the
-result gives the median per-round ratio of each repeat and their range, since the machine is
-shared. Run with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` as ``make bench`` does.
+Timing: candidate and baseline alternate in one process and the ratio is taken per round (as
+:func:`_common.interleaved_ratios` does), for wall time and for the process's CPU time (on an
+oversubscribed machine wall time mostly measures the wait for a core), repeated ``--repeats``
+times; the table gives the median of the repeats' median ratios and their range. XLA's cost
+analysis of the two compiled steps (bytes accessed, flops) is the deterministic counterpart.
+Run with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` as ``make bench`` does.
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/recorder_overhead.py [--quick]
 """
@@ -72,11 +74,54 @@ def _runner(norm: str | None, batch_size: int):
     carry = {"params": jax.tree.map(jnp.array, params)}
     carry["state"] = jax.tree.map(lambda x: jnp.array(x, copy=True), tx.init(carry["params"]))
 
+    compiled = step.lower(carry["params"], carry["state"], batch).compile()
+
     def run():
-        carry["params"], carry["state"], loss = step(carry["params"], carry["state"], batch)
+        carry["params"], carry["state"], loss = compiled(carry["params"], carry["state"], batch)
         return loss
 
+    run.compiled = compiled
     return run
+
+
+def _interleave(candidate, baseline, rounds: int, calls: int) -> dict[str, list[float]]:
+    """Per-round ratios of wall time and of the process's CPU time (all threads).
+
+    Like :func:`_common.interleaved_ratios` (alternating order, ratio per round), but also
+    recording CPU time: on an oversubscribed machine a step's wall time mostly measures waiting
+    for a core, while its CPU time measures the work.
+    """
+    for fn in (candidate, baseline):
+        for _ in range(2):
+            jax.block_until_ready(fn())
+
+    def batch(fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = None
+        for _ in range(calls):
+            out = fn()
+        jax.block_until_ready(out)
+        return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+    out = {"wall": [], "cpu": [], "base_wall": [], "base_cpu": []}
+    for r in range(rounds):
+        if r % 2 == 0:
+            c, b = batch(candidate), batch(baseline)
+        else:
+            b = batch(baseline)
+            c = batch(candidate)
+        out["wall"].append(c[0] / b[0])
+        out["cpu"].append(c[1] / b[1])
+        out["base_wall"].append(b[0])
+        out["base_cpu"].append(b[1])
+    return out
+
+
+def _cost(runner_step) -> dict[str, float]:
+    analysis = runner_step.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return {"flops": float(analysis.get("flops", 0.0)),
+            "bytes": float(analysis.get("bytes accessed", 0.0))}
 
 
 def measure(repeats: int, rounds: int, calls: int) -> list[dict]:
@@ -85,20 +130,24 @@ def measure(repeats: int, rounds: int, calls: int) -> list[dict]:
         baseline = _runner(None, batch_size)
         for norm in ("l2", "l1"):
             candidate = _runner(norm, batch_size)
-            ratios, cand, base = [], [], []
+            wall, cpu, base_wall, base_cpu = [], [], [], []
             for _ in range(repeats):
-                timing = _common.interleaved_ratios(
-                    candidate, baseline, rounds=rounds, calls=calls, warmup=2,
-                    block=jax.block_until_ready)
-                ratios.append(timing.ratio)
-                cand.append(timing.candidate)
-                base.append(timing.baseline)
-            row = dict(batch=batch_size, norm=norm, ratios=ratios,
-                       candidate_ms=float(np.median(cand)) * 1e3,
-                       baseline_ms=float(np.median(base)) * 1e3)
-            print(f"batch {batch_size} {norm}: step {row['baseline_ms']:.2f} ms, ratio "
-                  f"median {np.median(ratios):.4f}, range {min(ratios):.4f}-{max(ratios):.4f}",
-                  flush=True)
+                res = _interleave(candidate, baseline, rounds, calls)
+                wall.append(float(np.median(res["wall"])))
+                cpu.append(float(np.median(res["cpu"])))
+                base_wall += res["base_wall"]
+                base_cpu += res["base_cpu"]
+            cost_c, cost_b = _cost(candidate.compiled), _cost(baseline.compiled)
+            row = dict(batch=batch_size, norm=norm, wall=wall, cpu=cpu,
+                       baseline_wall_ms=float(np.median(base_wall)) * 1e3,
+                       baseline_cpu_ms=float(np.median(base_cpu)) * 1e3,
+                       bytes_ratio=cost_c["bytes"] / cost_b["bytes"],
+                       flops_ratio=cost_c["flops"] / cost_b["flops"])
+            print(f"batch {batch_size} {norm}: baseline {row['baseline_wall_ms']:.1f} ms wall, "
+                  f"{row['baseline_cpu_ms']:.1f} ms CPU; ratio wall {np.median(wall):.4f} "
+                  f"({min(wall):.4f}-{max(wall):.4f}), CPU {np.median(cpu):.4f} "
+                  f"({min(cpu):.4f}-{max(cpu):.4f}); XLA bytes x{row['bytes_ratio']:.4f}, "
+                  f"flops x{row['flops_ratio']:.4f}", flush=True)
             rows.append(row)
     return rows
 
@@ -114,13 +163,17 @@ def render(rows: list[dict], repeats: int, rounds: int, calls: int, wall: float)
              f"{repeats} repeats, each {rounds} interleaved rounds of {calls} steps; the ratio "
              "of a repeat is the median of its per-round ratios.",
              "",
-             "| batch | norm | baseline step | recorder step | ratio (median of repeats) | "
-             "range over repeats |",
-             "|---:|---|---:|---:|---:|---|"]
+             "| batch | norm | baseline step (wall / CPU) | ratio, CPU time: median of "
+             "repeats (range) | ratio, wall time: median (range) | XLA bytes accessed | "
+             "XLA flops |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['norm']} | {r['baseline_ms']:.2f} ms | "
-                     f"{r['candidate_ms']:.2f} ms | {np.median(r['ratios']):.4f} | "
-                     f"{min(r['ratios']):.4f}–{max(r['ratios']):.4f} |")
+        lines.append(
+            f"| {r['batch']} | {r['norm']} | {r['baseline_wall_ms']:.1f} / "
+            f"{r['baseline_cpu_ms']:.1f} ms | {np.median(r['cpu']):.4f} "
+            f"({min(r['cpu']):.4f}–{max(r['cpu']):.4f}) | {np.median(r['wall']):.4f} "
+            f"({min(r['wall']):.4f}–{max(r['wall']):.4f}) | ×{r['bytes_ratio']:.4f} | "
+            f"×{r['flops_ratio']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
