@@ -96,8 +96,9 @@ def average_params(kind: str = "ema", *, decay: float | None = None, start_step:
     * **Finite parameters and updates of any size** keep the average finite wherever the
       averaged value is representable in the state's dtype (the update is computed as
       ``(1 - w)·a + w·(p + u)``, which has no overflowing intermediate while the new
-      parameters ``p + u`` are finite; tested up to 3e38 in float32, bfloat16 and float16). A 16-bit average of iterates beyond its range
-      saturates at the dtype's largest finite value.
+      parameters ``p + u`` are finite; tested up to 3e38 in float32, bfloat16 and float16).
+      A 16-bit average of iterates beyond its range saturates at the dtype's largest finite
+      value.
     * **Memory**: one copy of the parameters (in ``dtype``, by default the parameters' dtype);
       the average is a plain pytree that checkpoints and shards like the parameters. For
       bfloat16 parameters pass ``dtype=jnp.float32``: small weights ``w_n`` vanish in bfloat16.

@@ -125,6 +125,14 @@ def _hypergradient_and_cosine(grads: Any, prev: Any, with_cosine: bool
     return jax.lax.cond(suspicious, rescaled, cheap)
 
 
+def _in_float32(where: str, name: str, value: Any) -> Any:
+    """The rates live in float32: a value beyond its range would be inf there."""
+    if not _checks.is_traced(value) and abs(value) > _FLOAT32_MAX:
+        _checks.fail(where, name, "a number representable in float32 (magnitude at most "
+                     "3.4e38)", value)
+    return value
+
+
 def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``s = fl(a + b)`` and its exact rounding error ``e`` (``a + b = s + e``), Knuth's TwoSum."""
     s = a + b
@@ -183,8 +191,8 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
     then, and only then, it is recomputed rescaled by the largest magnitudes). When ``h_t`` is
     not finite, or (additive mode) its true value is beyond float32's range, or the increment
     is not finite, the adaptation is left unchanged for that update; the state stays finite
-    for finite inputs. The updates themselves are not sanitised (wrap in ``optax.apply_if_finite`` to
-    skip such steps).
+    for finite inputs. The updates themselves are not sanitised (wrap in
+    ``optax.apply_if_finite`` to skip such steps).
 
     The adaptation is accumulated in float32 with compensated summation, so increments much
     smaller than its float32 resolution (``β = 1e-8`` with ``α = 1e-3`` is common) are not
@@ -228,21 +236,21 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
     where = "hypergradient"
     mode = _checks.check_choice(where, "mode", mode, HYPERGRADIENT_MODES)
     multiplicative = mode == "multiplicative"
-    top = _FLOAT32_MAX  # the rate lives in float32: a larger value would be inf there
     scheduled = callable(learning_rate)
     if not scheduled:
-        learning_rate = _checks.check_float(where, "learning_rate", learning_rate,
-                                            minimum=0.0, maximum=top,
-                                            strict_min=multiplicative)
+        learning_rate = _in_float32(where, "learning_rate", _checks.check_float(
+            where, "learning_rate", learning_rate, minimum=0.0, strict_min=multiplicative))
     if multiplicative:
         hyper_lr = _checks.check_float(where, "hyper_lr", hyper_lr, minimum=0.0, maximum=1.0,
                                        strict_max=True)
     else:
-        hyper_lr = _checks.check_float(where, "hyper_lr", hyper_lr, minimum=0.0, maximum=top)
-    min_lr = _checks.check_float(where, "min_lr", min_lr, minimum=0.0, maximum=top)
+        hyper_lr = _in_float32(where, "hyper_lr", _checks.check_float(where, "hyper_lr",
+                                                                      hyper_lr, minimum=0.0))
+    min_lr = _in_float32(where, "min_lr", _checks.check_float(where, "min_lr", min_lr,
+                                                              minimum=0.0))
     if max_lr is not None:
-        max_lr = _checks.check_float(where, "max_lr", max_lr, minimum=0.0, maximum=top,
-                                     strict_min=True)
+        max_lr = _in_float32(where, "max_lr", _checks.check_float(
+            where, "max_lr", max_lr, minimum=0.0, strict_min=True))
         _checks.check_order(where, "min_lr", min_lr, "max_lr", max_lr)
         if not scheduled:
             _checks.check_order(where, "learning_rate", learning_rate, "max_lr", max_lr)
