@@ -10,12 +10,13 @@ costs what it did. Under ``vmap`` the ``cond`` becomes a select and both branche
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["rescaled_norm", "norm_from_sum_squares"]
+__all__ = ["rescaled_norm", "norm_from_sum_squares", "scaled_sum_squares"]
 
 
 def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
@@ -46,3 +47,31 @@ def norm_from_sum_squares(sum_squares: jax.Array, operand: Callable[[], jax.Arra
         lambda: rescaled_norm(operand(), axis).astype(sum_squares.dtype),
         lambda: jnp.sqrt(sum_squares),
     )
+
+
+def scaled_sum_squares(parts: Sequence[jax.Array], axes: Sequence[tuple[int, ...]]
+                       ) -> tuple[jax.Array, jax.Array]:
+    """``(c, Σᵢ Σ (c·xᵢ)²)`` over each part's ``axes`` (the kept axes must agree), with ``c = 1``
+    unless that cheap sum overflowed, in which case ``c`` is a power of two near ``1/max |x|``.
+
+    The norm is ``sqrt(s) / c`` and the unit direction ``(c·x) / sqrt(s)``; the caller forms
+    the latter to stay finite even where the norm itself is not representable. Only the sum is
+    computed on the common path; the maximum and the rescaled sum run under ``lax.cond`` when
+    some entry of the sum is ``+inf``. Non-finite parts give a non-finite ``s`` on both paths
+    (``c = 1`` then). A power of two keeps ``c·x`` exact; it is kept normal (XLA's CPU backend
+    flushes subnormals to zero).
+    """
+    squares = sum(jnp.sum(jnp.square(x), axis=a) for x, a in zip(parts, axes, strict=True))
+
+    def rescaled():
+        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), axis=a)
+                                           for x, a in zip(parts, axes, strict=True)])
+        _, exponent = jnp.frexp(m)  # m < 2**exponent
+        usable = jnp.isfinite(m) & (m > 0)
+        c = jnp.where(usable, jnp.ldexp(jnp.ones_like(m), -jnp.clip(exponent, -125, 125)), 1.0)
+        total = sum(jnp.sum(jnp.square(x * jnp.expand_dims(c, a)), axis=a)
+                    for x, a in zip(parts, axes, strict=True))
+        return c.astype(squares.dtype), total.astype(squares.dtype)
+
+    return jax.lax.cond(jnp.any(jnp.isposinf(squares)), rescaled,
+                        lambda: (jnp.ones_like(squares), squares))

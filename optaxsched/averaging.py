@@ -94,6 +94,12 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
 
     * **Non-finite parameters** propagate into the average (as into the parameters). Wrap the
       chain in ``optax.apply_if_finite`` to skip such steps.
+    * **Finite parameters and updates of any size** keep the average finite wherever the
+      averaged value is representable in the state's dtype (the update is computed as
+      ``(1 - w)·a + w·(p + u)``, which has no overflowing intermediate while the new
+      parameters ``p + u`` are finite; tested up to 3e38 in float32, bfloat16 and float16).
+      A 16-bit average of iterates beyond its range saturates at the dtype's largest finite
+      value.
     * **Memory**: one copy of the parameters (in ``dtype``, by default the parameters' dtype);
       the average is a plain pytree that checkpoints and shards like the parameters. For
       bfloat16 parameters pass ``dtype=jnp.float32``: small weights ``w_n`` vanish in bfloat16.
@@ -166,8 +172,10 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
             return 1.0 / nf
         if not debias:
             return jnp.asarray(one_minus, jnp.float32)
-        # 1 - βⁿ = -expm1(n log β), accurate even for β close to 1.
-        return jnp.asarray(one_minus, jnp.float32) / -jnp.expm1(nf * log_decay)
+        # 1 - βⁿ = -expm1(n log β), accurate even for β close to 1. The first iterate gets
+        # exactly 1 (the quotient can round to 1 - 2⁻²⁴).
+        debiased = jnp.asarray(one_minus, jnp.float32) / -jnp.expm1(nf * log_decay)
+        return jnp.where(n == 1, 1.0, debiased)
 
     def init_fn(params):
         average = jax.tree.map(
@@ -189,10 +197,19 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
                       jnp.where(num == 0, 1.0, 0.0)).astype(jnp.float32)
 
         def step(a, p, u):
+            # (1 - w)·a + w·x rather than a + w·(x - a): a convex combination of the finite
+            # average and the new iterate x = p + u never overflows (x - a can reach twice
+            # the largest float), and w = 1 gives x exactly. x overflows only where the new
+            # parameters themselves do.
             compute = jnp.promote_types(a.dtype, jnp.float32)
+            wc = w.astype(compute)
             x = p.astype(compute) + u.astype(compute)
-            a32 = a.astype(compute)
-            return (a32 + w.astype(compute) * (x - a32)).astype(a.dtype)
+            new = a.astype(compute) * (1.0 - wc) + x * wc
+            if jnp.finfo(a.dtype).max < jnp.finfo(compute).max:
+                # Saturate finite values at the narrower state dtype's range (inf stays inf).
+                top = float(jnp.finfo(a.dtype).max)
+                new = jnp.where(jnp.isfinite(new), jnp.clip(new, -top, top), new)
+            return new.astype(a.dtype)
 
         average = jax.tree.map(step, state.average, params, updates)
         return updates, AverageParamsState(count=optax.safe_increment(count), num_averaged=num,

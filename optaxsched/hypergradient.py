@@ -8,13 +8,15 @@ grows while successive directions agree and shrinks when they oppose (overshooti
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from optaxsched import _checks
+from optaxsched import _checks, _reductions
 from optaxsched._types import HypergradientMode
 
 __all__ = ["HYPERGRADIENT_MODES", "HypergradientState", "hypergradient"]
@@ -28,14 +30,18 @@ class HypergradientState(NamedTuple):
 
     Attributes:
       count: int32 scalar, the number of updates so far (saturating).
-      learning_rate: float32 scalar, the learning rate α_t used by the latest update (the
-        initial ``learning_rate`` before the first update). Log it with
-        ``optax.tree.get(state, "learning_rate")``.
+      learning_rate: float32 scalar, the learning rate η_t used by the latest update (``s(0)``
+        before the first update). Log it with ``optax.tree.get(state, "learning_rate")``.
       hypergradient: float32 scalar, the latest ``h_t = g_t · u_{t-1}`` (0 before the second
-        update; ``nan``/``inf`` is kept here when it was not finite).
-      learning_rate_compensation: float32 scalar, the rounding error of ``learning_rate`` carried
-        to the next update (compensated summation, so that increments far below float32
-        resolution of α still accumulate).
+        update). Finite for finite gradients: a true value beyond float32's range is stored as
+        ±3.4e38 (and then, like a non-finite one, leaves the rate unchanged); ``nan``/``inf``
+        is stored when a gradient entry was not finite.
+      adaptation: float32 scalar, what the hypergradient has learned: the offset ``o_t`` added
+        to the base rate (``mode='additive'``, 0 at first) or the factor ``c_t`` multiplying it
+        (``mode='multiplicative'``, 1 at first).
+      adaptation_compensation: float32 scalar, the rounding error of ``adaptation`` carried to
+        the next update (compensated summation, so that increments far below its float32
+        resolution still accumulate).
       prev_direction: the previous direction ``u_{t-1}`` (the base transform's output), same
         structure and dtypes as the parameters.
       base_state: the base transform's state.
@@ -44,9 +50,13 @@ class HypergradientState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     learning_rate: jax.Array
     hypergradient: jax.Array
-    learning_rate_compensation: jax.Array
+    adaptation: jax.Array
+    adaptation_compensation: jax.Array
     prev_direction: optax.Updates
     base_state: optax.OptState
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _dot(a: Any, b: Any) -> jax.Array:
@@ -54,6 +64,74 @@ def _dot(a: Any, b: Any) -> jax.Array:
     products = [jnp.sum(x.astype(jnp.float32) * y.astype(jnp.float32))
                 for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
     return sum(products, jnp.zeros((), jnp.float32))
+
+
+def _max_abs(tree: Any) -> jax.Array:
+    return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x.astype(jnp.float32)))
+                                          for x in jax.tree.leaves(tree)],
+                            jnp.zeros((), jnp.float32))
+
+
+def _scaled(tree: Any, m: jax.Array) -> Any:
+    safe = jnp.where(jnp.isfinite(m) & (m > 0), m, 1.0)
+    return jax.tree.map(lambda x: x.astype(jnp.float32) / safe, tree)
+
+
+def _hypergradient_and_cosine(grads: Any, prev: Any, with_cosine: bool
+                              ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(h, cos, representable)``: ``h = g·u`` (±3.4e38 where its true value is beyond float32),
+    the cosine between ``g`` and ``u`` (0 if either is zero; only if ``with_cosine``) and
+    whether ``h`` is exact (not saturated).
+
+    The cheap path is the float32 dot products. Only when one of them is not finite are the
+    largest magnitudes of ``g`` and ``u`` reduced and the products recomputed on the rescaled
+    vectors (``lax.cond``): a finite spike makes Σ g·u overflow (1e20·1e20) or even NaN
+    (inf - inf) long before the hypergradient itself stops being representable.
+    """
+    h = _dot(grads, prev)
+    gg = _dot(grads, grads) if with_cosine else jnp.zeros((), jnp.float32)
+    uu = _dot(prev, prev) if with_cosine else jnp.zeros((), jnp.float32)
+
+    def cosine_of(h, gg, uu):
+        scale = jnp.sqrt(gg) * jnp.sqrt(uu)
+        positive = scale > 0.0
+        return jnp.where(positive, h / jnp.where(positive, scale, 1.0), 0.0)
+
+    def cheap():
+        cos = cosine_of(h, gg, uu) if with_cosine else jnp.zeros((), jnp.float32)
+        return h, cos, jnp.isfinite(h)
+
+    def rescaled():
+        mg, mu = _max_abs(grads), _max_abs(prev)
+        finite = jnp.isfinite(mg) & jnp.isfinite(mu)
+        gs, us = _scaled(grads, mg), _scaled(prev, mu)
+        if with_cosine:
+            # One variadic pass per leaf: three separate sums would make XLA materialise the
+            # rescaled g and u (two parameter-sized buffers, reserved even while the branch
+            # is not taken; tests/test_footprint.py).
+            sums = [_reductions.reduce_all([a * b, a * a, b * b], [0.0] * 3, ["add"] * 3)
+                    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(us), strict=True)]
+            hs, ggs, uus = (sum((p[k] for p in sums), jnp.zeros((), jnp.float32))
+                            for k in range(3))
+        else:
+            hs = _dot(gs, us)
+        exact = (hs * mg) * mu
+        saturated = jnp.clip(exact, -_FLOAT32_MAX, _FLOAT32_MAX)
+        h_out = jnp.where(finite, saturated, h)  # non-finite entries: the raw value
+        cos = (cosine_of(hs, ggs, uus) if with_cosine else jnp.zeros((), jnp.float32))
+        cos = jnp.where(finite, cos, jnp.nan)
+        return h_out, cos, finite & jnp.isfinite(exact)
+
+    suspicious = ~(jnp.isfinite(h) & jnp.isfinite(gg) & jnp.isfinite(uu))
+    return jax.lax.cond(suspicious, rescaled, cheap)
+
+
+def _in_float32(where: str, name: str, value: Any) -> Any:
+    """The rates live in float32: a value beyond its range would be inf there."""
+    if not _checks.is_traced(value) and abs(value) > _FLOAT32_MAX:
+        _checks.fail(where, name, "a number representable in float32 (magnitude at most "
+                     "3.4e38)", value)
+    return value
 
 
 def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -64,20 +142,33 @@ def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     return s, (a - a_part) + (b - b_part)
 
 
-def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode = "additive",
-                  min_lr: float = 0.0, max_lr: float | None = None,
+def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
+                  mode: HypergradientMode = "additive", min_lr: float = 0.0,
+                  max_lr: float | None = None,
                   base: optax.GradientTransformation | None = None
                   ) -> optax.GradientTransformationExtraArgs:
     """An optimizer whose global learning rate is adapted online by hypergradient descent.
 
     With ``g_t`` the incoming gradient at update ``t`` (the optax count, from 0), ``u_t`` the
-    base direction (``base``'s output for ``g_t``; the gradient itself when ``base`` is None)
-    and ``u_{-1} = 0``:
+    base direction (``base``'s output for ``g_t``; the gradient itself when ``base`` is None),
+    ``u_{-1} = 0`` and ``s(t)`` the base rate (``learning_rate``, or its value at ``t`` for a
+    schedule):
 
         h_t = g_t · u_{t-1}                                      (global dot product)
-        additive:        α_t = clip(α_{t-1} + β h_t, min_lr, max_lr)
-        multiplicative:  α_t = clip(α_{t-1} (1 + β h_t / (‖g_t‖ ‖u_{t-1}‖)), min_lr, max_lr)
-        update_t = -α_t u_t
+        additive:        o_t = o_{t-1} + β h_t,             η_t = clip(s(t) + o_t, min_lr, max_lr)
+        multiplicative:  c_t = c_{t-1} (1 + β cos_t),        η_t = clip(s(t) · c_t, min_lr, max_lr)
+        update_t = -η_t u_t
+
+    with ``o_{-1} = 0``, ``c_{-1} = 1`` and ``cos_t = h_t / (‖g_t‖ ‖u_{t-1}‖)``. For a constant
+    ``learning_rate`` α_0 this is exactly the rule of the paper, ``α_t = clip(α_{t-1} + β h_t)``
+    (additive) or ``α_t = clip(α_{t-1} (1 + β cos_t))`` (multiplicative), with ``α_t = η_t``.
+    A **schedule** sets the base the adaptation acts on: additive mode adds the learned
+    offset to the scheduled rate, multiplicative mode multiplies the scheduled rate by the
+    learned factor (so a warmup or a cooldown keeps its shape, scaled or shifted by what the
+    hypergradient learned). When ``η_t`` is clipped, the offset (or the factor) is set so that
+    it gives the clipped rate, as the paper's clipping of α does. The same holds for a rate
+    injected with ``optax.inject_hyperparams``: the injected value is ``s(t)`` of the update
+    it is injected for, so changing it takes effect at once, with the adaptation on top.
 
     With ``base=None`` this is SGD-HD; with ``base=optax.trace(0.9)`` SGD-HD with momentum
     (h uses the previous momentum buffer, as the reference code does); with
@@ -93,19 +184,26 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
     (factor ``1 + β cos``, ``0 ≤ β < 1`` so the factor stays positive) is the one implemented.
 
     ``min_lr``/``max_lr`` are the safeguard FedHyper adds (clipping the adapted rate); the
-    original HD has none (``min_lr=0, max_lr=None`` keeps only α ≥ 0).
+    original HD has none (``min_lr=0, max_lr=None`` keeps only η ≥ 0). Without ``max_lr`` the
+    additive rate is unbounded: one large, aligned gradient can raise it by ``β·h``, so set
+    ``max_lr`` for spiky runs.
 
-    Non-finite gradients: when ``h_t`` (or the increment) is not finite the learning rate is
-    left unchanged for that update (the raw ``h_t`` is still stored in the state); the updates
-    themselves are not sanitised (wrap in ``optax.apply_if_finite`` to skip such steps).
+    Non-finite and huge gradients: the hypergradient is computed so that finite gradients of
+    any size give a finite ``h_t`` (its float32 dot product overflows for a gradient of 1e20;
+    then, and only then, it is recomputed rescaled by the largest magnitudes). When ``h_t`` is
+    not finite, or (additive mode) its true value is beyond float32's range, or the increment
+    is not finite, the adaptation is left unchanged for that update; the state stays finite
+    for finite inputs. The updates themselves are not sanitised (wrap in
+    ``optax.apply_if_finite`` to skip such steps).
 
-    The learning rate is accumulated in float32 with compensated summation, so increments much
-    smaller than α's float32 resolution (``β = 1e-8`` with ``α = 1e-3`` is common) are not
+    The adaptation is accumulated in float32 with compensated summation, so increments much
+    smaller than its float32 resolution (``β = 1e-8`` with ``α = 1e-3`` is common) are not
     rounded away.
 
     Args:
-      learning_rate: the initial learning rate α_0 (non-negative; positive for
-        ``mode='multiplicative'``), within ``[min_lr, max_lr]``.
+      learning_rate: the base rate ``s``: the initial learning rate α_0 (a non-negative
+        number; positive for ``mode='multiplicative'``; within ``[min_lr, max_lr]``), or an
+        optax schedule ``count -> rate`` (its values are not checked).
       hyper_lr: the hypergradient learning rate β (non-negative; below 1 for
         ``mode='multiplicative'``). The paper used α_0 = 1e-3 with β = 1e-3 (SGD-HD) and
         β = 1e-7 (Adam-HD); the reference code's defaults are 1e-6 and 1e-8.
@@ -117,7 +215,7 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (a complete optimizer: its updates include
-      ``-α_t``) whose state is a :class:`HypergradientState`.
+      ``-η_t``) whose state is a :class:`HypergradientState`.
 
     Example:
       >>> import jax.numpy as jnp, optax, optaxsched as oxs
@@ -129,6 +227,7 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
       ...     params = optax.apply_updates(params, updates)
       >>> round(float(optax.tree.get(opt_state, "learning_rate")), 4)  # 0.1 + 0.01·(g1·g0)
       0.26
+      >>> warm = oxs.hypergradient(optax.linear_schedule(0.0, 0.1, 100), hyper_lr=0.01)
 
     References:
       Baydin, Cornish, Martínez Rubio, Schmidt, Wood, "Online Learning Rate Adaptation with
@@ -139,19 +238,26 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
     where = "hypergradient"
     mode = _checks.check_choice(where, "mode", mode, HYPERGRADIENT_MODES)
     multiplicative = mode == "multiplicative"
-    learning_rate = _checks.check_float(where, "learning_rate", learning_rate, minimum=0.0,
-                                        strict_min=multiplicative)
+    scheduled = callable(learning_rate)
+    if not scheduled:
+        learning_rate = _in_float32(where, "learning_rate", _checks.check_float(
+            where, "learning_rate", learning_rate, minimum=0.0, strict_min=multiplicative))
     if multiplicative:
         hyper_lr = _checks.check_float(where, "hyper_lr", hyper_lr, minimum=0.0, maximum=1.0,
                                        strict_max=True)
     else:
-        hyper_lr = _checks.check_float(where, "hyper_lr", hyper_lr, minimum=0.0)
-    min_lr = _checks.check_float(where, "min_lr", min_lr, minimum=0.0)
+        hyper_lr = _in_float32(where, "hyper_lr", _checks.check_float(where, "hyper_lr",
+                                                                      hyper_lr, minimum=0.0))
+    min_lr = _in_float32(where, "min_lr", _checks.check_float(where, "min_lr", min_lr,
+                                                              minimum=0.0))
     if max_lr is not None:
-        max_lr = _checks.check_float(where, "max_lr", max_lr, minimum=0.0, strict_min=True)
+        max_lr = _in_float32(where, "max_lr", _checks.check_float(
+            where, "max_lr", max_lr, minimum=0.0, strict_min=True))
         _checks.check_order(where, "min_lr", min_lr, "max_lr", max_lr)
-        _checks.check_order(where, "learning_rate", learning_rate, "max_lr", max_lr)
-    _checks.check_order(where, "min_lr", min_lr, "learning_rate", learning_rate)
+        if not scheduled:
+            _checks.check_order(where, "learning_rate", learning_rate, "max_lr", max_lr)
+    if not scheduled:
+        _checks.check_order(where, "min_lr", min_lr, "learning_rate", learning_rate)
     if base is None:
         base = optax.identity()
     elif not (callable(getattr(base, "init", None)) and callable(getattr(base, "update", None))):
@@ -159,12 +265,17 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
     base = optax.with_extra_args_support(base)
     upper = jnp.inf if max_lr is None else max_lr
 
+    def base_rate(count: jax.Array) -> jax.Array:
+        value = learning_rate(count) if scheduled else learning_rate
+        return jnp.asarray(value, jnp.float32)
+
     def init_fn(params):
         return HypergradientState(
             count=jnp.zeros((), jnp.int32),
-            learning_rate=jnp.asarray(learning_rate, jnp.float32),
+            learning_rate=jnp.clip(base_rate(jnp.zeros((), jnp.int32)), min_lr, upper),
             hypergradient=jnp.zeros((), jnp.float32),
-            learning_rate_compensation=jnp.zeros((), jnp.float32),
+            adaptation=jnp.asarray(1.0 if multiplicative else 0.0, jnp.float32),
+            adaptation_compensation=jnp.zeros((), jnp.float32),
             prev_direction=optax.tree.zeros_like(params),
             base_state=base.init(params))
 
@@ -173,20 +284,33 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
         # may fuse the gradient's producers (backward matmuls) into the reductions and compute
         # them twice (see record_grad_norms).
         grads = jax.lax.optimization_barrier(updates)
-        h = _dot(grads, state.prev_direction)
+        h, cosine, exact = _hypergradient_and_cosine(grads, state.prev_direction,
+                                                     multiplicative)
+        adapted = state.adaptation
         if multiplicative:
-            scale = jnp.sqrt(_dot(grads, grads)) * jnp.sqrt(
-                _dot(state.prev_direction, state.prev_direction))
-            positive = scale > 0.0
-            cosine = jnp.where(positive, h / jnp.where(positive, scale, 1.0), 0.0)
-            delta = state.learning_rate * (hyper_lr * cosine)
+            delta = adapted * (hyper_lr * cosine)
         else:
             delta = hyper_lr * h
-        delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
-        total, error = _two_sum(state.learning_rate,
-                                delta + state.learning_rate_compensation)
-        lr = jnp.clip(total, min_lr, upper)
-        error = jnp.where(lr == total, error, 0.0)  # a clipped rate carries no residue
+        total, error = _two_sum(adapted, delta + state.adaptation_compensation)
+        # Additive steps need h itself; the multiplicative rule only its cosine, which is
+        # exact even where h is beyond float32's range.
+        known = jnp.isfinite(cosine) if multiplicative else exact
+        usable = known & jnp.isfinite(delta) & jnp.isfinite(total) & jnp.isfinite(error)
+        total = jnp.where(usable, total, adapted)
+        error = jnp.where(usable, error, state.adaptation_compensation)
+        rate = base_rate(state.count)
+        wanted = rate * total if multiplicative else rate + total
+        wanted = jnp.where(jnp.isnan(wanted), rate, wanted)  # inf · 0 and the like
+        lr = jnp.clip(wanted, min_lr, upper)
+        clipped = lr != wanted
+        if multiplicative:  # the factor that gives the clipped rate (kept where s = 0)
+            positive = rate > 0
+            at_bound = jnp.where(positive, lr / jnp.where(positive, rate, 1.0), total)
+        else:
+            at_bound = lr - rate
+        at_bound = jnp.where(jnp.isfinite(at_bound), at_bound, total)
+        adaptation = jnp.where(clipped, at_bound, total)
+        error = jnp.where(clipped, 0.0, error)  # a clipped rate carries no residue
 
         directions, base_state = base.update(updates, state.base_state, params, **extra_args)
         # Written so that XLA overwrites the donated previous-direction buffer in place; a plain
@@ -206,8 +330,8 @@ def hypergradient(learning_rate: float, hyper_lr: float, mode: HypergradientMode
             directions, prev_direction)
         new_state = HypergradientState(
             count=optax.safe_increment(state.count), learning_rate=lr, hypergradient=h,
-            learning_rate_compensation=error, prev_direction=prev_direction,
-            base_state=base_state)
+            adaptation=adaptation, adaptation_compensation=error,
+            prev_direction=prev_direction, base_state=base_state)
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -35,6 +35,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, get_args
 
@@ -43,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks
+from optaxsched import _checks, _numerics
 from optaxsched._types import ElrKind, ScaleOffsetMode
 
 __all__ = [
@@ -81,15 +83,19 @@ def _leaf_labels(where: str, mask: Mask, params: Any) -> list[Any]:
     num_leaves = len(jax.tree.leaves(params))
     if mask is None:
         return [("leaf", i) for i in range(num_leaves)]
+    if num_leaves == 0:  # e.g. the placeholder optax.tree.map_params initialises with
+        return []
     mask_tree = mask(params) if callable(mask) else mask
     mask_def = jax.tree.structure(mask_tree)
     try:
         subtrees = mask_def.flatten_up_to(params)  # type: ignore[attr-defined]
     except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"{where}: mask must be a pytree with the structure of the parameters (or a prefix "
-            f"of it), got a mask with structure {mask_def} that does not match the parameters "
-            f"({jax.tree.structure(params)}): {err}") from None
+        subtrees = _subtrees_under_masked_nodes(mask_tree, params)
+        if subtrees is None:
+            raise ValueError(
+                f"{where}: mask must be a pytree with the structure of the parameters (or a "
+                f"prefix of it), got a mask with structure {mask_def} that does not match the "
+                f"parameters ({jax.tree.structure(params)}): {err}") from None
     labels: list[Any] = []
     for value, subtree in zip(jax.tree.leaves(mask_tree), subtrees, strict=True):
         if isinstance(value, (bool, np.bool_)):
@@ -106,6 +112,37 @@ def _leaf_labels(where: str, mask: Mask, params: Any) -> list[Any]:
     if len(labels) != num_leaves:  # pragma: no cover - flatten_up_to guarantees it
         raise ValueError(f"{where}: mask does not cover every parameter.")
     return labels
+
+
+def _subtrees_under_masked_nodes(mask_tree: Any, params: Any) -> list[Any] | None:
+    """The parameter subtree under each leaf of a full-tree mask, where ``params`` has
+    ``optax.MaskedNode()`` in place of whole subtrees (``optax.partition`` and ``optax.masked``
+    hand a transform its group that way); ``None`` if the mask does not fit otherwise.
+
+    A masked-out subtree has no leaves, so the mask leaves below it select nothing.
+    """
+    is_masked = lambda x: isinstance(x, optax.MaskedNode)
+    flat_params = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_masked)[0]
+    masked_paths = {tuple(path) for path, leaf in flat_params if is_masked(leaf)}
+    if not masked_paths:
+        return None
+    mask_paths = [tuple(path) for path, _ in jax.tree_util.tree_flatten_with_path(mask_tree)[0]]
+    mask_index = {path: k for k, path in enumerate(mask_paths)}
+    per_mask_leaf: list[list[Any]] = [[] for _ in mask_paths]
+    for path, leaf in flat_params:
+        path = tuple(path)
+        if is_masked(leaf):
+            continue
+        owner = next((mask_index[path[:k]] for k in range(len(path), -1, -1)
+                      if path[:k] in mask_index), None)
+        if owner is None:
+            return None
+        per_mask_leaf[owner].append(leaf)
+    param_paths = [tuple(path) for path, _ in flat_params]
+    for path in mask_paths:  # every mask leaf lies over parameters or a masked-out subtree
+        if not any(p[:len(path)] == path or path[:len(p)] == p for p in param_paths):
+            return None
+    return per_mask_leaf
 
 
 def _blocks(labels: Sequence[Any]) -> list[list[int]]:
@@ -173,18 +210,28 @@ class _Layout(NamedTuple):
     labels: list[Any]
     blocks: list[list[int]]
     reduced: list[tuple[int, ...] | None]  # per leaf; None for unselected leaves
+    kept_shapes: list[tuple[int, ...]]  # per block: () for one norm, the units' shape with axis
+
+
+def _has_masked_nodes(params: Any) -> bool:
+    is_masked = lambda x: isinstance(x, optax.MaskedNode)
+    return any(is_masked(x) for x in jax.tree.leaves(params, is_leaf=is_masked))
 
 
 def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -> _Layout:
     labels = _leaf_labels(where, mask, params)
     blocks = _blocks(labels)
-    if not blocks:
+    # No block is an error only where it must be a mistake: a tree without leaves (the
+    # placeholder optax.tree.map_params initialises with) and a group of optax.partition or
+    # optax.masked whose selected leaves all lie in other groups have nothing to project.
+    if not blocks and labels and not _has_masked_nodes(params):
         raise ValueError(
             f"{where}: mask must select at least one parameter leaf, got a mask that selects "
             f"none.")
     leaves = jax.tree.leaves(params)
     path = lambda i: _leaf_paths(params)[i]  # only needed for error messages
     reduced: list[tuple[int, ...] | None] = [None] * len(leaves)
+    kept_shapes: list[tuple[int, ...]] = []
     for block in blocks:
         kept_shape = None
         for i in block:
@@ -198,7 +245,25 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
                     f"{where}: the leaves of a joint block must have the same number of units "
                     f"along axis={axis!r}, got shapes {kept_shape} and {this_kept} (leaf "
                     f"{path(i)}) in the block labelled {labels[i][1]!r}.")
-    return _Layout(labels, blocks, reduced)
+        kept_shapes.append(kept_shape)
+    return _Layout(labels, blocks, reduced, kept_shapes)
+
+
+def _block_scaled_squares(layout: _Layout, block_index: int, leaves: Sequence[jax.Array]
+                          ) -> tuple[jax.Array, jax.Array]:
+    """``(c, s)`` of :func:`_numerics.scaled_sum_squares` for one block (``leaves`` already in
+    the norm dtype): the block's norm is ``sqrt(s)/c``, per unit with ``axis``."""
+    block = layout.blocks[block_index]
+    return _numerics.scaled_sum_squares([leaves[i] for i in block],
+                                        [layout.reduced[i] for i in block])
+
+
+def _block_norm(layout: _Layout, block_index: int, leaves: Sequence[jax.Array]) -> jax.Array:
+    """A block's norm (per unit with ``axis``); for finite leaves a norm beyond the float range
+    saturates at the largest float (non-finite leaves give ``inf``/``nan``)."""
+    c, s = _block_scaled_squares(layout, block_index, leaves)
+    top = jnp.finfo(s.dtype).max
+    return jnp.where(jnp.isfinite(s), jnp.minimum(jnp.sqrt(s) / c, top), jnp.sqrt(s))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,14 +276,16 @@ class ProjectToInitNormState(NamedTuple):
 
     Attributes:
       count: int32 scalar, the number of updates seen so far (saturating).
-      init_norm: a pytree with the structure of the parameters: for each selected leaf, its own
-        Frobenius norm at ``init`` (a float32 scalar, or one value per unit along ``axis``);
-        ``optax.MaskedNode()`` for the leaves that are not selected. A joint block's target norm
-        is the root sum of squares of its leaves' entries.
+      init_norm: float32 vector (float64 if a selected leaf is float64) of the target norms
+        ``‖w₀‖`` recorded by ``init``: one entry per block (the root sum of squares of all its
+        leaves' entries), or with ``axis`` one per unit of each block (raveled), blocks in the
+        order of their first leaf in ``jax.tree.leaves(params)``. A flat vector, not a tree
+        like the parameters, so that ``optax.tree.map_params`` does not take the norms for
+        parameters (it maps them with ``transform_non_params``, as it does ``count``).
     """
 
     count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
-    init_norm: Any
+    init_norm: jax.Array
 
 
 def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Sequence[int] | None
@@ -252,6 +319,11 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
     * **Non-finite updates** are not hidden: a ``nan``/``inf`` in a block makes that block's
       whole output ``nan`` on projecting steps (other blocks are unaffected). Wrap the chain in
       ``optax.apply_if_finite`` to skip such steps.
+    * **Finite updates of any size** give finite outputs and state (float32, bfloat16,
+      float16; tested up to 3e38): ``w + u`` is formed as ``2·(w/2 + u/2)`` so it cannot
+      overflow, and where the block's sum of squares overflows (a norm above about 1.8e19 in
+      float32) the norm is recomputed rescaled by a power of two near the block's largest
+      entry, under ``lax.cond``: the common path keeps its single fused reduction.
     * **Every k steps.** With ``every=k`` the projection runs after updates ``k, 2k, 3k, …``
       (optax counts ``k-1, 2k-1, …``); in between, updates pass through bit for bit and a
       ``lax.cond`` skips the norms. It is there to follow the paper's recipe, not to save time:
@@ -267,8 +339,10 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
       page at a time on every step (22 ms for 64 MiB on the project's machine, against 3 ms to
       write it); ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` cuts that by 50×.
     * **dtype.** Norms are accumulated in float32 (float64 for float64 leaves); outputs take the
-      updates' dtype. In bfloat16 the norm is restored only to bfloat16 precision.
-    * **Sharding.** The state is one small float32 array per selected leaf; under ``jit`` the
+      updates' dtype. In bfloat16 the norm is restored only to bfloat16 precision. Halving
+      ``w`` and ``u`` is exact except below 2.4e-38, where XLA's CPU backend flushes the
+      halves to zero.
+    * **Sharding.** The state is one small float32 vector of target norms; under ``jit`` the
       norms are global reductions over sharded leaves and the outputs keep the leaves' sharding.
 
     Args:
@@ -309,12 +383,16 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
 
     def init_fn(params):
         layout = _layout(where, mask, kept, params)
-        leaves, treedef = jax.tree.flatten(params)
-        norms = [optax.MaskedNode() if layout.reduced[i] is None
-                 else jnp.sqrt(_sq_norm(leaf, layout.reduced[i]))
-                 for i, leaf in enumerate(leaves)]
-        return ProjectToInitNormState(count=jnp.zeros((), jnp.int32),
-                                      init_norm=jax.tree.unflatten(treedef, norms))
+        leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
+        leaves = [x.astype(_norm_dtype(x.dtype)) for x in leaves]
+        norms = [jnp.ravel(_block_norm(layout, b, leaves)) for b in range(len(layout.blocks))]
+        if not norms:  # nothing selected (e.g. map_params' placeholder): an empty vector
+            return ProjectToInitNormState(count=jnp.zeros((), jnp.int32),
+                                          init_norm=jnp.zeros((0,), jnp.float32))
+        dtype = functools.reduce(jnp.promote_types, [n.dtype for n in norms])
+        return ProjectToInitNormState(
+            count=jnp.zeros((), jnp.int32),
+            init_norm=jnp.concatenate([n.astype(dtype) for n in norms]))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -322,30 +400,47 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
         layout = _layout(where, mask, kept, params)
         u_leaves, treedef = jax.tree.flatten(updates)
         p_leaves = treedef.flatten_up_to(params)
-        n_leaves = treedef.flatten_up_to(state.init_norm)
         selected = sorted(i for block in layout.blocks for i in block)
+        targets, offset = [], 0
+        for shape in layout.kept_shapes:
+            size = math.prod(shape)
+            targets.append(state.init_norm[offset:offset + size].reshape(shape))
+            offset += size
+        if offset != state.init_norm.shape[0]:
+            raise ValueError(
+                f"{where}: the state holds {state.init_norm.shape[0]} target norms but the "
+                f"parameters' blocks need {offset}: pass the state init made for these "
+                f"parameters.")
 
         def project(u_sel, p_sel):
-            # w + u for the selected leaves, in float32 or wider. With every == 1 the update is
-            # consumed only here, so XLA fuses the optimizer's direction into this one
+            # h = (w + u)/2 for the selected leaves, in float32 or wider: halving first keeps
+            # it finite for any finite w and u, and exactly half of w + u otherwise. Written
+            # w·½ - u·(-½): XLA's algebraic simplifier factors w·½ + u·½ back into (w + u)·½,
+            # which overflows (tests/test_overflow.py catches it). With every == 1 the update
+            # is consumed only here, so XLA fuses the optimizer's direction into this one
             # temporary per leaf.
-            new_sel = [p.astype(dtype[i]) + u.astype(dtype[i])
-                       for i, p, u in zip(selected, p_sel, u_sel, strict=True)]
+            half = [p.astype(dtype[i]) * 0.5 - u.astype(dtype[i]) * -0.5
+                    for i, p, u in zip(selected, p_sel, u_sel, strict=True)]
+            by_leaf = {i: half[position[i]] for i in selected}
             out = [None] * len(selected)
-            for block in layout.blocks:
-                sq_now = sum(_sq_norm(new_sel[position[i]], layout.reduced[i]) for i in block)
-                sq_init = sum(jnp.square(n_leaves[i]) for i in block)
-                ok = (sq_now > 0) & (sq_init > 0)
-                scale = jnp.where(ok, jnp.sqrt(sq_init) / jnp.sqrt(jnp.where(ok, sq_now, 1.0)),
-                                  1.0)
-                # A non-finite block becomes all-nan (policy above) instead of being "projected".
-                scale = jnp.where(jnp.isfinite(sq_now), scale, jnp.nan)
+            for b, block in enumerate(layout.blocks):
+                # ‖h‖ = sqrt(s)/c; c = 1 unless Σh² overflowed (then rescaled, rarely).
+                c, s = _block_scaled_squares(layout, b, by_leaf)
+                target = targets[b].astype(s.dtype)
+                rescale = (s > 0) & (target > 0)
+                # proj(w + u) = ‖w₀‖·(c·h)/sqrt(s); not rescaled: 2h = w + u (exactly).
+                factor = jnp.where(rescale, target / jnp.sqrt(jnp.where(rescale, s, 1.0)), 2.0)
+                c = jnp.where(rescale, c, 1.0)
+                # A non-finite block becomes all-nan (policy above) instead of being "projected";
+                # s is finite for every finite w and u.
+                factor = jnp.where(jnp.isfinite(s), factor, jnp.nan)
                 for i in block:
                     k = position[i]
-                    s = jnp.expand_dims(scale, layout.reduced[i]).astype(dtype[i])
-                    # s·(w + u) - w, not u + (s - 1)·(w + u): the latter cancels
+                    cs = jnp.expand_dims(c, layout.reduced[i]).astype(dtype[i])
+                    fs = jnp.expand_dims(factor, layout.reduced[i]).astype(dtype[i])
+                    # proj(w + u) - w, not u + (s - 1)·(w + u): the latter cancels
                     # catastrophically when the update is much larger than the weights.
-                    out[k] = (s * new_sel[k] - p_sel[k].astype(dtype[i])).astype(
+                    out[k] = ((half[k] * cs) * fs - p_sel[k].astype(dtype[i])).astype(
                         u_sel[k].dtype)
             return out
 
@@ -353,7 +448,9 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
         position = {i: k for k, i in enumerate(selected)}
         u_sel = [jnp.asarray(u_leaves[i]) for i in selected]
         p_sel = [jnp.asarray(p_leaves[i]) for i in selected]
-        if every == 1:
+        if not selected:
+            projected = []
+        elif every == 1:
             projected = project(u_sel, p_sel)
         else:
             # Between projections the update passes through bit for bit; the cond skips the
@@ -470,7 +567,10 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
 
     Useful for logging in runs with or without projection: without NaP the effective learning
     rate decays as the norms grow; with NaP it equals η/‖w₀‖² (or η/‖w₀‖) up to the schedule.
-    Blocks whose norm is zero get ``inf``.
+    Blocks whose norm is zero get ``inf`` (``0`` when η = 0). Norms are computed so that they
+    cannot overflow: for any finite parameters the result is finite and non-NaN wherever its
+    true value is representable in float32 (``inf`` only for zero norms and true values above
+    float32's range; tested).
 
     Args:
       learning_rate: the current learning rate η: a non-negative number, or a scalar array
@@ -520,10 +620,15 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
     lr = jnp.asarray(learning_rate, jnp.float32)
     out: list[Any] = [optax.MaskedNode()] * len(leaves)
     values = []
-    for block in layout.blocks:
-        sq = sum(_sq_norm(leaves[i], layout.reduced[i]).astype(jnp.float32) for i in block)  # type: ignore[misc, arg-type]
-        denom = sq if kind == "sgd" else jnp.sqrt(sq)
-        elr = lr / denom
+    wide = [jnp.asarray(x).astype(_norm_dtype(jnp.asarray(x).dtype)) for x in leaves]
+    for b, block in enumerate(layout.blocks):
+        # η/‖w‖ and (η/‖w‖)/‖w‖ from an overflow-safe norm: Σw² overflows float32 long before
+        # the result stops being representable. η = 0 gives 0 (not 0/0 for a zero block).
+        norm = _block_norm(layout, b, wide).astype(jnp.float32)
+        elr = lr / norm
+        if kind == "sgd":
+            elr = elr / norm
+        elr = jnp.where(lr == 0, 0.0, elr)
         values.append(jnp.ravel(elr))
         for i in block:
             out[i] = elr

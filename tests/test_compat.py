@@ -381,3 +381,78 @@ def test_reset_every_keeps_hyperparameters_injected_by_hand():
         _, state = step({"w": jnp.ones(3)}, state, params)
         lr = float(state.inner_state.hyperparams["learning_rate"])
         assert lr == pytest.approx(1e-4), f"learning rate {lr} after the update at count {count}"
+
+
+# ------------------------------------------------------------------------------------------------
+# optax.tree.map_params (e.g. to build sharding specs for a state from the parameters' specs).
+# ------------------------------------------------------------------------------------------------
+
+
+# Per-leaf scalar statistics stored in a tree like the parameters (spikes.py: AdaClip's
+# max_ema, AdaGN's norm_mean) are taken for parameter copies by map_params, so a parameter's
+# sharding spec would be given to a scalar. Fixed in spikes.py on another branch; the lead
+# empties this set after merging.
+MAP_PARAMS_KNOWN_FAILURES = {"scale_by_stable_spam", "stable_spam", "adaptive_spike_clip",
+                             "adaptive_grad_norm"}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(
+        reason="per-leaf scalars in a parameter-shaped tree (spikes.py)", strict=False))
+    if c.id in MAP_PARAMS_KNOWN_FAILURES else c for c in CASES], ids=IDS)
+def test_map_params_maps_exactly_the_parameter_copies(case):
+    tx = reg.chained_tx(case.id)
+    params = reg.make_params()
+    state = tx.init(params)
+    # Identity: the state comes back unchanged (map_params initialises with a placeholder that
+    # has no leaves: nap's init must accept it).
+    same = optax.tree.map_params(tx, lambda v: v, state)
+    assert jax.tree.structure(same) == jax.tree.structure(state)
+    jax.tree.map(np.testing.assert_array_equal, same, state)
+    # A marker on parameter copies, another on everything else: every marked leaf has the shape
+    # of the parameter it shadows, and no small per-parameter state (NaP's target norms, the
+    # recorder's buffers) is taken for a parameter copy.
+    marked = optax.tree.map_params(tx, lambda v: jnp.full(jnp.shape(v), 7.0), state,
+                                   transform_non_params=lambda v: jax.tree.map(
+                                       lambda x: jnp.full(jnp.shape(x), -1.0), v))
+    shapes = set(reg.PARAM_SHAPES.values())
+    for path, leaf in jax.tree_util.tree_flatten_with_path(marked)[0]:
+        if float(np.ravel(leaf)[0]) == 7.0:
+            assert tuple(leaf.shape) in shapes, (case.id, jax.tree_util.keystr(path))
+        else:
+            assert reg.field_name(path) not in ("mu", "nu", "prev_direction", "average"), (
+                case.id, jax.tree_util.keystr(path))
+
+
+# ------------------------------------------------------------------------------------------------
+# Full-tree masks inside optax.partition (the group's other subtrees are MaskedNode()).
+# ------------------------------------------------------------------------------------------------
+
+NESTED = {"w": jnp.ones((2, 3)), "b": jnp.ones(3), "v": {"k": jnp.full((3, 3), 2.0)}}
+
+
+@pytest.mark.parametrize("labels", [{"w": "nap", "b": "sgd", "v": "sgd"},
+                                    {"w": "sgd", "b": "nap", "v": "nap"},
+                                    {"w": "nap", "b": "nap", "v": {"k": "sgd"}}])
+@pytest.mark.parametrize("which", ["nap", "project_to_init_norm"])
+def test_full_tree_mask_inside_partition(labels, which):
+    mask = {"w": True, "b": False, "v": {"k": "joint"}}  # written for the whole tree
+    if which == "nap":
+        ours = oxs.nap(optax.sgd(0.5), mask)
+    else:
+        ours = optax.chain(optax.sgd(0.5), oxs.project_to_init_norm(mask))
+    tx = optax.partition({"nap": ours, "sgd": optax.sgd(0.5)}, labels)
+    state = tx.init(NESTED)
+    grads = jax.tree.map(jnp.ones_like, NESTED)
+    updates, state = jax.jit(tx.update)(grads, state, NESTED)
+    new = optax.apply_updates(NESTED, updates)
+    for name, init_norm in (("w", np.sqrt(6.0)), ("k", 6.0)):
+        leaf = new["w"] if name == "w" else new["v"]["k"]
+        group = labels["w"] if name == "w" else (labels["v"] if isinstance(labels["v"], str)
+                                                 else labels["v"]["k"])
+        norm = float(jnp.linalg.norm(leaf))
+        if group == "nap":  # projected back to its initial norm
+            np.testing.assert_allclose(norm, init_norm, rtol=1e-6)
+        else:  # plain SGD: moved off it
+            assert abs(norm - init_norm) > 0.1
+    np.testing.assert_allclose(new["b"], 0.5 * np.ones(3))  # never projected

@@ -117,10 +117,12 @@ def test_tiny_increments_accumulate_compensated_summation():
         return jax.lax.scan(body, state, None, length=n)[0]
 
     state = run(tx.init(jnp.zeros(4)))
-    total = float(np.float64(state.learning_rate) + np.float64(state.learning_rate_compensation))
-    expected = float(np.float32(alpha0)) + (n - 1) * beta  # α0 is stored in float32
+    # The learned offset (and its carried rounding error) holds every increment.
+    offset = float(np.float64(state.adaptation) + np.float64(state.adaptation_compensation))
+    assert offset == pytest.approx((n - 1) * beta, rel=0.01)
     assert float(state.learning_rate) != np.float32(alpha0)
-    assert total == pytest.approx(expected, rel=0, abs=0.01 * (n - 1) * beta)
+    expected = float(np.float32(alpha0)) + (n - 1) * beta  # α0 is used in float32
+    assert float(state.learning_rate) == pytest.approx(expected, rel=0, abs=6e-11)
 
 
 def test_non_finite_gradient_leaves_the_rate_unchanged():
@@ -134,7 +136,7 @@ def test_non_finite_gradient_leaves_the_rate_unchanged():
     updates, state = tx.update(jnp.array([1.0, jnp.nan, 1.0]), state, params)
     assert float(state.learning_rate) == lr_before
     assert math.isnan(float(state.hypergradient))
-    assert math.isfinite(float(state.learning_rate_compensation))
+    assert math.isfinite(float(state.adaptation_compensation))
     assert np.isnan(np.asarray(updates)).any()  # updates are not sanitised (documented)
 
 
@@ -215,3 +217,88 @@ def test_bad_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
         oxs.hypergradient(**kwargs)
     assert str(err.value).startswith("hypergradient: ")
+
+
+# ------------------------------------------------------------------------------------------------
+# Schedules and injected learning rates: the base rate s(t) the adaptation acts on.
+# ------------------------------------------------------------------------------------------------
+
+
+def _run_numpy_scheduled(schedule, beta, mode, steps, min_lr=0.0, max_lr=math.inf):
+    """float64 loop of the documented rule: η_t = clip(s(t) + o_t) or clip(s(t)·c_t)."""
+    x = np.asarray(X0, np.float64).copy()
+    prev = np.zeros_like(x)
+    learned = 0.0 if mode == "additive" else 1.0
+    lrs = []
+    for t in range(steps):
+        g = _grad_np(x)
+        h = float(g @ prev)
+        s = float(schedule(t))
+        if mode == "additive":
+            learned += beta * h
+            lr = min(max(s + learned, min_lr), max_lr)
+            learned = lr - s
+        else:
+            denom = float(np.linalg.norm(g) * np.linalg.norm(prev))
+            learned *= 1.0 + beta * (h / denom if denom > 0 else 0.0)
+            lr = min(max(s * learned, min_lr), max_lr)
+            learned = lr / s if s > 0 else learned
+        x = x - lr * g
+        prev = g
+        lrs.append(lr)
+    return np.array(lrs)
+
+
+@pytest.mark.parametrize("mode, beta", [("additive", 1e-3), ("multiplicative", 0.3)])
+def test_schedule_is_the_base_rate_the_adaptation_acts_on(mode, beta):
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 0.05, 10, STEPS, end_value=0.005)
+    tx = oxs.hypergradient(schedule, beta, mode=mode, max_lr=0.2)
+    _, lrs, _ = _run(tx)
+    want = _run_numpy_scheduled(schedule, beta, mode, STEPS, max_lr=0.2)
+    np.testing.assert_allclose(lrs, want, rtol=2e-4, atol=1e-7)
+    # The adaptation really moved the rate off the schedule.
+    sched = np.array([float(schedule(t)) for t in range(STEPS)])
+    assert np.max(np.abs(lrs - sched)) > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_constant_schedule_equals_the_number(mode):
+    beta = 1e-3 if mode == "additive" else 0.3
+    _, with_number, _ = _run(oxs.hypergradient(0.05, beta, mode=mode))
+    _, with_schedule, _ = _run(oxs.hypergradient(optax.constant_schedule(0.05), beta,
+                                                 mode=mode))
+    np.testing.assert_array_equal(with_number, with_schedule)
+
+
+def test_injected_learning_rate_takes_effect_at_once():
+    tx = optax.inject_hyperparams(oxs.hypergradient, static_args=("mode", "base"))(
+        learning_rate=0.05, hyper_lr=1e-3)
+    plain = oxs.hypergradient(0.05, 1e-3)
+    params = jnp.asarray(X0, jnp.float32)
+    a32, c32 = jnp.asarray(A, jnp.float32), jnp.asarray(C, jnp.float32)
+    state, plain_state = tx.init(params), plain.init(params)
+    step = jax.jit(lambda s, x: tx.update(a32 * (x - c32), s, x))
+    x = params
+    for _ in range(5):
+        u, state = step(state, x)
+        pu, plain_state = plain.update(a32 * (x - c32), plain_state, x)
+        np.testing.assert_allclose(np.asarray(u), np.asarray(pu), rtol=1e-6)
+        x = optax.apply_updates(x, u)
+    inner = state.inner_state
+    learned = float(inner.adaptation)
+    assert learned != 0.0
+    # Double the injected base rate: the next rate is the new base plus what was learned.
+    state.hyperparams["learning_rate"] = jnp.asarray(0.1)
+    _, state = step(state, x)
+    inner = state.inner_state
+    np.testing.assert_allclose(float(inner.learning_rate), 0.1 + float(inner.adaptation),
+                               rtol=1e-6)
+    assert float(inner.learning_rate) > 0.09
+
+
+def test_schedule_is_accepted_where_optax_accepts_scalar_or_schedule():
+    import inspect
+
+    annotation = inspect.signature(oxs.hypergradient, eval_str=True).parameters[
+        "learning_rate"].annotation
+    assert annotation is optax.ScalarOrSchedule

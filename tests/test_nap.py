@@ -106,23 +106,25 @@ def test_matches_numpy_reference(opt_name, every, axis):
 
 
 def test_state_layout_and_init_norms():
+    # One target norm per block, blocks in the order of their first leaf (a, b, c): a flat
+    # vector, so that optax.tree.map_params does not take it for parameters.
     params = _params(1)
     tx = oxs.project_to_init_norm(dict(LABELS))
     state = tx.init(params)
     assert isinstance(state, oxs.ProjectToInitNormState)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
     norms = optax.tree.get(state, "init_norm")
-    want = ref.init_norms(params, LABELS)
-    for n in SHAPES:
-        if LABELS[n] is False:
-            assert isinstance(norms[n], optax.MaskedNode)
-        else:
-            assert norms[n].dtype == jnp.float32 and norms[n].shape == ()
-            np.testing.assert_allclose(float(norms[n]), want[n], rtol=1e-6)
+    each = ref.init_norms(params, LABELS)
+    want = [each["a"], np.hypot(each["b_bias"], each["b_kernel"]), each["c"]]
+    assert norms.dtype == jnp.float32 and norms.shape == (3,)
+    np.testing.assert_allclose(np.asarray(norms), want, rtol=1e-6)
     per_unit = oxs.project_to_init_norm(dict(LABELS), axis=-1).init(params).init_norm
-    assert per_unit["a"].shape == (4,) and per_unit["c"].shape == (5,)
-    np.testing.assert_allclose(np.asarray(per_unit["c"]), ref.init_norms(params, LABELS, -1)["c"],
-                               rtol=1e-6)
+    each = ref.init_norms(params, LABELS, -1)
+    assert per_unit.shape == (4 + 5 + 5,)
+    np.testing.assert_allclose(np.asarray(per_unit[:4]), each["a"], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(per_unit[4:9]), np.hypot(each["b_bias"],
+                                                                   each["b_kernel"]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(per_unit[9:]), each["c"], rtol=1e-6)
 
 
 def test_joint_block_uses_the_joint_norm():
@@ -245,7 +247,7 @@ def test_bfloat16_params_keep_their_dtype():
     params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), _params(5))
     tx = oxs.nap(optax.sgd(0.1), dict(LABELS))
     state = tx.init(params)
-    assert jax.tree.leaves(state[1].init_norm)[0].dtype == jnp.float32
+    assert state[1].init_norm.dtype == jnp.float32
     u, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(u))
     new = optax.apply_updates(params, u)
