@@ -11,11 +11,12 @@ costs what it did. Under ``vmap`` the ``cond`` becomes a select and both branche
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["rescaled_norm", "norm_from_sum_squares"]
+__all__ = ["rescaled_norm", "norm_from_sum_squares", "finite_or_zero", "largest", "saturate"]
 
 
 def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
@@ -23,7 +24,7 @@ def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Arra
     true norm is (inf or NaN entries give inf or NaN). Computed in float32 or wider."""
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     x = x.astype(dtype)
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0.0)
     safe = jnp.where(m > 0, m, 1.0)
     scaled = jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
     # m == inf gives inf / inf = NaN in the scaled sum; keep the norm inf there, as sqrt(Σx²) is.
@@ -46,3 +47,31 @@ def norm_from_sum_squares(sum_squares: jax.Array, operand: Callable[[], jax.Arra
         lambda: rescaled_norm(operand(), axis).astype(sum_squares.dtype),
         lambda: jnp.sqrt(sum_squares),
     )
+
+
+def finite_or_zero(x: jax.Array) -> jax.Array:
+    """``x`` with its NaN and ±inf entries replaced by 0 (one select per entry, no reduction).
+
+    The spike transforms' per-coordinate non-finite policy: such a coordinate is a spike of
+    unknown size, dropped, so that nothing non-finite reaches a moment or the parameters.
+    """
+    return jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
+
+
+def largest(dtype: Any) -> float:
+    """The largest finite value of the floating ``dtype``, as a Python float."""
+    return float(jnp.finfo(dtype).max)
+
+
+def saturate(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` clipped to ``±largest(dtype)`` (still in ``x``'s dtype), so that casting it to
+    ``dtype`` cannot give inf. A no-op on every value that is finite in ``dtype``; an
+    overflowed ``+inf`` (a finite but huge input squared) becomes the largest finite value.
+
+    Used on every moment a transform stores: a second moment of a float16 parameter would
+    otherwise overflow at 65504, and ``inf`` in a moment becomes NaN at the next reset or
+    division. Saturation keeps the state finite; the moment is then an underestimate until
+    it decays below the limit (at ``b2 = 0.999`` a saturated ``v`` halves in about 700 steps).
+    """
+    big = largest(dtype)
+    return jnp.clip(x, -big, big)
