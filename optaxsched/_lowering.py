@@ -22,23 +22,51 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from optaxsched import _reductions
+from optaxsched import _numerics, _reductions
 
-__all__ = ["aliases", "spam_clip_from_new_moment", "count_true", "max_abs", "adaclip_reduce",
-           "sum_squares", "reduce_accurate", "adaclip_sum_squares"]
+__all__ = ["each_loop", "runtime_one", "stored", "spam_clip_from_new_moment", "count_true",
+           "max_abs_and_sum_squares", "clipped_norm", "finite_max_abs", "finite_norm",
+           "reduce_accurate"]
 
 
-def aliases(tree: Any, n: int) -> tuple:
-    """``n`` copies of ``tree`` that XLA cannot merge (an optimisation barrier; no data is copied).
+def each_loop(x: Any, fn: Any, one: jax.Array, n: int = 2) -> tuple:
+    """``n`` copies of ``fn(x)`` (``x`` an array or a list of them) that XLA computes inside
+    each loop that reads one, instead of writing one shared copy out.
 
-    An expression computed from each copy is then fused into its own consumer (recomputed in
-    each loop) instead of being written out once as a full-size temporary and read back by all
-    of them. Why: Stable-SPAM's clipped, normalised gradient feeds the norm, ``v`` and ``m``;
-    without the barrier XLA's CPU backend materialised it (one parameter-sized temporary, a
-    fresh ``mmap`` faulted in on every step). Together with the variadic reductions below this
-    took Stable-SPAM from 2.8-3.7x to about 1.3x ``optax.adam`` (RESULTS.md, step_time section).
+    XLA merges identical expressions and then writes a producer shared by several loops out
+    as a full-size temporary. The copies here are ``fn`` of ``x * one``, ``x - (one - 1)`` and
+    ``x / one`` with ``one`` a runtime 1 (:func:`runtime_one`): exact, but not identical to
+    XLA. (An optimisation barrier would be the natural tool, but XLA's CPU pipeline removes
+    barriers before fusion.) Measured on SPAM, 512x512 leaf: the NaN-dropped gradient shared by
+    the ``v`` and ``m`` loops was one parameter-sized temporary, none with this; likewise
+    Stable-SPAM's clipped, normalised gradient shared by its reduction and moment loops.
     """
-    return jax.lax.optimization_barrier((tree,) * n)
+    variants = (lambda y, o: y * o, lambda y, o: y - (o - 1), lambda y, o: y / o)
+    if n > len(variants):
+        raise ValueError(f"each_loop: at most {len(variants)} copies")
+    return tuple(fn(jax.tree.map(lambda y, i=i: variants[i](y, one.astype(y.dtype)), x))
+                 for i in range(n))
+
+
+def runtime_one(count: jax.Array) -> jax.Array:
+    """A float32 scalar equal to 1 that XLA cannot fold into a constant (see :func:`stored`)."""
+    return jnp.where(jnp.asarray(count) > -(2**31), 1.0, 2.0).astype(jnp.float32)
+
+
+def stored(x: jax.Array, one: jax.Array) -> jax.Array:
+    """``x`` (exactly: ``x / 1``), written once to memory and read by the later loops.
+
+    XLA's CPU fusion duplicates a *cheap* elementwise producer into each of its consumers
+    rather than read it back. For a moment update that is wrong: recomputing the new ``m`` or
+    ``v`` in a later loop needs the *old* one, so it cannot be updated in place, and a square
+    root the copies share is written out as a full-size temporary. (An optimisation barrier
+    does not help: the CPU pipeline removes barriers before fusion.) A division by a runtime
+    1 makes the producer "expensive" to XLA, so it is computed in one loop and read back;
+    the division is exact and free in a memory-bound loop. Measured on SPAM, 512x512 leaf:
+    3-4 parameter-sized temporaries and two moment copies without it, none with it; at 16M
+    parameters 6.4x ``optax.adam`` without it (RESULTS.md, step_time section).
+    """
+    return x / one.astype(x.dtype)
 
 
 def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, limit_ratio: jax.Array,
@@ -55,68 +83,114 @@ def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, limit_ratio: jax.A
 
     Why: if the ``m`` pass read the old ``v``, ``v`` could not be updated in place: XLA copied
     the whole of ``v`` on every step (a full-size copy in the compiled step, which
-    ``tests/test_footprint.py`` now refuses). Reading the new ``v`` costs the same read.
+    ``tests/test_footprint.py`` now refuses). Reading the new ``v`` costs the same read. The
+    new ``v`` passes an optimisation barrier: without it XLA recomputed ``v_new`` (from the old
+    ``v``) inside the ``m`` loop, which again needs the old ``v`` (two copies of the moments and
+    a materialised ``sqrt(θ v)``: 4 parameter-sized temporaries, 6.4x ``optax.adam`` at 16M).
     """
+    v_new = jax.lax.optimization_barrier(v_new)
     limit = limit_ratio.astype(g.dtype) * v_new.astype(g.dtype)
     spike = clip_on & (g * g > limit)
     return jnp.where(spike, jnp.copysign(jnp.sqrt(limit), g), g), spike
 
 
-def count_true(mask: jax.Array) -> jax.Array:
-    """The number of True entries, int32, as a variadic-style reduction by rows first.
+def count_true(mask_a: jax.Array, mask_b: jax.Array) -> jax.Array:
+    """The number of True entries of ``mask_a`` plus those of ``mask_b`` (int32, saturating),
+    as one variadic reduction by rows first.
 
-    Why: ``jnp.sum(mask)`` made XLA's CPU backend materialise the int32 cast of the mask as a
-    full-size array; the row-first reduction is one loop spread over the threads (a full
-    reduction runs on one).
+    Why two masks in one reduction: XLA turns a single-operand count into a plain reduction,
+    which its CPU backend does not fuse with the mask's producer: the int32 mask was written
+    out as a full-size temporary (SPAM with counters: 2.4x ``optax.adam`` at 16M). A variadic
+    reduction with both outputs used is one loop; the spike transforms count clipped and
+    non-finite coordinates, which is two masks anyway.
     """
-    (n,) = reduce_accurate([mask.astype(jnp.int32)], [0], ["add"])
-    return n
+    a, b = reduce_accurate([mask_a.astype(jnp.int32), mask_b.astype(jnp.int32)], [0, 0],
+                           ["add", "add"])
+    big = jnp.iinfo(jnp.int32).max
+    return jnp.where(a > big - b, big, a + b)
 
 
-def max_abs(x: jax.Array) -> jax.Array:
-    """``max |x|`` as float32 (``x`` finite), reduced by rows first (one loop, all threads)."""
-    (m,) = reduce_accurate([jnp.abs(x).astype(jnp.float32)], [0.0], ["max"])
-    return m
-
-
-# Leaves up to this size are summed in one sequential loop; larger ones by rows first (float
-# sums accumulated sequentially over millions of entries lose digits).
+# Leaves up to this size are counted in one sequential loop; larger ones by rows first.
 _SEQUENTIAL_SUM = 2**16
 
 
-def sum_squares(x: jax.Array) -> jax.Array:
-    """``Σ x²`` in float32, accurate for large leaves (rows first, then the row sums)."""
-    (total,) = reduce_accurate([jnp.square(x.astype(jnp.float32))], [0.0], ["add"])
-    return total
+def max_abs_and_sum_squares(raw: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(``max |raw|``, ``Σ raw²``) in float32 by XLA's library reductions, straight from the
+    gradient as passed in.
 
-
-def adaclip_reduce(g: jax.Array, floor: jax.Array, finite_mask: jax.Array | None = None
-                   ) -> tuple[jax.Array, ...]:
-    """One pass over a (finite) leaf for AdaClip and AdaGN: ``max|g|``, ``Σ_{|g|<=floor} g²``,
-    ``#{|g| > floor}`` and, given ``finite_mask`` (the raw gradient's finiteness), the number
-    of non-finite entries.
-
-    Stable-SPAM needs ``max|g|`` before it can clip, and the clipped gradient's norm before it
-    can normalise: literally two reductions over ``g``. But the threshold is
-    ``M̂ = a + b max|g|`` with ``a, b >= 0`` known before the pass and ``b < 1`` after the first
-    step, so an entry can be clipped only if ``|g| > floor = a / (1 - b)``. When at most one
-    entry is above ``floor`` (the usual case: it is the largest entry, if any), the clipped
-    norm follows from these sums alone (:func:`adaclip_sum_squares`); only steps with two or
-    more entries above ``floor`` pay for the second pass, under ``lax.cond``.
-
-    Why: the second full-size reduction costs about one read of the gradient, 1/7 of Adam's
-    step (RESULTS.md, step_time section, measured with and without it).
+    Why not one fused loop: XLA's CPU backend hands a plain ``max`` or ``sum`` of a parameter
+    to a vectorised, multi-threaded library kernel, but emits its own scalar loop for a
+    variadic reduction or one with a fused producer. Measured on one 2000x2000 float32 leaf
+    (shared 2-core machine): library max 4.5-6 ms and sum 1-6 ms against 42-52 ms for the
+    variadic (max, sum) loop, while Adam's whole update of that leaf takes 21-27 ms. The
+    gradient's finiteness is read off the sum (NaN and inf propagate), so the common step makes
+    no other pass; the rest happens under ``lax.switch`` (:func:`clipped_norm`).
     """
-    a = jnp.abs(g).astype(jnp.float32)
-    low = a <= floor
-    operands = [a, jnp.where(low, a * a, 0.0), (~low).astype(jnp.int32)]
-    inits: list = [0.0, 0.0, 0]
-    ops = ["max", "add", "add"]
-    if finite_mask is not None:
-        operands.append((~finite_mask).astype(jnp.int32))
-        inits.append(0)
-        ops.append("add")
-    return reduce_accurate(operands, inits, ops)
+    x = raw if raw.dtype == jnp.float32 else raw.astype(jnp.float32)
+    return jnp.max(jnp.abs(x)), jnp.sum(jnp.square(x))
+
+
+def clipped_norm(raw: jax.Array, sanitize: Any, limit_of: Any, clip: Any, track: bool
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """AdaClip's ``max |g|`` and the ℓ2 norm of the clipped gradient, for one leaf:
+    ``(max |g|, ‖clip(g)‖, clipped + dropped entries)`` (the count is 0 unless ``track``).
+
+    ``sanitize(raw)`` drops non-finite entries, ``limit_of(max)`` is AdaClip's threshold
+    (``inf`` where nothing may be clipped) and ``clip(g, max)`` returns (clipped g, mask).
+    Three cases, chosen under ``lax.switch`` so that each step runs one of them:
+
+    * the common one (finite sum, ``max |g| <= M̂``): nothing is clipped, the norm is
+      ``sqrt(Σ g²)`` from the library reductions above; no other pass;
+    * AdaClip clips (finite sum, ``max |g| > M̂``): ``Σ_{|g| <= M̂} g²`` is summed again and
+      the clipped entries add ``(M̂ / max)² (Σ g² - that)``; the difference is accurate to
+      float32 relative to the clipped part, whose factor is at most 1;
+    * a non-finite entry or an overflowed sum: the sanitised, clipped gradient's norm by the
+      one-pass scaled reduction of ``_numerics.rescaled_norm`` (exact for any finite input).
+    """
+    g_max, sum_sq = max_abs_and_sum_squares(raw)
+    zero = jnp.zeros((), jnp.int32)
+
+    def count(mask_a, mask_b):
+        return count_true(mask_a, mask_b) if track else zero
+
+    def common():
+        return g_max, jnp.sqrt(sum_sq), zero
+
+    def clipped():
+        limit = limit_of(g_max)
+        x = raw.astype(jnp.float32)
+        under = jnp.sum(jnp.where(jnp.abs(x) <= limit, jnp.square(x), 0.0))
+        ratio = limit / jnp.maximum(g_max, jnp.finfo(jnp.float32).tiny)
+        norm = jnp.sqrt(under + ratio * ratio * jnp.maximum(sum_sq - under, 0.0))
+        return g_max, norm, count(jnp.abs(x) > limit, jnp.zeros(x.shape, bool))
+
+    def slow():
+        x = sanitize(raw)
+        m = jnp.max(jnp.abs(x)).astype(jnp.float32)
+        gc, mask = clip(x, m)
+        return m, _numerics.rescaled_norm(gc).astype(jnp.float32), count(mask,
+                                                                         ~jnp.isfinite(raw))
+
+    case = jnp.where(jnp.isfinite(sum_sq), jnp.where(g_max > limit_of(g_max), 1, 0), 2)
+    return jax.lax.switch(case, (common, clipped, slow))
+
+
+def finite_max_abs(raw: jax.Array, sanitize: Any) -> jax.Array:
+    """``max |sanitize(raw)|`` (float32): the library ``max`` of the gradient as passed in, and
+    the sanitised maximum only when that is not finite (see :func:`max_abs_and_sum_squares`)."""
+    m = jnp.max(jnp.abs(raw)).astype(jnp.float32)
+    return jax.lax.cond(jnp.isfinite(m), lambda: m,
+                        lambda: jnp.max(jnp.abs(sanitize(raw))).astype(jnp.float32))
+
+
+def finite_norm(raw: jax.Array, sanitize: Any) -> jax.Array:
+    """``‖sanitize(raw)‖₂`` (float32): ``sqrt`` of the library ``Σ raw²``, or, when that sum is
+    not finite (a non-finite entry, or an overflow), the one-pass scaled norm of the sanitised
+    gradient (``_numerics.rescaled_norm``), finite whenever the true norm is."""
+    x = raw if raw.dtype == jnp.float32 else raw.astype(jnp.float32)
+    sum_sq = jnp.sum(jnp.square(x))
+    return jax.lax.cond(jnp.isfinite(sum_sq), lambda: jnp.sqrt(sum_sq),
+                        lambda: _numerics.rescaled_norm(sanitize(raw)).astype(jnp.float32))
 
 
 def reduce_accurate(operands: list, inits: list, ops: list) -> tuple[jax.Array, ...]:
@@ -141,26 +215,3 @@ def reduce_accurate(operands: list, inits: list, ops: list) -> tuple[jax.Array, 
     return tuple(out)
 
 
-def adaclip_sum_squares(clipped: Any, g_max: jax.Array, low_sum: jax.Array, n_high: jax.Array,
-                        limit: jax.Array, active: jax.Array
-                        ) -> tuple[jax.Array, jax.Array]:
-    """(``Σ clip(g)²``, number of clipped entries) from :func:`adaclip_reduce`'s sums.
-
-    ``clipped()`` rebuilds ``(clip(g), spike mask)`` from arrays already in memory; it runs
-    (one more pass) only when two or more entries lie above the floor. Otherwise:
-    no entry above it -> nothing is clipped, the sum is ``low_sum``; one entry -> it is the
-    largest, clipped to exactly ``M̂`` iff ``max|g| > M̂``, adding ``min(max|g|, M̂)²``.
-    """
-    single = jnp.where(active & (g_max > limit), limit, g_max)
-
-    def one_pass():
-        return (low_sum + jnp.where(n_high > 0, single * single, 0.0),
-                jnp.where((n_high > 0) & active & (g_max > limit), 1, 0).astype(jnp.int32))
-
-    def two_passes():
-        gc, spike = clipped()
-        sums = reduce_accurate([jnp.square(gc.astype(jnp.float32)), spike.astype(jnp.int32)],
-                               [0.0, 0], ["add", "add"])
-        return sums[0], sums[1]
-
-    return jax.lax.cond(n_high <= 1, one_pass, two_passes)

@@ -398,6 +398,13 @@ def _clip_spike(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
     return jnp.where(rule.clip_on & (g * g > limit), jnp.copysign(jnp.sqrt(limit), g), g)
 
 
+def _clipped_square(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
+    """``ĝ²`` for SPAM's clipped ``ĝ``: ``min(g², θ v)`` where clipping is active (no square
+    root: XLA's CPU backend materialises a square root that several loops share)."""
+    g2 = g * g
+    return jnp.where(rule.clip_on, jnp.minimum(g2, rule.threshold.astype(g.dtype) * v), g2)
+
+
 def _ema(rate: _Rate, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
     """``b old + (1 - b) new`` (compute dtype), saturated so that storing it in ``dtype``
     stays finite."""
@@ -406,26 +413,27 @@ def _ema(rate: _Rate, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
     return _numerics.saturate(value, dtype)
 
 
-def _spam_moments(g: jax.Array, m: jax.Array, v: jax.Array, rule: _SpikeRule, rate1: _Rate
-                  ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """One leaf of SPAM's Algorithm 1 (moments only): (new m, new v, spike mask).
+def _spam_moments(g: jax.Array, m: jax.Array, v: jax.Array, rule: _SpikeRule, rate1: _Rate,
+                  one: jax.Array) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+    """One leaf of SPAM's Algorithm 1 (moments only): (new m, new v, (clipped, non-finite)).
 
-    The spike mask (clipped or non-finite coordinates) is built only for the opt-in counters.
+    The two masks are used only by the opt-in counters.
     """
     cdt = _compute_dtype(g.dtype)
     raw = g.astype(cdt)
-    g = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate is a spike: dropped (0)
+    # A NaN/Inf coordinate is a spike: dropped (0). Each loop drops it on its own (_lowering).
+    g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
     # 1. Momentum reset (k mod ΔT == 0), before this step's update.
     m0, v0 = _reset(m, rule.reset, cdt), _reset(v, rule.reset, cdt)
     # 2. Spike-aware clipping against the old v; 3. v <- b2 v + (1 - b2) ĝ².
-    g_hat = _clip_spike(g, v0, rule)
-    v1 = _ema(rule.b2, v0, g_hat * g_hat, v.dtype).astype(v.dtype)
+    v1 = _ema(rule.b2, v0, _clipped_square(g_v, v0, rule), v.dtype)
+    v1 = _lowering.stored(v1, one).astype(v.dtype)
     # 3. m <- b1 m + (1 - b1) ĝ, with ĝ read back from the new v (the same value; it lets XLA
     # update v in place, see _lowering).
     g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt), rule.limit_ratio,
                                                         rule.clip_on)
-    m1 = _ema(rate1, m0, g_hat, m.dtype).astype(m.dtype)
-    return m1, v1, spike | ~jnp.isfinite(raw)
+    m1 = _lowering.stored(_ema(rate1, m0, g_hat, m.dtype), one).astype(m.dtype)
+    return m1, v1, (spike, ~jnp.isfinite(raw))
 
 
 def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip_delay,
@@ -458,13 +466,14 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
         step_scale = (_post_reset_factor(k, reset_interval, warmup_steps)
                       * jnp.sqrt(_debias(rule.b2, kf)) / _debias(rate1, kf))
 
+        one = _lowering.runtime_one(state.count)
         new_m, new_v, counts = [], [], []
         for g, m, v in zip(g_leaves, m_leaves, v_leaves, strict=True):
-            m1, v1, spike = _spam_moments(g, m, v, rule, rate1)
+            m1, v1, (spike, dropped) = _spam_moments(g, m, v, rule, rate1, one)
             new_m.append(m1)
             new_v.append(v1)
             if track_clips:
-                counts.append(_lowering.count_true(spike))
+                counts.append(_lowering.count_true(spike, dropped))
 
         # 4. The direction s_k sqrt(1 - b2^k) / (1 - b1^k) · m / (sqrt(v) + eps).
         direction = []
@@ -660,9 +669,6 @@ def _scalar_tree(params: Any) -> Any:
 
 
 _F32_MAX = _numerics.largest(jnp.float32)
-# The floor below which AdaClip cannot clip (see _lowering.adaclip_reduce) is lowered by this
-# relative margin, so that float rounding of the threshold never decides which side it is on.
-_FLOOR_MARGIN = 1.0 - 2.0**-16
 
 
 class _ClipLimit(NamedTuple):
@@ -672,15 +678,6 @@ class _ClipLimit(NamedTuple):
     ratio: jax.Array  # M̂ / max|g|: clipped entries are multiplied by it
     max_ema: jax.Array  # the new EMA M of max|g|
     active: jax.Array  # whether clipping can happen (k > 1)
-
-
-def _adaptive_floor(max_ema: jax.Array, theta: _Rate, kf: jax.Array) -> jax.Array:
-    """A value below which no entry can be clipped this step, known before ``max|g|``:
-    ``M̂ = (θ M_old + (1 - θ) max|g|) / (1 - θ^k) >= |g_i|`` whenever
-    ``|g_i| <= M_old / (1 - θ^(k-1))`` (solve ``|g_i| > M̂`` with ``max|g| >= |g_i|``).
-    Infinite at ``k = 1``, where nothing is clipped."""
-    prev = _debias(theta, jnp.maximum(kf - 1.0, 1.0))
-    return jnp.where(kf > 1.0, max_ema / prev * _FLOOR_MARGIN, jnp.inf)
 
 
 def _adaptive_limit(g_max: jax.Array, max_ema: jax.Array, theta: _Rate, kf: jax.Array
@@ -774,34 +771,34 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
         bc1 = _debias(rate1, n)
         bc2 = _debias(rate2, n)
 
-        # Three aliases of the gradient (no copies), one per pass that reads it: the clipped,
-        # normalised gradient is recomputed in each (see _lowering.aliases).
-        g_red, g_v, g_m = _lowering.aliases(g_leaves, 3)
+        # One copy of the gradient per loop that reads it: the clipped, normalised gradient is
+        # recomputed in each instead of written out (see _lowering.each_loop).
+        one = _lowering.runtime_one(state.count)
+        g_v, g_m = _lowering.each_loop(g_leaves, list, one, 2)
 
         def sanitized(g):  # a NaN/Inf coordinate is a spike: dropped (0)
             return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
 
         clips, factors, new_mean, new_sq, counts = [], [], [], [], []
-        for g, mx, mean, sq in zip(g_red, max_leaves, mean_leaves, sq_leaves, strict=True):
-            # 1. AdaClip: the threshold from the running max of |g|.
-            floor = _adaptive_floor(mx, th, kf)
-            finite_mask = jnp.isfinite(g) if track_clips else None
-            g_max, low_sum, n_high, *n_bad = _lowering.adaclip_reduce(sanitized(g), floor,
-                                                                      finite_mask)
+        for g, mx, mean, sq in zip(g_leaves, max_leaves, mean_leaves, sq_leaves, strict=True):
+            # 1. AdaClip: M <- θ M + (1 - θ) max|g|, M̂ = M / (1 - θ^k), clip |g_i| > M̂;
+            # 2. AdaGN: ‖g‖ of the clipped gradient (both from _lowering.clipped_norm).
+            def limit_of(g_max, mx=mx):
+                return jnp.where(kf > 1.0, _adaptive_limit(g_max, mx, th, kf).limit, jnp.inf)
+
+            def clip_with(x, g_max, mx=mx):
+                return _adaptive_apply(x, _adaptive_limit(g_max, mx, th, kf))
+
+            g_max, norm, n_clipped = _lowering.clipped_norm(
+                g, sanitized, limit_of, clip_with, track_clips)
             clip = _adaptive_limit(g_max, mx, th, kf)
-            # 2. AdaGN: the clipped gradient's norm, the factor that normalises it.
-            sumsq, n_clipped = _lowering.adaclip_sum_squares(
-                lambda g=g, clip=clip: _adaptive_apply(sanitized(g), clip), g_max, low_sum,
-                n_high, clip.limit, clip.active)
-            norm = _numerics.norm_from_sum_squares(
-                sumsq, lambda g=g, clip=clip: _adaptive_apply(sanitized(g), clip)[0])
             factor, mean1, sq1 = _norm_factor(norm, mean, sq, g1, g2, eps32, kf)
             clips.append(clip)
             factors.append(factor)
             new_mean.append(mean1)
             new_sq.append(sq1)
             if track_clips:
-                counts.append(_saturating_add(n_clipped, n_bad[0]))
+                counts.append(n_clipped)
 
         def normalized(g, clip, factor):
             gc, _ = _adaptive_apply(sanitized(g), clip)
@@ -815,7 +812,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = v.astype(cdt) if authors_reset else _reset(v, reset, cdt)
-            v1 = _ema(rate2, old, gn * gn, v.dtype).astype(v.dtype)
+            v1 = _lowering.stored(_ema(rate2, old, gn * gn, v.dtype), one).astype(v.dtype)
             used_v.append(v1)
             new_v.append(_reset(v1, reset, v.dtype) if authors_reset else v1)
         new_m, used_m = [], []
@@ -823,7 +820,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = m.astype(cdt) if authors_reset else _reset(m, reset, cdt)
-            m1 = _ema(rate1, old, gn, m.dtype).astype(m.dtype)
+            m1 = _lowering.stored(_ema(rate1, old, gn, m.dtype), one).astype(m.dtype)
             used_m.append(m1)
             new_m.append(_reset(m1, reset, m.dtype) if authors_reset else m1)
         # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
@@ -1113,14 +1110,14 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
             raw = leaf.astype(cdt)
             g = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate is a spike: dropped (0)
             v0 = _reset(v, rule.reset, cdt)
-            v1 = _ema(rule.b2, v0, jnp.square(_clip_spike(g, v0, rule)), v.dtype).astype(v.dtype)
+            v1 = _ema(rule.b2, v0, _clipped_square(g, v0, rule), v.dtype).astype(v.dtype)
             # The clipped gradient, read back from the new v (see _lowering).
             g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt),
                                                                 rule.limit_ratio, rule.clip_on)
             new_v.append(v1)
             out.append(g_hat.astype(leaf.dtype))
             if track_clips:
-                counts.append(_lowering.count_true(spike | ~jnp.isfinite(raw)))
+                counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
         clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = ClipSpikesState(count=optax.safe_increment(state.count),
                                     nu=treedef.unflatten(new_v), clipped=clipped,
@@ -1202,12 +1199,13 @@ def adaptive_spike_clip(theta: float = 0.999, *, track_clips: bool = False
         for g, mx in zip(g_leaves, max_leaves, strict=True):
             raw = g.astype(_compute_dtype(g.dtype))
             finite = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate: dropped (0)
-            clip = _adaptive_limit(_lowering.max_abs(finite), mx, th, kf)
+            g_max = _lowering.finite_max_abs(g, _numerics.finite_or_zero)
+            clip = _adaptive_limit(g_max, mx, th, kf)
             gc, spike = _adaptive_apply(finite, clip)
             out.append(gc.astype(g.dtype))
             new_max.append(clip.max_ema)
             if track_clips:
-                counts.append(_lowering.count_true(spike | ~jnp.isfinite(raw)))
+                counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
         clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = AdaptiveSpikeClipState(
             count=optax.safe_increment(state.count), max_ema=treedef.unflatten(new_max),
@@ -1293,7 +1291,7 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
             def finite(g=g):
                 return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
 
-            norm = _numerics.norm_from_sum_squares(_lowering.sum_squares(finite()), finite)
+            norm = _lowering.finite_norm(g, lambda raw: finite(raw))
             factor, mean1, sq1 = _norm_factor(norm, mean, sq, g1, g2, e, kf)
             x = finite()
             out.append((x * factor.astype(x.dtype)).astype(g.dtype))
@@ -1450,6 +1448,11 @@ def reset_warmup(interval: int, warmup_steps: int) -> optax.Schedule:
     _check_window(where, interval, None, warmup_steps)
 
     def schedule(count):
+        # Python and NumPy integers beyond int32 (any int is accepted) are clipped on the host.
+        if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
+            count = min(max(int(count), -1), _INT32_MAX - 1)
+        elif isinstance(count, np.ndarray) and np.issubdtype(count.dtype, np.integer):
+            count = np.clip(count, -1, _INT32_MAX - 1).astype(np.int32)
         count = jnp.asarray(count)
         if not jnp.issubdtype(count.dtype, jnp.integer):
             count = jnp.floor(jnp.clip(count.astype(jnp.float32), -1.0, float(2**31 - 256)))

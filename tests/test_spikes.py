@@ -840,3 +840,206 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(spikes, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12: no finite input leaves a state or an update non-finite (float32, bfloat16, float16).
+# ------------------------------------------------------------------------------------------------
+
+DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+
+
+def _huge(dtype) -> float:
+    """A finite gradient entry whose square (and (1 - b2) times it) overflows ``dtype``."""
+    return {jnp.float32: 1e20, jnp.bfloat16: 1e20, jnp.float16: 3e4}[dtype]
+
+
+def _run_steps(tx, params, grads, with_params=True):
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p if with_params else None))
+    state = tx.init(params)
+    history = []
+    for g in grads:
+        updates, state = step(g, state, params)
+        params = optax.apply_updates(params, updates)
+        history.append((updates, state, params))
+    return history
+
+
+def _all_finite(tree) -> bool:
+    return all(np.all(np.isfinite(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("spike_step", [1, 3])  # unclipped (k < clip_delay) and clipped
+def test_spam_huge_finite_gradient_then_reset_stays_finite(dtype, spike_step):
+    """Issue 12 rows 1-3: spam with a gradient of 1e20 (3e4 in float16), then a momentum reset:
+    the reset multiplied the overflowed v by 0 (inf * 0 = NaN) and the params were NaN from
+    then on. Now v saturates, the reset selects zero, and the coordinate recovers after it."""
+    params = {"w": jnp.ones(4, dtype)}
+    rng = np.random.default_rng(0)
+    grads = []
+    for k in range(1, 16):
+        g = rng.normal(0, 1, 4)
+        if k == spike_step:
+            g[1] = _huge(dtype)
+        grads.append({"w": jnp.asarray(g, dtype)})
+    for tx in (oxs.spam(1e-3, reset_interval=5, warmup_steps=2, clip_delay=3),
+               optax.chain(oxs.clip_spikes(reset_interval=5, clip_delay=3), optax.sgd(1e-3))):
+        history = _run_steps(tx, params, grads)
+        for k, (updates, state, p) in enumerate(history, start=1):
+            assert _all_finite((updates, state, p)), (k, updates, state)
+        # After the reset at k = 10 the spiked coordinate moves again like the others.
+        last = np.abs(np.asarray(history[-1][0]["w"], np.float64))
+        assert np.all(last > 0), last
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+def test_stable_spam_huge_gradient_at_the_first_step(dtype):
+    """Issue 12 row 4a: stable_spam with 1e20 at step 1 (AdaGN's sum of squares overflowed)."""
+    params = {"w": jnp.ones(4, dtype), "b": jnp.ones(3, dtype)}
+    rng = np.random.default_rng(1)
+    grads = [{"w": jnp.asarray([_huge(dtype), 1.0, -1.0, 0.5], dtype),
+              "b": jnp.asarray([0.1, 0.2, 0.3], dtype)}]
+    grads += [{n: jnp.asarray(rng.normal(0, 1, p.shape), dtype) for n, p in params.items()}
+              for _ in range(12)]
+    for tx in (oxs.stable_spam(1e-3, reset_interval=5),
+               oxs.stable_spam(1e-3, reset_interval=5, reset_order="authors")):
+        for k, (updates, state, p) in enumerate(_run_steps(tx, params, grads), start=1):
+            assert _all_finite((updates, state, p)), (k, state)
+        # The first step's norm is exact: the update is g / ‖g‖ (AdaGN) -> Adam's sign(g).
+        first = _run_steps(tx, params, grads[:1])[0][0]
+        np.testing.assert_allclose(np.asarray(first["w"], np.float32), -1e-3 * np.sign(
+            np.asarray(grads[0]["w"], np.float32)), rtol=2e-2)
+
+
+def test_stable_spam_spike_in_a_large_leaf_after_warm_up():
+    """Issue 12 row 4b: a 1e19 spike in a 4096-entry leaf after 20 warm-up steps."""
+    params = {"w": jnp.zeros((64, 64))}
+    rng = np.random.default_rng(2)
+    grads = [{"w": jnp.asarray(rng.normal(0, 1, (64, 64)), jnp.float32)} for _ in range(30)]
+    grads[20] = {"w": grads[20]["w"].at[3, 5].set(1e19)}
+    grads[21] = {"w": grads[21]["w"] * 1e19}  # a whole-leaf spike: norm 6.4e20, finite
+    for k, (updates, state, p) in enumerate(
+            _run_steps(oxs.stable_spam(1e-3, track_clips=True), params, grads), start=1):
+        assert _all_finite((updates, state, p)), (k, state)
+        if k == 21:
+            assert int(state.clipped) >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+def test_adaptive_grad_norm_of_a_huge_but_representable_norm(dtype):
+    """Issue 12 row 5: adaptive_grad_norm with 1e20 gave NaN; the norm (2e20, representable in
+    float32) is now exact, so the first step is g / ‖g‖."""
+    big = float(jnp.finfo(dtype).max) / 4 if dtype != jnp.float32 else 1e20
+    g = np.array([big, -big, 0.0, big / 2], np.float64)
+    tx = oxs.adaptive_grad_norm()
+    out, state = jax.jit(tx.update)({"w": jnp.asarray(g, dtype)}, tx.init({"w": jnp.zeros(4)}))
+    want = np.asarray(jnp.asarray(g, dtype), np.float64)
+    np.testing.assert_allclose(np.asarray(out["w"], np.float64), want / np.linalg.norm(want),
+                               rtol=1e-2 if dtype != jnp.float32 else 1e-6)
+    assert _all_finite((out, state))
+    # A norm beyond float32 (4096 entries of 1e38): finite output and statistics.
+    wide = {"w": jnp.full((64, 64), 1e38, jnp.float32)}
+    out, state = jax.jit(tx.update)(wide, tx.init(wide))
+    assert _all_finite((out, state))
+
+
+def test_adaptive_spike_clip_of_the_largest_float():
+    g = {"w": jnp.asarray([3.4e38, -3.4e38, 1.0], jnp.float32)}
+    tx = oxs.adaptive_spike_clip(track_clips=True)
+    state = tx.init(g)
+    for _ in range(3):
+        out, state = tx.update(g, state)
+        assert _all_finite((out, state))
+
+
+@pytest.mark.parametrize("factory", [oxs.spam, oxs.stable_spam])
+def test_float16_second_moment_saturates_or_lives_in_float32(factory):
+    """16-bit second moments: stored in the params' dtype they saturate at its largest finite
+    value (finite, an underestimate); ``nu_dtype=jnp.float32`` keeps them exact."""
+    params = {"w": jnp.ones(3, jnp.float16)}
+    grads = [{"w": jnp.asarray([3e4, 1.0, -2.0], jnp.float16)}] * 3
+    kwargs = dict(reset_interval=0) if factory is oxs.spam else {}
+    saturated = _run_steps(factory(1e-3, **kwargs), params, grads)
+    exact = _run_steps(factory(1e-3, nu_dtype=jnp.float32, **kwargs), params, grads)
+    for updates, state, p in saturated + exact:
+        assert _all_finite((updates, state, p))
+    assert saturated[-1][1].nu["w"].dtype == jnp.float16
+    assert exact[-1][1].nu["w"].dtype == jnp.float32
+    if factory is oxs.spam:  # v = (1 - 0.999^3) · 9e8 ≈ 2.7e6: beyond float16
+        assert float(saturated[-1][1].nu["w"][0]) == float(jnp.finfo(jnp.float16).max)
+        np.testing.assert_allclose(float(exact[-1][1].nu["w"][0]),
+                                   (1 - 0.999**3) * 3e4**2, rtol=1e-3)
+    with pytest.raises(ValueError, match="nu_dtype"):
+        factory(1e-3, nu_dtype="int8")
+
+
+@pytest.mark.parametrize("spike", [1e20, 3.4e38])
+def test_whole_tree_spike_before_and_after_resets_keeps_everything_finite(spike):
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(5)}
+    rng = np.random.default_rng(3)
+    grads = [{n: jnp.asarray(rng.normal(0, 1, p.shape), jnp.float32) for n, p in params.items()}
+             for _ in range(14)]
+    for k in (2, 4, 8):  # before, at and after a reset (interval 4)
+        grads[k - 1] = jax.tree.map(lambda x: jnp.full_like(x, spike), grads[k - 1])
+    for tx in (oxs.spam(1e-3, reset_interval=4, warmup_steps=2, clip_delay=2,
+                        track_clips=True),
+               oxs.stable_spam(1e-3, reset_interval=4, track_clips=True),
+               optax.chain(oxs.adaptive_spike_clip(), oxs.adaptive_grad_norm(),
+                           optax.adam(1e-3))):
+        for k, (updates, state, p) in enumerate(_run_steps(tx, params, grads), start=1):
+            assert _all_finite((updates, state, p)), (k, state)
+
+
+def test_reset_warmup_accepts_any_int():
+    factor = oxs.reset_warmup(500, 150)
+    assert float(factor(2**31)) == float(factor(2**31 - 2))
+    assert float(factor(-(2**40))) == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14 item 4: Stable-SPAM's reset step, the default and the authors' order.
+# ------------------------------------------------------------------------------------------------
+
+
+def test_stable_spam_authors_reset_order_matches_reference():
+    problem = _problem(4, spikes=SPIKES)
+    schedule = _schedule()
+    tx = oxs.stable_spam(schedule, reset_order="authors", **STABLE_HP)
+    ps, out = _run_jax(tx, problem, ("mu", "nu"))
+    r = _run_ref(ref.StableSpam(problem[2], reset_order="authors", **STABLE_HP), problem,
+                 _lr_np(schedule), "total_steps")
+    _assert_close(ps, r["p"], "params")
+    _assert_close(out["mu"], r["m"], "mu")
+    _assert_close(out["nu"], r["v"], "nu")
+    # At a reset step (k = 200, 400, 600) the authors' moments are zero after the step.
+    assert np.all(r["m"]["w"][199] == 0) and np.all(out["mu"]["w"][199] == 0)
+
+
+def _reset_step_ratio(seed: int) -> tuple[float, float]:
+    """RMS of the reset step's update, authors' order / zero-first, and of the step after."""
+    rng = np.random.default_rng(seed)
+    params = {"w": jnp.zeros(256)}
+    mean = rng.normal(0, 1, 256)
+    grads = [{"w": jnp.asarray(mean + rng.normal(0, 1, 256), jnp.float32)} for _ in range(501)]
+    runs = {order: _run_steps(oxs.scale_by_stable_spam(reset_interval=500, reset_order=order),
+                              params, grads, with_params=False)
+            for order in ("zero_first", "authors")}
+    rms = {order: [float(np.sqrt(np.mean(np.square(np.asarray(h[0]["w"])))))
+                   for h in hist] for order, hist in runs.items()}
+    # Steps 1-499 agree exactly; k = 500 is the reset step.
+    np.testing.assert_array_equal(rms["authors"][:499], rms["zero_first"][:499])
+    return (rms["authors"][499] / rms["zero_first"][499],
+            rms["authors"][498] / rms["zero_first"][499])
+
+
+def test_stable_spam_reset_step_magnitude_authors_vs_zero_first():
+    """The documented difference: the authors' reset step is about 0.32x a normal step (old
+    moments over the bias corrections of step 1); zero-first gives a full sign(g) step."""
+    for seed in range(3):
+        reset_ratio, normal_ratio = _reset_step_ratio(seed)
+        assert 0.25 < reset_ratio < 0.40, reset_ratio  # authors' / zero-first at the reset
+        assert 0.25 < normal_ratio < 0.45, normal_ratio  # a normal step / zero-first's
+    with pytest.raises(ValueError, match="reset_order"):
+        oxs.stable_spam(1e-3, reset_order="late")
