@@ -398,6 +398,15 @@ def _clip_spike(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
     return jnp.where(rule.clip_on & (g * g > limit), jnp.copysign(jnp.sqrt(limit), g), g)
 
 
+def _plain_ema(rate: _Rate, old: jax.Array, new: jax.Array) -> jax.Array:
+    """``b old + (1 - b) new`` (compute dtype), for moments that cannot overflow: Stable-SPAM's
+    Adam moments see AdaGN's output, whose norm is at most about ``μ̂ / sqrt(ν̂) = O(1)``.
+    (Saturating them anyway, or passing them through ``_lowering.stored``, made XLA copy
+    both moments of multi-leaf trees on every step: tests/test_footprint.py.)"""
+    cdt = new.dtype
+    return rate.value.astype(cdt) * old + rate.complement.astype(cdt) * new
+
+
 def _clipped_square(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
     """``ĝ²`` for SPAM's clipped ``ĝ``: ``min(g², θ v)`` where clipping is active (no square
     root: XLA's CPU backend materialises a square root that several loops share)."""
@@ -812,7 +821,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = v.astype(cdt) if authors_reset else _reset(v, reset, cdt)
-            v1 = _lowering.stored(_ema(rate2, old, gn * gn, v.dtype), one).astype(v.dtype)
+            v1 = _plain_ema(rate2, old, gn * gn).astype(v.dtype)
             used_v.append(v1)
             new_v.append(_reset(v1, reset, v.dtype) if authors_reset else v1)
         new_m, used_m = [], []
@@ -820,7 +829,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = m.astype(cdt) if authors_reset else _reset(m, reset, cdt)
-            m1 = _lowering.stored(_ema(rate1, old, gn, m.dtype), one).astype(m.dtype)
+            m1 = _plain_ema(rate1, old, gn).astype(m.dtype)
             used_m.append(m1)
             new_m.append(_reset(m1, reset, m.dtype) if authors_reset else m1)
         # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
@@ -1104,13 +1113,16 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
         v_leaves = treedef.flatten_up_to(state.nu)
         rule = _spike_rule(_step_number(state.count), threshold, reset_interval, clip_delay,
                            b2)
+        one = _lowering.runtime_one(state.count)
         new_v, out, counts = [], [], []
         for leaf, v in zip(g_leaves, v_leaves, strict=True):
             cdt = _compute_dtype(leaf.dtype)
             raw = leaf.astype(cdt)
-            g = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate is a spike: dropped (0)
+            # A NaN/Inf coordinate is a spike: dropped (0), in each loop (_lowering.each_loop).
+            g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
             v0 = _reset(v, rule.reset, cdt)
-            v1 = _ema(rule.b2, v0, _clipped_square(g, v0, rule), v.dtype).astype(v.dtype)
+            v1 = _lowering.stored(_ema(rule.b2, v0, _clipped_square(g_v, v0, rule), v.dtype),
+                                  one).astype(v.dtype)
             # The clipped gradient, read back from the new v (see _lowering).
             g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt),
                                                                 rule.limit_ratio, rule.clip_on)
