@@ -127,7 +127,7 @@ def max_abs_and_sum_squares(raw: jax.Array) -> tuple[jax.Array, jax.Array]:
     no other pass; the rest happens under ``lax.switch`` (:func:`clipped_norm`).
     """
     x = raw if raw.dtype == jnp.float32 else raw.astype(jnp.float32)
-    return jnp.max(jnp.abs(x)), jnp.sum(jnp.square(x))
+    return jnp.max(jnp.abs(x), initial=0.0), jnp.sum(jnp.square(x))
 
 
 def clipped_norm(raw: jax.Array, sanitize: Any, limit_of: Any, clip: Any, track: bool
@@ -166,7 +166,7 @@ def clipped_norm(raw: jax.Array, sanitize: Any, limit_of: Any, clip: Any, track:
 
     def slow():
         x = sanitize(raw)
-        m = jnp.max(jnp.abs(x)).astype(jnp.float32)
+        m = jnp.max(jnp.abs(x), initial=0.0).astype(jnp.float32)
         gc, mask = clip(x, m)
         return m, _numerics.rescaled_norm(gc).astype(jnp.float32), count(mask,
                                                                          ~jnp.isfinite(raw))
@@ -178,9 +178,9 @@ def clipped_norm(raw: jax.Array, sanitize: Any, limit_of: Any, clip: Any, track:
 def finite_max_abs(raw: jax.Array, sanitize: Any) -> jax.Array:
     """``max |sanitize(raw)|`` (float32): the library ``max`` of the gradient as passed in, and
     the sanitised maximum only when that is not finite (see :func:`max_abs_and_sum_squares`)."""
-    m = jnp.max(jnp.abs(raw)).astype(jnp.float32)
+    m = jnp.max(jnp.abs(raw), initial=0.0).astype(jnp.float32)
     return jax.lax.cond(jnp.isfinite(m), lambda: m,
-                        lambda: jnp.max(jnp.abs(sanitize(raw))).astype(jnp.float32))
+                        lambda: jnp.max(jnp.abs(sanitize(raw)), initial=0.0).astype(jnp.float32))
 
 
 def finite_norm(raw: jax.Array, sanitize: Any) -> jax.Array:
