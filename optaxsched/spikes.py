@@ -347,7 +347,8 @@ class SpamState(NamedTuple):
 
 
 def _validate_spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps,
-                   clip_delay, mu_dtype, nu_dtype, track_clips) -> tuple:
+                   clip_delay, mu_dtype, nu_dtype, track_clips
+                   ) -> tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any]:
     b1 = _beta_arg(where, "b1", b1)
     b2 = _beta_arg(where, "b2", b2)
     eps = _eps_arg(where, eps)
@@ -859,7 +860,9 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
 
 
 def _validate_stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max,
-                          eta_min, mu_dtype, nu_dtype, track_clips, reset_order) -> tuple:
+                          eta_min, mu_dtype, nu_dtype, track_clips, reset_order
+                          ) -> tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any,
+                                     Any]:
     b1 = _beta_arg(where, "b1", b1)
     b2 = _beta_arg(where, "b2", b2)
     eps = _eps_arg(where, eps)
@@ -1238,7 +1241,7 @@ class AdaptiveGradNormState(NamedTuple):
     """State of :func:`adaptive_grad_norm`.
 
     Attributes:
-      count: int32 scalar, updates seen with a finite gradient (saturating).
+      count: int32 scalar, updates so far (saturating).
       norm_mean: per leaf, float32 scalar EMA of the leaf's gradient ℓ2 norm.
       norm_sq_mean: per leaf, float32 scalar EMA of its square.
     """
@@ -1332,7 +1335,7 @@ class ResetEveryState(NamedTuple):
       inner_state: the wrapped transform's state.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     inner_state: optax.OptState
 
 
