@@ -6,9 +6,11 @@ no multi-output fusion, so a step costs about the number of full-size arrays its
 write. The update functions in :mod:`optaxsched.spikes` are written as the papers' algorithm
 boxes; the few places where the literal form would cost a full-size pass or a copy on CPU call a
 function of this module instead. Each one computes the same values (up to float rounding where
-said) and carries the measurement that justifies it. On an accelerator each is neutral: an
-optimisation barrier only separates fusions that would have been separate kernels anyway, and
-the recomputation identities are elementwise.
+said) and carries the measurement that justifies it. On an accelerator each is close to
+neutral: the exact divisions and multiplications by a runtime 1 and the recomputation identity
+are elementwise work inside memory-bound loops, and the library reductions are what XLA uses
+there anyway. (Optimisation barriers are not used: XLA's CPU pipeline removes them before
+fusion, so they had no effect; the compiled HLO holds none.) Not yet measured on a GPU.
 
 Measurements: ``benchmarks/step_time.py`` on the project's shared 2-core CPU, 16M float32
 parameters, ratio to ``optax.adam`` in the same process (``benchmarks/RESULTS.md``), and XLA's
