@@ -60,10 +60,10 @@ finiteness reduction (measured in RESULTS.md).
 
 Cost. The fused SPAM makes exactly Adam's passes (``v``, ``m``, the direction); the ``m`` pass
 reads the *new* ``v`` to redo the clip test, so that ``v`` is updated in place
-(``_lowering``). Stable-SPAM adds one reduction per leaf (AdaClip's ``max |g|`` and, in the
-same loop, the sums AdaGN's norm needs; a second reduction runs only on steps where two or
-more entries of a leaf may be clipped). ``benchmarks/step_time.py`` measures both against
-``optax.adam``.
+(``_lowering``). Stable-SPAM adds, per leaf, AdaClip's ``max |g|`` and the ``Σ g²`` AdaGN's
+norm needs (two library reductions of the gradient as passed in); one more pass runs only on
+steps where AdaClip clips or the gradient is not finite. ``benchmarks/step_time.py``
+measures both against ``optax.adam``.
 """
 
 from __future__ import annotations
@@ -747,10 +747,10 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
                  weight_decay=0.0, mask=None) -> optax.GradientTransformationExtraArgs:
     """Shared by scale_by_stable_spam (learning_rate None: the direction) and stable_spam.
 
-    Passes: one reduction per leaf (AdaClip's max|g| and, in the same loop, what AdaGN's norm
-    needs; a second one only on steps where two or more entries may be clipped, see
-    ``_lowering.adaclip_reduce``), then Adam's ``v``, ``m`` and direction passes, each
-    recomputing the clipped, normalised gradient from ``g`` and per-leaf scalars.
+    Passes: AdaClip's max|g| and AdaGN's Σg² per leaf (``_lowering.clipped_norm``; one more
+    pass only on steps where AdaClip clips or the gradient is not finite), then Adam's ``v``,
+    ``m`` and direction passes, each recomputing the clipped, normalised gradient from ``g``
+    and per-leaf scalars.
     """
     authors_reset = reset_order == "authors"
 
