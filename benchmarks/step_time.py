@@ -87,6 +87,10 @@ def _adam_after_identity():
     return optax.chain(optax.identity(), optax.adam(1e-3))
 
 
+def _clip_by_global_norm_adam():
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+
+
 def _hidden_kernels(params):
     """NaP's mask for :func:`make_params`: the hidden kernels (each feeds a normalisation in the
     network this tree stands for); biases and the output head stay free."""
@@ -96,12 +100,22 @@ def _hidden_kernels(params):
 # -------------------------------------------- registry --------------------------------------------
 register("spam", lambda: oxs.spam(1e-3), _adam, goal=1.05, note="fused")
 register("stable_spam", lambda: oxs.stable_spam(1e-3), _adam, goal=1.15, note="fused")
+register("spam track_clips", lambda: oxs.spam(1e-3, track_clips=True), _adam, goal=1.30,
+         note="fused, clip counters on")
+register("stable_spam track_clips", lambda: oxs.stable_spam(1e-3, track_clips=True), _adam,
+         goal=1.30, note="fused, clip counters on")
+register("apply_if_finite(spam)", lambda: optax.apply_if_finite(oxs.spam(1e-3), 10), _adam,
+         note="exact whole-step skip")
+register("clip_by_global_norm + adam", lambda: optax.chain(optax.clip_by_global_norm(1.0),
+                                                           optax.adam(1e-3)),
+         _adam_after_identity, baseline_name="identity + adam", note="optax's own clipping")
 register("clip_spikes + adam", lambda: optax.chain(oxs.clip_spikes(), optax.adam(1e-3)),
-         _adam_after_identity, baseline_name="identity + adam", note="part")
+         _clip_by_global_norm_adam, baseline_name="clip_by_global_norm + adam", goal=1.0,
+         note="part")
 register("adaptive_spike_clip + adaptive_grad_norm + adam",
          lambda: optax.chain(oxs.adaptive_spike_clip(), oxs.adaptive_grad_norm(),
                              optax.adam(1e-3)),
-         _adam_after_identity, baseline_name="identity + adam", note="parts")
+         _clip_by_global_norm_adam, baseline_name="clip_by_global_norm + adam", note="parts")
 register("reset_every(adam)", lambda: optax.chain(oxs.reset_every(optax.scale_by_adam(), 500),
                                                   optax.scale_by_learning_rate(1e-3)),
          _adam, note="part")

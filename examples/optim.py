@@ -214,7 +214,9 @@ def nap_mask_of(model: nnx.Module) -> Any:
 
 def _spike_optimizer(cfg: TrainConfig, schedule, decay_mask) -> optax.GradientTransformation:
     """``oxs.spam`` / ``oxs.stable_spam`` with the run's betas, weight decay and reset interval."""
-    kwargs = {"b1": cfg.b1, "b2": cfg.b2, "weight_decay": cfg.weight_decay, "mask": decay_mask}
+    # track_clips: the trainer logs the clipped-coordinate count every step (opt-in in the library).
+    kwargs = {"b1": cfg.b1, "b2": cfg.b2, "weight_decay": cfg.weight_decay, "mask": decay_mask,
+              "track_clips": True}
     if cfg.reset_interval is not None:
         kwargs["reset_interval"] = cfg.reset_interval
     if cfg.optimizer == "spam":

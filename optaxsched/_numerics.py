@@ -12,24 +12,40 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["rescaled_norm", "norm_from_sum_squares", "scaled_sum_squares"]
+__all__ = ["rescaled_norm", "norm_from_sum_squares", "scaled_sum_squares", "finite_or_zero",
+           "largest", "saturate"]
 
 
 def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
     """``‖x‖₂`` over ``axis`` as ``m · sqrt(Σ (x/m)²)`` with ``m = max |x|``: finite whenever the
-    true norm is (inf or NaN entries give inf or NaN). Computed in float32 or wider."""
+    true norm is (inf entries give inf, NaN entries NaN). Computed in float32 or wider.
+
+    One pass, as LAPACK's ``nrm2`` does it: each partial result is a pair ``(m, q)`` with the
+    norm ``m sqrt(q)``, and two pairs combine as ``(M, q1 (m1/M)² + q2 (m2/M)²)``,
+    ``M = max(m1, m2)``. So ``x`` is read once and never written out (a max followed by a
+    scaled sum would read it twice and, on XLA's CPU backend, materialise its producer).
+    """
     dtype = jnp.promote_types(x.dtype, jnp.float32)
-    x = x.astype(dtype)
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    safe = jnp.where(m > 0, m, 1.0)
-    scaled = jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
-    # m == inf gives inf / inf = NaN in the scaled sum; keep the norm inf there, as sqrt(Σx²) is.
-    norm = jnp.where(jnp.isinf(m), m, m * scaled)
-    return jnp.squeeze(norm, axis=axis) if axis is not None else norm.reshape(())
+    a = jnp.abs(x.astype(dtype))
+    axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
+    zero = jnp.zeros((), dtype)
+
+    def combine(p, r):
+        (m1, q1), (m2, q2) = p, r
+        m = jnp.maximum(m1, m2)
+        safe = jnp.where(m > 0, m, 1.0)
+        r1, r2 = m1 / safe, m2 / safe
+        return m, q1 * r1 * r1 + q2 * r2 * r2
+
+    ones = jnp.where(a > 0, 1.0, 0.0).astype(dtype)
+    m, q = jax.lax.reduce((a, ones), (zero, zero), combine, axes)
+    # An inf entry gives inf / inf = NaN in the scaled sum; keep the norm inf there.
+    return jnp.where(jnp.isinf(m), m, m * jnp.sqrt(q))
 
 
 def norm_from_sum_squares(sum_squares: jax.Array, operand: Callable[[], jax.Array],
@@ -75,3 +91,29 @@ def scaled_sum_squares(parts: Sequence[jax.Array], axes: Sequence[tuple[int, ...
 
     return jax.lax.cond(jnp.any(jnp.isposinf(squares)), rescaled,
                         lambda: (jnp.ones_like(squares), squares))
+def finite_or_zero(x: jax.Array) -> jax.Array:
+    """``x`` with its NaN and ±inf entries replaced by 0 (one select per entry, no reduction).
+
+    The spike transforms' per-coordinate non-finite policy: such a coordinate is a spike of
+    unknown size, dropped, so that nothing non-finite reaches a moment or the parameters.
+    """
+    return jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
+
+
+def largest(dtype: Any) -> float:
+    """The largest finite value of the floating ``dtype``, as a Python float."""
+    return float(jnp.finfo(dtype).max)
+
+
+def saturate(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` clipped to ``±largest(dtype)`` (still in ``x``'s dtype), so that casting it to
+    ``dtype`` cannot give inf. A no-op on every value that is finite in ``dtype``; an
+    overflowed ``+inf`` (a finite but huge input squared) becomes the largest finite value.
+
+    Used on every moment a transform stores: a second moment of a float16 parameter would
+    otherwise overflow at 65504, and ``inf`` in a moment becomes NaN at the next reset or
+    division. Saturation keeps the state finite; the moment is then an underestimate until
+    it decays below the limit (at ``b2 = 0.999`` a saturated ``v`` halves in about 700 steps).
+    """
+    big = largest(dtype)
+    return jnp.clip(x, -big, big)

@@ -33,27 +33,37 @@ adds ``eps`` to the *un-corrected* ``sqrt(v)``, optax to the bias-corrected one.
 difference is negligible anyway. The fused versions hold one full-size buffer fewer (the parts
 keep ``clip_spikes``' own second moment next to Adam's).
 
-Observability: the states have fields ``clipped`` (coordinates clipped at the last applied
-update, summed over all leaves), ``clipped_total`` (since the start) and, for the fused
-optimizers, ``skipped`` (updates skipped because the gradient was not finite); read them with
-``optax.tree.get(state, "clipped")``. All counters are int32 and saturate at 2**31 - 1.
+Observability: the states have fields ``clipped`` (coordinates clipped or dropped at the last
+update, summed over all leaves) and ``clipped_total`` (since the start), int32, saturating at
+2**31 - 1. They are opt-in: build the transform with ``track_clips=True``; otherwise they hold
+-1 ("not tracked") and cost nothing. Read them with ``optax.tree.get(state, "clipped")``.
+Their cost is measured in ``benchmarks/RESULTS.md`` (step_time section).
 
 Numerics. Decay rates given as Python floats are expanded in float64 before rounding to
 float32 (``1 - 0.999`` computed in float32 is off by 1.3e-5, relative), and bias corrections
 ``1 - b^k`` are computed as ``-expm1(k log b)``; low-precision leaves are computed in float32.
 
-Cost. The fused SPAM is Adam's three elementwise passes plus one fused reduction (clip count
-and finiteness, reading the gradient and ``v``); the ``m`` pass reads the new ``v`` to redo the
-clip test (an identity explained in ``_spam``) so that XLA updates ``v`` in place. Stable-SPAM
-adds two reductions per leaf (``max |g|``, then the clipped gradient's norm and clip count).
-``benchmarks/step_time.py`` measures both against ``optax.adam``.
+Overflow. No finite gradient, in float32, bfloat16 or float16, makes a state or an update
+non-finite: resets select zero (never multiply by it, ``inf * 0 = NaN``); every stored moment
+and statistic saturates at its dtype's largest finite value (``_numerics.saturate``), and
+AdaGN's norm is rescaled when its sum of squares overflows (``_numerics.norm_from_sum_squares``).
+For float16 parameters the second moment saturates at 65504 (a gradient entry above about
+8000 reaches it in one step); pass ``nu_dtype=jnp.float32`` to keep it exact, at twice its
+memory.
 
-Non-finite gradients. The fused optimizers skip the update: if any gradient entry is NaN or
-infinite, the update is zero and the state is unchanged except ``skipped`` (NaN/Inf never enter
-the moments, and the count does not advance, so resets and warmups happen after the same number
-of applied updates). The parts cannot skip a step for the rest of a chain: they pass a
-non-finite gradient through unchanged and leave their own state unchanged; wrap the chain in
-``optax.apply_if_finite`` to skip such steps.
+Non-finite gradients, per coordinate: a NaN or ±inf entry is a spike of unknown size and is
+dropped to zero, so nothing non-finite enters a moment or the parameters; the step is applied
+and counted (when tracked, the dropped entries count as clipped). This needs no pass over the
+gradient beyond the algorithm's own. The exact whole-step skip is one wrapper away,
+``optax.apply_if_finite(oxs.spam(...))``: it makes the step a no-op, at the cost of a global
+finiteness reduction (measured in RESULTS.md).
+
+Cost. The fused SPAM makes exactly Adam's passes (``v``, ``m``, the direction); the ``m`` pass
+reads the *new* ``v`` to redo the clip test, so that ``v`` is updated in place
+(``_lowering``). Stable-SPAM adds, per leaf, AdaClip's ``max |g|`` and the ``Σ g²`` AdaGN's
+norm needs (two library reductions of the gradient as passed in); one more pass runs only on
+steps where AdaClip clips or the gradient is not finite. ``benchmarks/step_time.py``
+measures both against ``optax.adam``.
 """
 
 from __future__ import annotations
@@ -67,7 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _reductions
+from optaxsched import _checks, _lowering, _numerics
 
 __all__ = [
     "SpamState",
@@ -134,6 +144,12 @@ def _dtype_arg(where: str, name: str, value: Any) -> Any:
     return dtype
 
 
+def _bool_arg(where: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        _checks.fail(where, name, "True or False", value)
+    return bool(value)
+
+
 def _mask_arg(where: str, value: Any) -> Any:
     if value is None or callable(value):
         return value
@@ -181,6 +197,21 @@ def _sum_counts(counts: Sequence[jax.Array]) -> jax.Array:
     for n in counts:
         total = _saturating_add(total, n)
     return total
+
+
+def _counter_init(track: bool) -> jax.Array:
+    """Initial value of an opt-in clip counter: 0 when tracked, -1 (never changes) when not."""
+    return jnp.asarray(0 if track else -1, jnp.int32)
+
+
+def _counters(track: bool, counts: Sequence[jax.Array], state: Any
+              ) -> tuple[jax.Array, jax.Array]:
+    """(clipped, clipped_total) after a step: the new count and the saturating total when
+    tracked, the state's -1 otherwise."""
+    if not track:
+        return state.clipped, state.clipped_total
+    n = _sum_counts(counts)
+    return n, _saturating_add(state.clipped_total, n)
 
 
 def _phase(k: jax.Array, interval: Any) -> tuple[jax.Array, jax.Array]:
@@ -298,25 +329,26 @@ class SpamState(NamedTuple):
     """State of :func:`scale_by_spam` and :func:`spam`.
 
     Attributes:
-      count: int32 scalar, applied updates (saturating; skipped updates are not counted). The
-        Adam bias correction uses ``k = count + 1`` and is never reset.
+      count: int32 scalar, updates so far (saturating). The Adam bias correction uses
+        ``k = count + 1`` and is never reset.
       mu: first moment, like the params (dtype ``mu_dtype`` if given).
-      nu: second moment, like the params; the spike threshold is ``threshold * nu``.
-      clipped: int32 scalar, coordinates clipped at the last applied update.
-      clipped_total: int32 scalar, coordinates clipped since the start (saturating).
-      skipped: int32 scalar, updates skipped because the gradient was not finite.
+      nu: second moment, like the params (dtype ``nu_dtype`` if given); the spike threshold is
+        ``threshold * nu``.
+      clipped: int32 scalar, coordinates clipped or dropped (non-finite) at the last update;
+        -1 when the transform was built with ``track_clips=False`` (the default).
+      clipped_total: int32 scalar, the same since the start (saturating); -1 when not tracked.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     mu: optax.Updates
     nu: optax.Updates
     clipped: jax.Array
     clipped_total: jax.Array
-    skipped: jax.Array
 
 
 def _validate_spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps,
-                   clip_delay, mu_dtype) -> tuple:
+                   clip_delay, mu_dtype, nu_dtype, track_clips
+                   ) -> tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any]:
     b1 = _beta_arg(where, "b1", b1)
     b2 = _beta_arg(where, "b2", b2)
     eps = _eps_arg(where, eps)
@@ -328,17 +360,20 @@ def _validate_spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_st
     clip_delay = _int_arg(where, "clip_delay", clip_delay, minimum=2)
     _check_window(where, reset_interval, clip_delay, warmup_steps)
     mu_dtype = _dtype_arg(where, "mu_dtype", mu_dtype)
-    return b1, b2, eps, threshold, reset_interval, warmup_steps, clip_delay, mu_dtype
+    nu_dtype = _dtype_arg(where, "nu_dtype", nu_dtype)
+    track_clips = _bool_arg(where, "track_clips", track_clips)
+    return (b1, b2, eps, threshold, reset_interval, warmup_steps, clip_delay, mu_dtype, nu_dtype,
+            track_clips)
 
 
 class _SpikeRule(NamedTuple):
     """SPAM's clipping rule for one step (scalars)."""
 
-    keep: jax.Array  # 0.0 on a reset step (v is zeroed first), else 1.0
+    reset: jax.Array  # whether this step resets the moments (before its update)
     threshold: jax.Array  # θ
     clip_on: jax.Array  # whether clipping is active at this step
     b2: _Rate
-    limit_ratio: jax.Array  # θ / (b2 + (1 - b2) θ), see `_spam`
+    limit_ratio: jax.Array  # θ / (b2 + (1 - b2) θ), see `_lowering.spam_clip_from_new_moment`
 
 
 def _spike_rule(k: jax.Array, threshold: Any, reset_interval: Any, clip_delay: Any,
@@ -349,120 +384,83 @@ def _spike_rule(k: jax.Array, threshold: Any, reset_interval: Any, clip_delay: A
     rate2 = _rate(b2)
     growth = rate2.value + rate2.complement * thr  # c: v_new = c v_old on a spike
     ratio = jnp.where(growth > 0, thr / jnp.where(growth > 0, growth, 1.0), 0.0)
-    return _SpikeRule(jnp.where(reset, 0.0, 1.0), thr, clip_on, rate2, ratio)
+    return _SpikeRule(reset, thr, clip_on, rate2, ratio)
 
 
-def _spike_counts(g_leaves: list, v_leaves: list, rule: _SpikeRule
-                  ) -> tuple[jax.Array, jax.Array]:
-    """(whether all gradients are finite, number of coordinates to clip): one pass per leaf,
-    against the old ``v`` (zeroed on a reset step)."""
-    counts, flags = [], []
-    for g, v in zip(g_leaves, v_leaves, strict=True):
-        cdt = _compute_dtype(g.dtype)
-        g = g.astype(cdt)
-        v0 = v.astype(cdt) * rule.keep.astype(cdt)
-        n, ok = _count_and_check(rule.clip_on & (g * g > rule.threshold.astype(cdt) * v0), g)
-        counts.append(n)
-        flags.append(ok)
-    finite = jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
-    return finite, _sum_counts(counts)
+def _reset(x: jax.Array, reset: jax.Array, cdt: Any) -> jax.Array:
+    """``0`` on a reset step, else ``x`` (compute dtype): a selection, never ``x * 0``, which
+    would be NaN for an infinite ``x``."""
+    return jnp.where(reset, jnp.zeros((), cdt), x.astype(cdt))
 
 
-def _second_moment(g: jax.Array, v: jax.Array, rule: _SpikeRule, finite: jax.Array
-                   ) -> jax.Array:
-    """``v <- b2 v + (1 - b2) min(g², θ v)`` (the clipped gradient's square), in v's dtype;
-    ``v`` unchanged when the step is skipped."""
-    cdt = _compute_dtype(g.dtype)
-    g = g.astype(cdt)
-    v0 = v.astype(cdt) * rule.keep.astype(cdt)
+def _clip_spike(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
+    """SPAM's spike-aware clipping: ``g² > θ v  ->  g = sign(g) sqrt(θ v)`` (when active)."""
+    limit = rule.threshold.astype(g.dtype) * v
+    return jnp.where(rule.clip_on & (g * g > limit), jnp.copysign(jnp.sqrt(limit), g), g)
+
+
+def _plain_ema(rate: _Rate, old: jax.Array, new: jax.Array) -> jax.Array:
+    """``b old + (1 - b) new`` (compute dtype), for moments that cannot overflow: Stable-SPAM's
+    Adam moments see AdaGN's output, whose norm is at most about ``μ̂ / sqrt(ν̂) = O(1)``.
+    (Saturating them anyway, or passing them through ``_lowering.stored``, made XLA copy
+    both moments of multi-leaf trees on every step: tests/test_footprint.py.)"""
+    cdt = new.dtype
+    return rate.value.astype(cdt) * old + rate.complement.astype(cdt) * new
+
+
+def _clipped_square(g: jax.Array, v: jax.Array, rule: _SpikeRule) -> jax.Array:
+    """``ĝ²`` for SPAM's clipped ``ĝ``: ``min(g², θ v)`` where clipping is active (no square
+    root: XLA's CPU backend materialises a square root that several loops share)."""
     g2 = g * g
-    g2c = jnp.where(rule.clip_on, jnp.minimum(g2, rule.threshold.astype(cdt) * v0), g2)
-    v1 = rule.b2.value.astype(cdt) * v0 + rule.b2.complement.astype(cdt) * g2c
-    return jnp.where(finite, v1, v.astype(cdt)).astype(v.dtype)
+    return jnp.where(rule.clip_on, jnp.minimum(g2, rule.threshold.astype(g.dtype) * v), g2)
 
 
-def _clip_from_new_moment(g: jax.Array, v_new: jax.Array, rule: _SpikeRule) -> jax.Array:
-    """SPAM's clipped gradient, recomputed from the *updated* ``v`` (compute dtype).
+def _ema(rate: _Rate, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
+    """``b old + (1 - b) new`` (compute dtype), saturated so that storing it in ``dtype``
+    stays finite."""
+    cdt = new.dtype
+    value = rate.value.astype(cdt) * old + rate.complement.astype(cdt) * new
+    return _numerics.saturate(value, dtype)
 
-    With ``c = b2 + (1 - b2) θ``: a spike (``g² > θ v_old``) has ``v_new = c v_old``, hence
-    ``θ v_old = θ v_new / c``; otherwise ``v_new ≤ c v_old`` and ``g² ≤ θ v_new / c``. So
-    ``g² > θ v_new / c`` is the same test and ``sqrt(θ v_new / c)`` the same clipped value.
-    Reading the new ``v`` lets XLA update ``v`` in place (no copy of the old one).
+
+def _spam_moments(g: jax.Array, m: jax.Array, v: jax.Array, rule: _SpikeRule, rate1: _Rate,
+                  one: jax.Array) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+    """One leaf of SPAM's Algorithm 1 (moments only): (new m, new v, (clipped, non-finite)).
+
+    The two masks are used only by the opt-in counters.
     """
     cdt = _compute_dtype(g.dtype)
-    g = g.astype(cdt)
-    limit = rule.limit_ratio.astype(cdt) * v_new.astype(cdt)
-    spike = rule.clip_on & (g * g > limit)
-    return jnp.where(spike, jnp.copysign(jnp.sqrt(limit), g), g)
-
-
-def _count(mask: jax.Array) -> jax.Array:
-    return jnp.sum(mask, dtype=jnp.int32)
-
-
-# Leaves up to this size are reduced in one sequential loop; larger ones by rows first (float
-# sums accumulated sequentially over millions of entries lose digits).
-_SEQUENTIAL_SUM = 2**16
-
-
-def _count_and_check(mask: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(number of True entries of ``mask``, whether ``x`` is all finite), in one pass."""
-    count, bad = _reductions.reduce_all(
-        (mask.astype(jnp.int32), (~jnp.isfinite(x)).astype(jnp.int32)), (0, 0), ("add", "add"))
-    return count, bad == 0
-
-
-def _max_abs_and_check(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(max |x| over the finite entries as float32, whether ``x`` is all finite), in one pass."""
-    finite = jnp.isfinite(x)
-    big, bad = _reductions.reduce_all((jnp.where(finite, jnp.abs(x), 0).astype(jnp.float32),
-                                       (~finite).astype(jnp.int32)), (0.0, 0), ("max", "add"))
-    return big, bad == 0
-
-
-def _sum_squares_and_count(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(Σ x² as float32, number of True entries of ``mask``), accurate for large leaves."""
-    sq = jnp.square(x.astype(jnp.float32))
-    flags = mask.astype(jnp.int32)
-    if x.size <= _SEQUENTIAL_SUM:
-        return _reductions.variadic_reduce((sq, flags), (0.0, 0), ("add", "add"),
-                                           tuple(range(x.ndim)))
-    if x.ndim >= 2:
-        rows_sq, rows_n = _reductions.variadic_reduce((sq, flags), (0.0, 0), ("add", "add"),
-                                                      (x.ndim - 1,))
-        return jnp.sum(rows_sq), jnp.sum(rows_n)
-    return jnp.sum(sq), _count(mask)
-
-
-def _aliases(tree: Any, n: int) -> tuple:
-    """``n`` copies of ``tree`` that XLA cannot merge (an optimisation barrier; no data is
-    copied). An expression computed from each is then fused into its own consumer instead of
-    being materialised once and read back by all of them."""
-    return jax.lax.optimization_barrier((tree,) * n)
+    raw = g.astype(cdt)
+    # A NaN/Inf coordinate is a spike: dropped (0). Each loop drops it on its own (_lowering).
+    g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
+    # 1. Momentum reset (k mod ΔT == 0), before this step's update.
+    m0, v0 = _reset(m, rule.reset, cdt), _reset(v, rule.reset, cdt)
+    # 2. Spike-aware clipping against the old v; 3. v <- b2 v + (1 - b2) ĝ².
+    v1 = _ema(rule.b2, v0, _clipped_square(g_v, v0, rule), v.dtype)
+    v1 = _lowering.stored(v1, one).astype(v.dtype)
+    # 3. m <- b1 m + (1 - b1) ĝ, with ĝ read back from the new v (the same value; it lets XLA
+    # update v in place, see _lowering).
+    g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt), rule.limit_ratio,
+                                                        rule.clip_on)
+    m1 = _lowering.stored(_ema(rate1, m0, g_hat, m.dtype), one).astype(m.dtype)
+    return m1, v1, (spike, ~jnp.isfinite(raw))
 
 
 def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip_delay,
-          mu_dtype, learning_rate=None, weight_decay=0.0, mask=None
+          mu_dtype, nu_dtype, track_clips, learning_rate=None, weight_decay=0.0, mask=None
           ) -> optax.GradientTransformationExtraArgs:
     """Shared by scale_by_spam (learning_rate None: returns the direction) and spam.
 
-    Layout of the computation (three elementwise passes like Adam's, plus one reduction):
-
-    1. one fused reduction per leaf gives the clip count and the finiteness of the gradient
-       (it reads ``g`` and the old ``v``, and must finish before any state is written);
-    2. ``v`` is updated in place;
-    3. ``m`` is updated; the clip decision and the clipped value are recomputed from the *new*
-       ``v``: with ``c = b2 + (1 - b2) θ``, ``g² > θ v_old ⇔ g² > θ v_new / c`` and, for a
-       spike, ``θ v_old = θ v_new / c`` (for ``g² ≤ θ v_old``, ``v_new ≤ c v_old`` and
-       ``c g² ≤ θ v_new ⇔ g² ≤ θ v_old``). Reading the new ``v`` here, not the old one, lets XLA
-       update ``v`` in place without copying it;
-    4. the direction from the new ``m`` and ``v`` (fused with the caller's parameter update).
+    Adam's passes and nothing else: ``v`` (reads g, v), ``m`` (reads g, m and the new v), the
+    direction (reads m, v; fused with the caller's parameter update). The opt-in counters add
+    one reduction over g and the new v.
     """
 
     def init_fn(params):
         return SpamState(count=_zero_count(), mu=optax.tree.zeros_like(params, dtype=mu_dtype),
-                         nu=optax.tree.zeros_like(params), clipped=_zero_count(),
-                         clipped_total=_zero_count(), skipped=_zero_count())
+                         nu=optax.tree.zeros_like(params, dtype=nu_dtype),
+                         clipped=_counter_init(track_clips),
+                         clipped_total=_counter_init(track_clips))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -478,19 +476,16 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
         step_scale = (_post_reset_factor(k, reset_interval, warmup_steps)
                       * jnp.sqrt(_debias(rule.b2, kf)) / _debias(rate1, kf))
 
-        # 1. Clip count and finiteness.  2. v.  3. m, the clip recomputed from the new v.
-        finite, clipped = _spike_counts(g_leaves, v_leaves, rule)
-        new_v = [_second_moment(g, v, rule, finite)
-                 for g, v in zip(g_leaves, v_leaves, strict=True)]
-        new_m = []
-        for g, m, v1 in zip(g_leaves, m_leaves, new_v, strict=True):
-            g_clipped = _clip_from_new_moment(g, v1, rule)
-            cdt = g_clipped.dtype
-            m1 = (rate1.value.astype(cdt) * (m.astype(cdt) * rule.keep.astype(cdt))
-                  + rate1.complement.astype(cdt) * g_clipped)
-            new_m.append(jnp.where(finite, m1, m.astype(cdt)).astype(m.dtype))
+        one = _lowering.runtime_one(state.count)
+        new_m, new_v, counts = [], [], []
+        for g, m, v in zip(g_leaves, m_leaves, v_leaves, strict=True):
+            m1, v1, (spike, dropped) = _spam_moments(g, m, v, rule, rate1, one)
+            new_m.append(m1)
+            new_v.append(v1)
+            if track_clips:
+                counts.append(_lowering.count_true(spike, dropped))
 
-        # 4. The direction.
+        # 4. The direction s_k sqrt(1 - b2^k) / (1 - b1^k) · m / (sqrt(v) + eps).
         direction = []
         for g, m1, v1 in zip(g_leaves, new_m, new_v, strict=True):
             cdt = _compute_dtype(g.dtype)
@@ -500,15 +495,11 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
         if learning_rate is not None:
             direction = _apply_step(where, direction, params, treedef, learning_rate,
                                     state.count, weight_decay, mask, decay_after_step=True)
-        out = [jnp.where(finite, d, 0.0).astype(g.dtype)
-               for d, g in zip(direction, g_leaves, strict=True)]
-        new_state = SpamState(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
-            mu=treedef.unflatten(new_m), nu=treedef.unflatten(new_v),
-            clipped=jnp.where(finite, clipped, state.clipped),
-            clipped_total=jnp.where(finite, _saturating_add(state.clipped_total, clipped),
-                                    state.clipped_total),
-            skipped=jnp.where(finite, state.skipped, optax.safe_increment(state.skipped)))
+        out = [d.astype(g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
+        clipped, clipped_total = _counters(track_clips, counts, state)
+        new_state = SpamState(count=optax.safe_increment(state.count),
+                              mu=treedef.unflatten(new_m), nu=treedef.unflatten(new_v),
+                              clipped=clipped, clipped_total=clipped_total)
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -516,8 +507,8 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
 
 def scale_by_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
                   threshold: float = 5000.0, reset_interval: int = 500, warmup_steps: int = 150,
-                  clip_delay: int = 20, *, mu_dtype: Any = None
-                  ) -> optax.GradientTransformationExtraArgs:
+                  clip_delay: int = 20, *, mu_dtype: Any = None, nu_dtype: Any = None,
+                  track_clips: bool = False) -> optax.GradientTransformationExtraArgs:
     """SPAM's update direction: spike-aware clipping, Adam with momentum reset, post-reset warmup.
 
     With ``k = count + 1`` the reference's 1-based step (optax counts from 0), per coordinate:
@@ -549,11 +540,13 @@ def scale_by_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
     ``density < 1``) is not implemented; ``density = 1`` is what this computes.
 
     Policies: ``threshold = 0`` disables clipping and ``reset_interval = 0`` disables resets
-    (and the warmup), as in the reference. A gradient with any NaN/Inf entry is skipped: the
-    update is zero and the state unchanged except ``skipped`` (see the module docstring).
+    (and the warmup), as in the reference. A NaN/Inf gradient entry is dropped to zero (a
+    spike; the step is applied), and stored moments saturate at their dtype's largest finite
+    value (see the module docstring); wrap in ``optax.apply_if_finite`` to skip whole steps.
     Low-precision leaves are computed in float32 and the moments stored in the leaf's dtype
-    (``mu_dtype`` overrides the first moment's). ``clipped``/``clipped_total`` count clipped
-    coordinates; read them with ``optax.tree.get(state, "clipped")``.
+    (``mu_dtype``, ``nu_dtype`` override them). With ``track_clips=True``,
+    ``clipped``/``clipped_total`` count clipped and dropped coordinates (read them with
+    ``optax.tree.get(state, "clipped")``); otherwise they hold -1.
 
     Args:
       b1: first-moment decay, in [0, 1).
@@ -566,13 +559,18 @@ def scale_by_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
       clip_delay: steps without clipping at the start and after each reset, an integer in
         [2, reset_interval) (any integer >= 2 without resets).
       mu_dtype: optional dtype of the first moment.
+      nu_dtype: optional dtype of the second moment (``jnp.float32`` for float16 parameters
+        keeps it from saturating at 65504).
+      track_clips: whether to count clipped coordinates in the state (one more reduction per
+        leaf; its cost is in ``benchmarks/RESULTS.md``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a :class:`SpamState`.
 
     Example:
       >>> import jax.numpy as jnp, optax, optaxsched as oxs
-      >>> tx = optax.chain(oxs.scale_by_spam(), optax.scale_by_learning_rate(1e-3))
+      >>> tx = optax.chain(oxs.scale_by_spam(track_clips=True),
+      ...                  optax.scale_by_learning_rate(1e-3))
       >>> params = {"w": jnp.zeros(3)}
       >>> state = tx.init(params)
       >>> updates, state = tx.update({"w": jnp.array([1.0, -2.0, 0.5])}, state, params)
@@ -584,14 +582,15 @@ def scale_by_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
       LLM Training" (ICLR 2025, arXiv 2501.06842).
     """
     args = _validate_spam("scale_by_spam", b1, b2, eps, threshold, reset_interval, warmup_steps,
-                          clip_delay, mu_dtype)
+                          clip_delay, mu_dtype, nu_dtype, track_clips)
     return _spam("scale_by_spam", *args)
 
 
 def spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-6, threshold: float = 5000.0, reset_interval: int = 500,
          warmup_steps: int = 150, clip_delay: int = 20, weight_decay: float = 0.0, *,
-         mu_dtype: Any = None, mask: Any = None) -> optax.GradientTransformationExtraArgs:
+         mu_dtype: Any = None, nu_dtype: Any = None, track_clips: bool = False,
+         mask: Any = None) -> optax.GradientTransformationExtraArgs:
     """The SPAM optimizer: :func:`scale_by_spam` times ``-learning_rate``, with weight decay.
 
     The update is ``u = -η_count · d`` with ``d`` the :func:`scale_by_spam` direction and
@@ -604,8 +603,8 @@ def spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.9
     so ``u = -η d - η · weight_decay · (p - η d)``. With ``weight_decay = 0`` this is exactly
     ``optax.chain(scale_by_spam(...), optax.scale_by_learning_rate(learning_rate))``.
 
-    A gradient with a NaN/Inf entry gives a zero update (no decay either) and leaves the state
-    unchanged except ``skipped``. All arguments can be injected with
+    A NaN/Inf gradient entry is dropped to zero; ``optax.apply_if_finite(oxs.spam(...))``
+    skips whole steps instead (no decay either). All numeric arguments can be injected with
     ``optax.inject_hyperparams(oxs.spam)(learning_rate=..., threshold=...)``; with bfloat16
     parameters pass ``hyperparam_dtype=jnp.float32`` there (optax casts injected values to the
     parameters' dtype, and bfloat16 rounds ``b2 = 0.999`` to 1.0).
@@ -615,7 +614,7 @@ def spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.9
       b1, b2, eps, threshold, reset_interval, warmup_steps, clip_delay: as in
         :func:`scale_by_spam`.
       weight_decay: decoupled weight-decay coefficient, >= 0.
-      mu_dtype: optional dtype of the first moment.
+      mu_dtype, nu_dtype, track_clips: as in :func:`scale_by_spam`.
       mask: where weight decay applies: ``None`` (everywhere), a pytree of bools like the
         params, or a callable ``params -> pytree of bools``.
 
@@ -637,7 +636,7 @@ def spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.9
     where = "spam"
     learning_rate = _learning_rate_arg(where, learning_rate)
     args = _validate_spam(where, b1, b2, eps, threshold, reset_interval, warmup_steps,
-                          clip_delay, mu_dtype)
+                          clip_delay, mu_dtype, nu_dtype, track_clips)
     weight_decay = _checks.check_float(where, "weight_decay", weight_decay, minimum=0.0)
     mask = _mask_arg(where, mask)
     return _spam(where, *args, learning_rate=learning_rate, weight_decay=weight_decay,
@@ -653,19 +652,19 @@ class StableSpamState(NamedTuple):
     """State of :func:`scale_by_stable_spam` and :func:`stable_spam`.
 
     Attributes:
-      count: int32 scalar, applied updates (saturating). AdaClip and AdaGN bias corrections use
+      count: int32 scalar, updates so far (saturating). AdaClip and AdaGN bias corrections use
         ``k = count + 1``; Adam's restart at each reset.
       mu: Adam first moment, like the params (dtype ``mu_dtype`` if given).
-      nu: Adam second moment, like the params.
+      nu: Adam second moment, like the params (dtype ``nu_dtype`` if given).
       max_ema: per leaf, float32 scalar EMA of ``max |g|`` (AdaClip).
       norm_mean: per leaf, float32 scalar EMA of the clipped gradient's ℓ2 norm (AdaGN).
       norm_sq_mean: per leaf, float32 scalar EMA of its square (AdaGN).
-      clipped: int32 scalar, coordinates clipped by AdaClip at the last applied update.
-      clipped_total: int32 scalar, coordinates clipped since the start (saturating).
-      skipped: int32 scalar, updates skipped because the gradient was not finite.
+      clipped: int32 scalar, coordinates clipped by AdaClip or dropped (non-finite) at the last
+        update; -1 when the transform was built with ``track_clips=False`` (the default).
+      clipped_total: int32 scalar, the same since the start (saturating); -1 when not tracked.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     mu: optax.Updates
     nu: optax.Updates
     max_ema: optax.Updates
@@ -673,11 +672,13 @@ class StableSpamState(NamedTuple):
     norm_sq_mean: optax.Updates
     clipped: jax.Array
     clipped_total: jax.Array
-    skipped: jax.Array
 
 
 def _scalar_tree(params: Any) -> Any:
     return jax.tree.map(lambda _: jnp.zeros((), jnp.float32), params)
+
+
+_F32_MAX = _numerics.largest(jnp.float32)
 
 
 class _ClipLimit(NamedTuple):
@@ -686,38 +687,44 @@ class _ClipLimit(NamedTuple):
     limit: jax.Array  # M̂, the clipping threshold
     ratio: jax.Array  # M̂ / max|g|: clipped entries are multiplied by it
     max_ema: jax.Array  # the new EMA M of max|g|
-    finite: jax.Array  # whether the leaf's gradient is all finite
+    active: jax.Array  # whether clipping can happen (k > 1)
 
 
-def _adaptive_limit(g: jax.Array, max_ema: jax.Array, theta: _Rate, kf: jax.Array
+def _adaptive_limit(g_max: jax.Array, max_ema: jax.Array, theta: _Rate, kf: jax.Array
                     ) -> _ClipLimit:
-    """AdaClip's threshold on one leaf: ``M <- θ M + (1 - θ) max|g|``, ``M̂ = M / (1 - θ^k)``."""
-    g_max, finite = _max_abs_and_check(g)
-    new_ema = theta.value * max_ema + theta.complement * g_max
-    limit = new_ema / _debias(theta, kf)
+    """AdaClip's threshold: ``M <- θ M + (1 - θ) max|g|``, ``M̂ = M / (1 - θ^k)``."""
+    new_ema = jnp.minimum(theta.value * max_ema + theta.complement * g_max, _F32_MAX)
+    limit = jnp.minimum(new_ema / _debias(theta, kf), _F32_MAX)
     # The largest entry maps exactly to the threshold; the others keep their ratio to it.
     ratio = limit / jnp.maximum(g_max, jnp.finfo(jnp.float32).tiny)
-    return _ClipLimit(limit, ratio, new_ema, finite)
+    return _ClipLimit(limit, ratio, new_ema, kf > 1.0)
 
 
-def _adaptive_apply(g: jax.Array, clip: _ClipLimit, kf: jax.Array
-                    ) -> tuple[jax.Array, jax.Array]:
-    """(clipped g, spike mask). At k = 1, M̂ = max|g| exactly, so nothing is clipped there
-    (rounding would otherwise make the largest entry a coin toss)."""
-    spike = (kf > 1.0) & (jnp.abs(g) > clip.limit.astype(g.dtype))
+def _adaptive_apply(g: jax.Array, clip: _ClipLimit) -> tuple[jax.Array, jax.Array]:
+    """AdaClip: (clipped g, spike mask), ``|g_i| > M̂  ->  g_i · M̂ / max|g|``. At k = 1,
+    M̂ = max|g| exactly, so nothing is clipped there (rounding would otherwise make the largest
+    entry a coin toss)."""
+    spike = clip.active & (jnp.abs(g) > clip.limit.astype(g.dtype))
     return jnp.where(spike, g * clip.ratio.astype(g.dtype), g), spike
 
 
 def _norm_factor(norm: jax.Array, mean: jax.Array, sq_mean: jax.Array, gamma1: _Rate,
                  gamma2: _Rate, eps: jax.Array, kf: jax.Array
                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """AdaGN on one leaf of norm ``norm``: (scalar factor for g, new mean, new squared mean)."""
-    new_mean = gamma1.value * mean + gamma1.complement * norm
-    new_sq = gamma2.value * sq_mean + gamma2.complement * norm * norm
-    mean_hat = new_mean / _debias(gamma1, kf)
-    sq_hat = new_sq / _debias(gamma2, kf)
-    target = mean_hat / (jnp.sqrt(sq_hat) + eps)
-    factor = jnp.where(norm > 0, target / jnp.where(norm > 0, norm, 1.0), 1.0)
+    """AdaGN on one leaf of norm ``norm``: (scalar factor for g, new mean, new squared mean).
+    Every statistic saturates at the largest float32, so a huge finite norm leaves them
+    finite."""
+    norm = jnp.minimum(norm, _F32_MAX)
+    new_mean = jnp.minimum(gamma1.value * mean + gamma1.complement * norm, _F32_MAX)
+    new_sq = jnp.minimum(gamma2.value * sq_mean + gamma2.complement * norm * norm, _F32_MAX)
+    mean_hat = jnp.minimum(new_mean / _debias(gamma1, kf), _F32_MAX)
+    sq_hat = jnp.minimum(new_sq / _debias(gamma2, kf), _F32_MAX)
+    # factor = target / ‖g‖ with target = μ̂ / (sqrt(ν̂) + eps). XLA rewrites a / b / c as
+    # a / (b c), which overflows for a huge norm (the factor became 0 under jit); so ‖g‖ is
+    # split as mantissa · 2^e and the 2^e is applied to μ̂ first (exact).
+    mantissa, exponent = jnp.frexp(jnp.where(norm > 0, norm, 1.0))
+    factor = jnp.ldexp(mean_hat, -exponent) / ((jnp.sqrt(sq_hat) + eps) * mantissa)
+    factor = jnp.where(norm > 0, factor, 1.0)
     return factor, new_mean, new_sq
 
 
@@ -732,16 +739,27 @@ def _cosine_scale(kf: jax.Array, t_max: Any, eta_min: Any) -> tuple[jax.Array, j
     return 1.0 - one_minus, one_minus
 
 
+_RESET_ORDERS = ("zero_first", "authors")
+
+
 def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max, eta_min,
-                 mu_dtype, learning_rate=None, weight_decay=0.0, mask=None
-                 ) -> optax.GradientTransformationExtraArgs:
+                 mu_dtype, nu_dtype, track_clips, reset_order, learning_rate=None,
+                 weight_decay=0.0, mask=None) -> optax.GradientTransformationExtraArgs:
+    """Shared by scale_by_stable_spam (learning_rate None: the direction) and stable_spam.
+
+    Passes: AdaClip's max|g| and AdaGN's Σg² per leaf (``_lowering.clipped_norm``; one more
+    pass only on steps where AdaClip clips or the gradient is not finite), then Adam's ``v``,
+    ``m`` and direction passes, each recomputing the clipped, normalised gradient from ``g``
+    and per-leaf scalars.
+    """
+    authors_reset = reset_order == "authors"
 
     def init_fn(params):
         return StableSpamState(
             count=_zero_count(), mu=optax.tree.zeros_like(params, dtype=mu_dtype),
-            nu=optax.tree.zeros_like(params), max_ema=_scalar_tree(params),
+            nu=optax.tree.zeros_like(params, dtype=nu_dtype), max_ema=_scalar_tree(params),
             norm_mean=_scalar_tree(params), norm_sq_mean=_scalar_tree(params),
-            clipped=_zero_count(), clipped_total=_zero_count(), skipped=_zero_count())
+            clipped=_counter_init(track_clips), clipped_total=_counter_init(track_clips))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -764,81 +782,87 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
         phase, reset = _phase(k, interval)
         # Adam's bias-correction step restarts at 1 on each reset step.
         n = jnp.where((interval > 0) & (k >= interval), phase + 1, k).astype(jnp.float32)
-        keep = jnp.where(reset, 0.0, 1.0)
         bc1 = _debias(rate1, n)
         bc2 = _debias(rate2, n)
 
-        # 1. AdaClip thresholds and finiteness (max |g| per leaf); 2. the clipped gradient's
-        # norm and the clip count (one pass per leaf); 3-4. Adam's v and m; 5. the direction.
-        clips = [_adaptive_limit(g.astype(_compute_dtype(g.dtype)), mx, th, kf)
-                 for g, mx in zip(g_leaves, max_leaves, strict=True)]
-        finite = (jnp.all(jnp.stack([c.finite for c in clips])) if clips
-                  else jnp.asarray(True))
-        # Three aliases of the gradient (no copies): the clipped gradient is then recomputed
-        # inside each pass that needs it instead of being written out and read back.
-        g_red, g_v, g_m = _aliases(g_leaves, 3)
-        factors, new_mean, new_sq, counts = [], [], [], []
-        for g, clip, mean, sq in zip(g_red, clips, mean_leaves, sq_leaves, strict=True):
-            gc, spike = _adaptive_apply(g.astype(_compute_dtype(g.dtype)), clip, kf)
-            sumsq, count = _sum_squares_and_count(gc, spike)
-            factor, mean1, sq1 = _norm_factor(jnp.sqrt(sumsq), mean, sq, g1, g2, eps32, kf)
+        # One copy of the gradient per loop that reads it: the clipped, normalised gradient is
+        # recomputed in each instead of written out (see _lowering.each_loop).
+        one = _lowering.runtime_one(state.count)
+        g_v, g_m = _lowering.each_loop(g_leaves, list, one, 2)
+
+        def sanitized(g):  # a NaN/Inf coordinate is a spike: dropped (0)
+            return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
+
+        clips, factors, new_mean, new_sq, counts = [], [], [], [], []
+        for g, mx, mean, sq in zip(g_leaves, max_leaves, mean_leaves, sq_leaves, strict=True):
+            # 1. AdaClip: M <- θ M + (1 - θ) max|g|, M̂ = M / (1 - θ^k), clip |g_i| > M̂;
+            # 2. AdaGN: ‖g‖ of the clipped gradient (both from _lowering.clipped_norm).
+            def limit_of(g_max, mx=mx):
+                return jnp.where(kf > 1.0, _adaptive_limit(g_max, mx, th, kf).limit, jnp.inf)
+
+            def clip_with(x, g_max, mx=mx):
+                return _adaptive_apply(x, _adaptive_limit(g_max, mx, th, kf))
+
+            g_max, norm, n_clipped = _lowering.clipped_norm(
+                g, sanitized, limit_of, clip_with, track_clips)
+            clip = _adaptive_limit(g_max, mx, th, kf)
+            factor, mean1, sq1 = _norm_factor(norm, mean, sq, g1, g2, eps32, kf)
+            clips.append(clip)
             factors.append(factor)
             new_mean.append(mean1)
             new_sq.append(sq1)
-            counts.append(count)
+            if track_clips:
+                counts.append(n_clipped)
 
-        def scaled(g, clip, factor):
-            gc, _ = _adaptive_apply(g.astype(_compute_dtype(g.dtype)), clip, kf)
+        def normalized(g, clip, factor):
+            gc, _ = _adaptive_apply(sanitized(g), clip)
             return gc * factor.astype(gc.dtype)
 
-        new_v = []
+        # 3. Momentum reset (selection, never multiplication); 4. Adam's moments.
+        # reset_order="authors": this step's moments continue the old ones and are zeroed
+        # after the step (the authors' code), see scale_by_stable_spam.
+        new_v, used_v = [], []
         for g, clip, factor, v in zip(g_v, clips, factors, v_leaves, strict=True):
-            gn = scaled(g, clip, factor)
+            gn = normalized(g, clip, factor)
             cdt = gn.dtype
-            v1 = (rate2.value.astype(cdt) * (v.astype(cdt) * keep.astype(cdt))
-                  + rate2.complement.astype(cdt) * gn * gn)
-            new_v.append(jnp.where(finite, v1, v.astype(cdt)).astype(v.dtype))
-        new_m = []
+            old = v.astype(cdt) if authors_reset else _reset(v, reset, cdt)
+            v1 = _plain_ema(rate2, old, gn * gn).astype(v.dtype)
+            used_v.append(v1)
+            new_v.append(_reset(v1, reset, v.dtype) if authors_reset else v1)
+        new_m, used_m = [], []
         for g, clip, factor, m in zip(g_m, clips, factors, m_leaves, strict=True):
-            gn = scaled(g, clip, factor)
+            gn = normalized(g, clip, factor)
             cdt = gn.dtype
-            m1 = (rate1.value.astype(cdt) * (m.astype(cdt) * keep.astype(cdt))
-                  + rate1.complement.astype(cdt) * gn)
-            new_m.append(jnp.where(finite, m1, m.astype(cdt)).astype(m.dtype))
+            old = m.astype(cdt) if authors_reset else _reset(m, reset, cdt)
+            m1 = _plain_ema(rate1, old, gn).astype(m.dtype)
+            used_m.append(m1)
+            new_m.append(_reset(m1, reset, m.dtype) if authors_reset else m1)
+        # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
         direction = []
-        for g, m1, v1 in zip(g_leaves, new_m, new_v, strict=True):
+        for g, m1, v1 in zip(g_leaves, used_m, used_v, strict=True):
             cdt = _compute_dtype(g.dtype)
             direction.append((m1.astype(cdt) / bc1.astype(cdt))
                              / (jnp.sqrt(v1.astype(cdt) / bc2.astype(cdt)) + eps32.astype(cdt)))
-        new_max = [c.max_ema for c in clips]
         if learning_rate is not None:
             direction = _apply_step(where, direction, params, treedef, learning_rate,
                                     state.count, weight_decay, mask, decay_after_step=False)
-        out = [jnp.where(finite, d, 0.0).astype(g.dtype)
-               for d, g in zip(direction, g_leaves, strict=True)]
-        clipped = _sum_counts(counts)
-
-        def keep_old(new, old):
-            return treedef.unflatten([jnp.where(finite, a, b) for a, b in
-                                      zip(new, treedef.flatten_up_to(old), strict=True)])
-
+        out = [d.astype(g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
+        clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = StableSpamState(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
+            count=optax.safe_increment(state.count),
             mu=treedef.unflatten(new_m), nu=treedef.unflatten(new_v),
-            max_ema=keep_old(new_max, state.max_ema),
-            norm_mean=keep_old(new_mean, state.norm_mean),
-            norm_sq_mean=keep_old(new_sq, state.norm_sq_mean),
-            clipped=jnp.where(finite, clipped, state.clipped),
-            clipped_total=jnp.where(finite, _saturating_add(state.clipped_total, clipped),
-                                    state.clipped_total),
-            skipped=jnp.where(finite, state.skipped, optax.safe_increment(state.skipped)))
+            max_ema=treedef.unflatten([c.max_ema for c in clips]),
+            norm_mean=treedef.unflatten(new_mean), norm_sq_mean=treedef.unflatten(new_sq),
+            clipped=clipped, clipped_total=clipped_total)
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _validate_stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max,
-                          eta_min, mu_dtype) -> tuple:
+                          eta_min, mu_dtype, nu_dtype, track_clips, reset_order
+                          ) -> tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any,
+                                     Any]:
     b1 = _beta_arg(where, "b1", b1)
     b2 = _beta_arg(where, "b2", b2)
     eps = _eps_arg(where, eps)
@@ -850,13 +874,20 @@ def _validate_stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_
         t_max = _int_arg(where, "t_max", t_max, minimum=1, maximum=_INT32_MAX - 1)
     eta_min = _checks.check_float(where, "eta_min", eta_min, minimum=0.0, maximum=1.0)
     mu_dtype = _dtype_arg(where, "mu_dtype", mu_dtype)
-    return b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max, eta_min, mu_dtype
+    nu_dtype = _dtype_arg(where, "nu_dtype", nu_dtype)
+    track_clips = _bool_arg(where, "track_clips", track_clips)
+    if not isinstance(reset_order, str) or reset_order not in _RESET_ORDERS:
+        _checks.fail(where, "reset_order", " or ".join(repr(x) for x in _RESET_ORDERS),
+                     reset_order)
+    return (b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max, eta_min, mu_dtype,
+            nu_dtype, track_clips, reset_order)
 
 
 def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                          gamma1: float = 0.7, gamma2: float = 0.9, theta: float = 0.999,
                          reset_interval: int = 1000, t_max: int | None = None,
-                         eta_min: float = 0.5, *, mu_dtype: Any = None
+                         eta_min: float = 0.5, *, mu_dtype: Any = None, nu_dtype: Any = None,
+                         track_clips: bool = False, reset_order: str = "zero_first"
                          ) -> optax.GradientTransformationExtraArgs:
     """Stable-SPAM's update direction: AdaClip, AdaGN, then Adam with momentum reset.
 
@@ -888,10 +919,24 @@ def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     falls from 1 to ``eta_min`` at ``k = t_max + 1`` and stays there (the reference formula,
     held at its end instead of rising again).
 
-    Policies: a gradient with a NaN/Inf entry is skipped (zero update, state unchanged except
-    ``skipped``). A leaf whose clipped gradient is all zeros keeps it (its norm EMAs still
-    decay), as in the reference. At ``k = 1``, ``M̂ = max|g|`` exactly and nothing is clipped
-    (decided exactly, not by float rounding). Low-precision leaves are computed in float32;
+    Reset step (``reset_order``). The default, ``"zero_first"``, zeroes ``m`` and ``v`` and then
+    applies this step's update from them (as pytorch-optimizer 4.1.0 does): with ``n = 1`` the
+    reset step's direction is ``g / (|g| + eps) ≈ sign(g)``, a full-size step. The authors'
+    ``stablespam.py`` binds the moment tensors before its reset rebinds them, so its reset step
+    continues the *old* moments with this step's gradient and divides by the bias corrections
+    of ``n = 1`` (``1 - b1 = 0.1``, ``1 - b2 = 0.001``); the zeroed moments act from the next
+    step on. That step is ``(m̃ / 0.1) / sqrt(ṽ / 0.001) = 0.316 · m̃ / sqrt(ṽ)``. Measured on
+    a steady noisy gradient stream (signal = noise, ``tests/test_spikes.py``): the authors'
+    reset step is 0.29-0.32x the zero-first one and about 0.50x the step before it, while the
+    zero-first reset step is 1.6-1.7x the step before it; the next step differs by 2-6% and
+    later ones less. ``reset_order="authors"`` reproduces the authors' step exactly, for
+    replication.
+
+    Policies: a NaN/Inf gradient entry is dropped to zero (a spike; see the module
+    docstring), and stored statistics saturate at their dtype's largest value. A leaf whose
+    clipped gradient is all zeros keeps it (its norm EMAs still decay), as in the reference.
+    At ``k = 1``, ``M̂ = max|g|`` exactly and nothing is clipped (decided exactly, not by
+    float rounding). Low-precision leaves are computed in float32;
     the per-leaf statistics are float32 scalars (replicated under sharding; they are tiny).
 
     Args:
@@ -905,6 +950,11 @@ def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
       t_max: optional horizon of the cosine scaling of ``b1`` and ``gamma1`` (positive integer).
       eta_min: the scaling's final value, in [0, 1] (used only with ``t_max``).
       mu_dtype: optional dtype of the first moment.
+      nu_dtype: optional dtype of the second moment (``jnp.float32`` for float16 parameters).
+      track_clips: whether to count clipped coordinates in the state (the count comes from
+        the reductions AdaClip makes anyway; cost in ``benchmarks/RESULTS.md``).
+      reset_order: ``"zero_first"`` (default; pytorch-optimizer 4.1.0) or ``"authors"`` (the
+        authors' code: the reset step's update uses the old moments, see above).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a :class:`StableSpamState`.
@@ -921,7 +971,8 @@ def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
       16-Bit Adam" (arXiv 2502.17055).
     """
     args = _validate_stable_spam("scale_by_stable_spam", b1, b2, eps, gamma1, gamma2, theta,
-                                 reset_interval, t_max, eta_min, mu_dtype)
+                                 reset_interval, t_max, eta_min, mu_dtype, nu_dtype, track_clips,
+                                 reset_order)
     return _stable_spam("scale_by_stable_spam", *args)
 
 
@@ -929,7 +980,9 @@ def stable_spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: floa
                 eps: float = 1e-8, gamma1: float = 0.7, gamma2: float = 0.9,
                 theta: float = 0.999, reset_interval: int = 1000, t_max: int | None = None,
                 eta_min: float = 0.5, weight_decay: float = 0.0, *, mu_dtype: Any = None,
-                mask: Any = None) -> optax.GradientTransformationExtraArgs:
+                nu_dtype: Any = None, track_clips: bool = False,
+                reset_order: str = "zero_first", mask: Any = None
+                ) -> optax.GradientTransformationExtraArgs:
     """The Stable-SPAM optimizer: :func:`scale_by_stable_spam` times ``-learning_rate``.
 
     Decoupled weight decay acts before the step, as in the reference::
@@ -937,16 +990,15 @@ def stable_spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: floa
         p <- p (1 - η · weight_decay) - η d
 
     which is exactly ``optax.chain(scale_by_stable_spam(...),
-    optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(lr))``, except
-    that a skipped (non-finite) step applies no decay either. A schedule is called with the
-    optax count (0 at the first update).
+    optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(lr))``. A
+    schedule is called with the optax count (0 at the first update).
 
     Args:
       learning_rate: a non-negative float or an optax schedule.
       b1, b2, eps, gamma1, gamma2, theta, reset_interval, t_max, eta_min: as in
         :func:`scale_by_stable_spam`.
       weight_decay: decoupled weight-decay coefficient, >= 0.
-      mu_dtype: optional dtype of the first moment.
+      mu_dtype, nu_dtype, track_clips, reset_order: as in :func:`scale_by_stable_spam`.
       mask: where weight decay applies: ``None`` (everywhere), a pytree of bools like the
         params, or a callable ``params -> pytree of bools``.
 
@@ -967,7 +1019,7 @@ def stable_spam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: floa
     where = "stable_spam"
     learning_rate = _learning_rate_arg(where, learning_rate)
     args = _validate_stable_spam(where, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
-                                 t_max, eta_min, mu_dtype)
+                                 t_max, eta_min, mu_dtype, nu_dtype, track_clips, reset_order)
     weight_decay = _checks.check_float(where, "weight_decay", weight_decay, minimum=0.0)
     mask = _mask_arg(where, mask)
     return _stable_spam(where, *args, learning_rate=learning_rate, weight_decay=weight_decay,
@@ -983,20 +1035,23 @@ class ClipSpikesState(NamedTuple):
     """State of :func:`clip_spikes`.
 
     Attributes:
-      count: int32 scalar, updates seen with a finite gradient (saturating).
-      nu: the second-moment estimate of the clipped gradients, like the params.
-      clipped: int32 scalar, coordinates clipped at the last update.
-      clipped_total: int32 scalar, coordinates clipped since the start (saturating).
+      count: int32 scalar, updates so far (saturating).
+      nu: the second-moment estimate of the clipped gradients, like the params (dtype
+        ``nu_dtype`` if given).
+      clipped: int32 scalar, coordinates clipped or dropped (non-finite) at the last update;
+        -1 unless built with ``track_clips=True``.
+      clipped_total: int32 scalar, the same since the start (saturating); -1 when not tracked.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     nu: optax.Updates
     clipped: jax.Array
     clipped_total: jax.Array
 
 
 def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 20, *,
-                reset_interval: int = 0) -> optax.GradientTransformationExtraArgs:
+                reset_interval: int = 0, nu_dtype: Any = None, track_clips: bool = False
+                ) -> optax.GradientTransformationExtraArgs:
     """SPAM's spike-aware clipping as a stand-alone transform, with its own second moment.
 
     Keeps ``v``, an EMA of the squared (clipped) gradient, and clips each coordinate whose
@@ -1013,8 +1068,9 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
     before a reset Adam (:func:`reset_every`) it reproduces SPAM's clipping, at the cost of a
     second copy of ``v`` (the fused :func:`scale_by_spam` shares Adam's).
 
-    Policy for non-finite gradients: passed through unchanged, state unchanged (the step does
-    not count); use ``optax.apply_if_finite`` around the chain to skip such steps.
+    Policy for non-finite gradients: a NaN/Inf entry is a spike dropped to zero (as in the
+    fused optimizers); ``v`` saturates at its dtype's largest finite value. Use
+    ``optax.apply_if_finite`` around the chain to skip whole steps instead.
 
     Args:
       threshold: spike threshold θ, >= 0 (0 turns clipping off).
@@ -1022,13 +1078,15 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
       clip_delay: steps without clipping at the start (and after each reset), an integer
         >= 2, below reset_interval when resets are on.
       reset_interval: period of the reset of ``v`` in steps; 0 (default) never resets.
+      nu_dtype: optional dtype of ``v`` (default: the params').
+      track_clips: whether to count clipped coordinates in the state (off: -1).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a :class:`ClipSpikesState`.
 
     Example:
       >>> import jax.numpy as jnp, optax, optaxsched as oxs
-      >>> tx = optax.chain(oxs.clip_spikes(), optax.sgd(0.1))
+      >>> tx = optax.chain(oxs.clip_spikes(track_clips=True), optax.sgd(0.1))
       >>> params = {"w": jnp.zeros(2)}
       >>> state = tx.init(params)
       >>> for g in [[1.0, 1.0]] * 30 + [[1000.0, 1.0]]:  # a spike at k = 31
@@ -1050,10 +1108,14 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
     clip_delay = _int_arg(where, "clip_delay", clip_delay, minimum=2)
     reset_interval = _int_arg(where, "reset_interval", reset_interval)
     _check_window(where, reset_interval, clip_delay, None)
+    nu_dtype = _dtype_arg(where, "nu_dtype", nu_dtype)
+    track_clips = _bool_arg(where, "track_clips", track_clips)
 
     def init_fn(params):
-        return ClipSpikesState(count=_zero_count(), nu=optax.tree.zeros_like(params),
-                               clipped=_zero_count(), clipped_total=_zero_count())
+        return ClipSpikesState(count=_zero_count(),
+                               nu=optax.tree.zeros_like(params, dtype=nu_dtype),
+                               clipped=_counter_init(track_clips),
+                               clipped_total=_counter_init(track_clips))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -1061,16 +1123,27 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
         v_leaves = treedef.flatten_up_to(state.nu)
         rule = _spike_rule(_step_number(state.count), threshold, reset_interval, clip_delay,
                            b2)
-        finite, n = _spike_counts(g_leaves, v_leaves, rule)
-        new_v = [_second_moment(g, v, rule, finite)
-                 for g, v in zip(g_leaves, v_leaves, strict=True)]
-        out = [jnp.where(finite, _clip_from_new_moment(g, v1, rule).astype(g.dtype), g)
-               for g, v1 in zip(g_leaves, new_v, strict=True)]
-        new_state = ClipSpikesState(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
-            nu=treedef.unflatten(new_v), clipped=jnp.where(finite, n, state.clipped),
-            clipped_total=jnp.where(finite, _saturating_add(state.clipped_total, n),
-                                    state.clipped_total))
+        one = _lowering.runtime_one(state.count)
+        new_v, out, counts = [], [], []
+        for leaf, v in zip(g_leaves, v_leaves, strict=True):
+            cdt = _compute_dtype(leaf.dtype)
+            raw = leaf.astype(cdt)
+            # A NaN/Inf coordinate is a spike: dropped (0), in each loop (_lowering.each_loop).
+            g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
+            v0 = _reset(v, rule.reset, cdt)
+            v1 = _lowering.stored(_ema(rule.b2, v0, _clipped_square(g_v, v0, rule), v.dtype),
+                                  one).astype(v.dtype)
+            # The clipped gradient, read back from the new v (see _lowering).
+            g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt),
+                                                                rule.limit_ratio, rule.clip_on)
+            new_v.append(v1)
+            out.append(g_hat.astype(leaf.dtype))
+            if track_clips:
+                counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
+        clipped, clipped_total = _counters(track_clips, counts, state)
+        new_state = ClipSpikesState(count=optax.safe_increment(state.count),
+                                    nu=treedef.unflatten(new_v), clipped=clipped,
+                                    clipped_total=clipped_total)
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -1080,19 +1153,21 @@ class AdaptiveSpikeClipState(NamedTuple):
     """State of :func:`adaptive_spike_clip`.
 
     Attributes:
-      count: int32 scalar, updates seen with a finite gradient (saturating).
+      count: int32 scalar, updates so far (saturating).
       max_ema: per leaf, float32 scalar EMA of ``max |g|``.
-      clipped: int32 scalar, coordinates clipped at the last update.
-      clipped_total: int32 scalar, coordinates clipped since the start (saturating).
+      clipped: int32 scalar, coordinates clipped or dropped (non-finite) at the last update;
+        -1 unless built with ``track_clips=True``.
+      clipped_total: int32 scalar, the same since the start (saturating); -1 when not tracked.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     max_ema: optax.Updates
     clipped: jax.Array
     clipped_total: jax.Array
 
 
-def adaptive_spike_clip(theta: float = 0.999) -> optax.GradientTransformationExtraArgs:
+def adaptive_spike_clip(theta: float = 0.999, *, track_clips: bool = False
+                        ) -> optax.GradientTransformationExtraArgs:
     """Stable-SPAM's AdaClip: clips each leaf against a bias-corrected running max of ``|g|``.
 
     Per leaf, with ``k = count + 1``::
@@ -1103,11 +1178,12 @@ def adaptive_spike_clip(theta: float = 0.999) -> optax.GradientTransformationExt
     Clipped entries keep their sign and their ratio to the largest, which maps exactly to M̂.
     At the first step M̂ = max|g|, so nothing is clipped. ``M`` is a float32 scalar per leaf.
 
-    Policy for non-finite gradients: passed through unchanged, state unchanged; use
-    ``optax.apply_if_finite`` around the chain to skip such steps.
+    Policy for non-finite gradients: a NaN/Inf entry is a spike dropped to zero; use
+    ``optax.apply_if_finite`` around the chain to skip whole steps instead.
 
     Args:
       theta: decay θ of the running maximum, in [0, 1).
+      track_clips: whether to count clipped coordinates in the state (off: -1).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is an
@@ -1115,7 +1191,7 @@ def adaptive_spike_clip(theta: float = 0.999) -> optax.GradientTransformationExt
 
     Example:
       >>> import jax.numpy as jnp, optax, optaxsched as oxs
-      >>> tx = optax.chain(oxs.adaptive_spike_clip(0.9), optax.sgd(0.1))
+      >>> tx = optax.chain(oxs.adaptive_spike_clip(0.9, track_clips=True), optax.sgd(0.1))
       >>> params = {"w": jnp.zeros(2)}
       >>> state = tx.init(params)
       >>> for g in ([1.0, 1.0], [1.0, 1.0], [100.0, 1.0]):
@@ -1128,10 +1204,12 @@ def adaptive_spike_clip(theta: float = 0.999) -> optax.GradientTransformationExt
       (arXiv 2502.17055).
     """
     theta = _beta_arg("adaptive_spike_clip", "theta", theta)
+    track_clips = _bool_arg("adaptive_spike_clip", "track_clips", track_clips)
 
     def init_fn(params):
         return AdaptiveSpikeClipState(count=_zero_count(), max_ema=_scalar_tree(params),
-                                      clipped=_zero_count(), clipped_total=_zero_count())
+                                      clipped=_counter_init(track_clips),
+                                      clipped_total=_counter_init(track_clips))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -1139,28 +1217,21 @@ def adaptive_spike_clip(theta: float = 0.999) -> optax.GradientTransformationExt
         max_leaves = treedef.flatten_up_to(state.max_ema)
         kf = _step_number(state.count).astype(jnp.float32)
         th = _rate(theta)
-        clips = [_adaptive_limit(g.astype(_compute_dtype(g.dtype)), mx, th, kf)
-                 for g, mx in zip(g_leaves, max_leaves, strict=True)]
-        clipped, counts, flags = [], [], [c.finite for c in clips]
-        for g, clip in zip(g_leaves, clips, strict=True):
-            gc, spike = _adaptive_apply(g.astype(_compute_dtype(g.dtype)), clip, kf)
-            # Both results are used: XLA would turn a variadic reduction with an unused output
-            # into a plain one, which its CPU backend does not fuse with the mask.
-            count, ok = _count_and_check(spike, gc)
-            clipped.append(gc)
-            counts.append(count)
-            flags.append(ok)
-        finite = jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
-        out = [jnp.where(finite, gc.astype(g.dtype), g)
-               for gc, g in zip(clipped, g_leaves, strict=True)]
-        new_max = [jnp.where(finite, c.max_ema, mx)
-                   for c, mx in zip(clips, max_leaves, strict=True)]
-        n = _sum_counts(counts)
+        out, new_max, counts = [], [], []
+        for g, mx in zip(g_leaves, max_leaves, strict=True):
+            raw = g.astype(_compute_dtype(g.dtype))
+            finite = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate: dropped (0)
+            g_max = _lowering.finite_max_abs(g, _numerics.finite_or_zero)
+            clip = _adaptive_limit(g_max, mx, th, kf)
+            gc, spike = _adaptive_apply(finite, clip)
+            out.append(gc.astype(g.dtype))
+            new_max.append(clip.max_ema)
+            if track_clips:
+                counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
+        clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = AdaptiveSpikeClipState(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
-            max_ema=treedef.unflatten(new_max), clipped=jnp.where(finite, n, state.clipped),
-            clipped_total=jnp.where(finite, _saturating_add(state.clipped_total, n),
-                                    state.clipped_total))
+            count=optax.safe_increment(state.count), max_ema=treedef.unflatten(new_max),
+            clipped=clipped, clipped_total=clipped_total)
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -1170,12 +1241,12 @@ class AdaptiveGradNormState(NamedTuple):
     """State of :func:`adaptive_grad_norm`.
 
     Attributes:
-      count: int32 scalar, updates seen with a finite gradient (saturating).
+      count: int32 scalar, updates so far (saturating).
       norm_mean: per leaf, float32 scalar EMA of the leaf's gradient ℓ2 norm.
       norm_sq_mean: per leaf, float32 scalar EMA of its square.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     norm_mean: optax.Updates
     norm_sq_mean: optax.Updates
 
@@ -1193,8 +1264,10 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
     The new norm ``μ̂ / (sqrt(ν̂) + eps)`` is at most about 1 and shrinks when the norm
     fluctuates (a spike raises ν̂ more than μ̂). A zero leaf stays zero; its EMAs still decay.
 
-    Policy for non-finite gradients: passed through unchanged, state unchanged; use
-    ``optax.apply_if_finite`` around the chain to skip such steps.
+    Policy for non-finite gradients: a NaN/Inf entry is dropped to zero before the norm; the
+    norm cannot overflow while the true norm is finite in float32 (it is rescaled when the
+    sum of squares overflows), and the statistics saturate at the largest float32. Use
+    ``optax.apply_if_finite`` around the chain to skip whole steps instead.
 
     Args:
       gamma1: decay of the norm EMA, in [0, 1).
@@ -1234,19 +1307,21 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
         kf = _step_number(state.count).astype(jnp.float32)
         g1, g2 = _rate(gamma1), _rate(gamma2)
         e = jnp.asarray(eps, jnp.float32)
-        sums = [_sum_squares_and_count(g, ~jnp.isfinite(g)) for g in g_leaves]
-        finite = (jnp.all(jnp.stack([bad == 0 for _, bad in sums])) if sums
-                  else jnp.asarray(True))
-        results = [_norm_factor(jnp.sqrt(sumsq), mean, sq, g1, g2, e, kf)
-                   for (sumsq, _), mean, sq in zip(sums, mean_leaves, sq_leaves, strict=True)]
-        out = [jnp.where(finite, (g.astype(_compute_dtype(g.dtype)) * r[0]).astype(g.dtype), g)
-               for r, g in zip(results, g_leaves, strict=True)]
-        new_state = AdaptiveGradNormState(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
-            norm_mean=treedef.unflatten([jnp.where(finite, r[1], old)
-                                         for r, old in zip(results, mean_leaves, strict=True)]),
-            norm_sq_mean=treedef.unflatten([jnp.where(finite, r[2], old)
-                                            for r, old in zip(results, sq_leaves, strict=True)]))
+        out, new_mean, new_sq = [], [], []
+        for g, mean, sq in zip(g_leaves, mean_leaves, sq_leaves, strict=True):
+            # A NaN/Inf coordinate is a spike: dropped (0); rebuilt in each pass, no temporary.
+            def finite(g=g):
+                return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
+
+            norm = _lowering.finite_norm(g, lambda raw: finite(raw))
+            factor, mean1, sq1 = _norm_factor(norm, mean, sq, g1, g2, e, kf)
+            x = finite()
+            out.append((x * factor.astype(x.dtype)).astype(g.dtype))
+            new_mean.append(mean1)
+            new_sq.append(sq1)
+        new_state = AdaptiveGradNormState(count=optax.safe_increment(state.count),
+                                          norm_mean=treedef.unflatten(new_mean),
+                                          norm_sq_mean=treedef.unflatten(new_sq))
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -1260,7 +1335,7 @@ class ResetEveryState(NamedTuple):
       inner_state: the wrapped transform's state.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple.count is a method; optax does it
     inner_state: optax.OptState
 
 

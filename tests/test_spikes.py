@@ -83,14 +83,14 @@ def _run_jax(tx, problem, fields=()):
 def _run_ref(opt, problem, lr_fn, count_attr, steps=STEPS):
     """Runs a reference optimizer; returns per-step copies of params, m, v and the counters."""
     a, c, _, noise, factor, extra = problem
-    hist = {"p": [], "m": [], "v": [], "clipped": [], "clipped_total": [], "skipped": []}
+    hist = {"p": [], "m": [], "v": [], "clipped": [], "clipped_total": []}
     for t in range(steps):
         g = _grad_np(a, c, opt.params, noise, factor, extra, t)
         opt.step(g, lr_fn(getattr(opt, count_attr)))
         hist["p"].append({n: x.copy() for n, x in opt.params.items()})
         hist["m"].append({n: x.copy() for n, x in opt.m.items()})
         hist["v"].append({n: x.copy() for n, x in opt.v.items()})
-        for key in ("clipped", "clipped_total", "skipped"):
+        for key in ("clipped", "clipped_total"):
             hist[key].append(getattr(opt, key))
     stack = lambda rows: {n: np.stack([r[n] for r in rows]) for n in SHAPES}  # noqa: E731
     return {k: (stack(v) if k in "pmv" else np.array(v)) for k, v in hist.items()}
@@ -133,8 +133,8 @@ SPAM_HP = dict(b1=0.9, b2=0.999, eps=1e-6, threshold=5000.0, reset_interval=200,
 def test_spam_matches_numpy_reference(weight_decay):
     problem = _problem(1, spikes=SPIKES, bad=BAD)
     schedule = _schedule()
-    tx = oxs.spam(schedule, weight_decay=weight_decay, **SPAM_HP)
-    ps, out = _run_jax(tx, problem, ("mu", "nu", "clipped", "clipped_total", "skipped"))
+    tx = oxs.spam(schedule, weight_decay=weight_decay, track_clips=True, **SPAM_HP)
+    ps, out = _run_jax(tx, problem, ("mu", "nu", "clipped", "clipped_total"))
     r = _run_ref(ref.Spam(problem[2], weight_decay=weight_decay, **SPAM_HP), problem,
                  _lr_np(schedule), "total_step")
     _assert_close(ps, r["p"], "params")
@@ -142,21 +142,20 @@ def test_spam_matches_numpy_reference(weight_decay):
     _assert_close(out["nu"], r["v"], "nu")
     np.testing.assert_array_equal(out["clipped"], r["clipped"])
     np.testing.assert_array_equal(out["clipped_total"], r["clipped_total"])
-    np.testing.assert_array_equal(out["skipped"], r["skipped"])
-    # The run exercises what it claims: spikes are clipped exactly outside the delay windows,
-    # counted in applied steps (skipped steps do not count, so the windows shift).
+    # The run exercises what it claims: spikes are clipped exactly outside the delay windows;
+    # each NaN/Inf entry is dropped (and counted) on its own step, which is applied.
     total = np.concatenate([[0], r["clipped_total"]])
     bad_steps = [b[0] for b in BAD]
     for k, *_ in SPIKES:
-        applied = k - sum(b < k for b in bad_steps)
-        active = applied >= 10 and applied % 200 >= 10
-        assert (total[k] > total[k - 1]) == active, (k, applied)
-    assert sum(applied % 200 < 10 for applied in (3, 203, 400, 401)) == 4  # windows covered
-    assert r["skipped"][-1] == len(BAD)
-    # Moments were reset at applied step 200 (raw step 201, after one skip): nu is then
-    # (1 - b2) g² of that step only, about 0.5% of its value before.
-    assert r["v"]["w"][200].sum() < 0.05 * r["v"]["w"][199].sum()
-    assert STEPS - len(BAD) >= 600  # three resets
+        active = k >= 10 and k % 200 >= 10
+        assert (total[k] - total[k - 1] - (k in bad_steps) > 0) == active, k
+    for k in bad_steps:
+        assert total[k] - total[k - 1] >= 1, k
+    assert sum(k % 200 < 10 for k in (3, 203, 400, 401)) == 4  # windows covered
+    # Moments were reset at step 200: nu is then (1 - b2) g² of that step only, about 0.5% of
+    # its value before.
+    assert r["v"]["w"][199].sum() < 0.05 * r["v"]["w"][198].sum()
+    assert STEPS >= 600  # three resets
 
 
 def test_spam_direction_matches_reference_without_decay_and_chain():
@@ -175,7 +174,7 @@ def test_spam_defaults_match_reference_over_a_reset():
     spikes = ((10, "w", 0, 1000.0), (30, "w", 1, 1000.0), (505, "b", 0, 1000.0),
               (530, "b", 1, 1000.0))
     problem = _problem(3, spikes=spikes)
-    tx = oxs.spam(1e-2)
+    tx = oxs.spam(1e-2, track_clips=True)
     ps, out = _run_jax(tx, problem, ("nu", "clipped_total"))
     r = _run_ref(ref.Spam(problem[2]), problem, lambda _: 1e-2, "total_step")
     _assert_close(ps, r["p"], "params")
@@ -194,21 +193,21 @@ STABLE_HP = dict(b1=0.9, b2=0.999, eps=1e-8, gamma1=0.7, gamma2=0.9, theta=0.999
 def test_stable_spam_matches_numpy_reference(t_max, weight_decay):
     problem = _problem(4, spikes=SPIKES, bad=BAD)
     schedule = _schedule()
-    tx = oxs.stable_spam(schedule, t_max=t_max, weight_decay=weight_decay, **STABLE_HP)
-    ps, out = _run_jax(tx, problem, ("mu", "nu", "clipped", "clipped_total", "skipped"))
+    tx = oxs.stable_spam(schedule, t_max=t_max, weight_decay=weight_decay, track_clips=True,
+                         **STABLE_HP)
+    ps, out = _run_jax(tx, problem, ("mu", "nu", "clipped", "clipped_total"))
     r = _run_ref(ref.StableSpam(problem[2], t_max=t_max, weight_decay=weight_decay,
                                 **STABLE_HP), problem, _lr_np(schedule), "total_steps")
     _assert_close(ps, r["p"], "params")
     _assert_close(out["mu"], r["m"], "mu")
     _assert_close(out["nu"], r["v"], "nu")
     np.testing.assert_array_equal(out["clipped_total"], r["clipped_total"])
-    np.testing.assert_array_equal(out["skipped"], r["skipped"])
-    assert r["clipped_total"][-1] >= len(SPIKES) - 1  # AdaClip caught the spikes
+    assert r["clipped_total"][-1] >= len(SPIKES) - 1 + len(BAD)  # AdaClip caught the spikes
 
 
 def test_stable_spam_bias_corrections_use_the_global_step():
     """§13: after a reset AdaClip's threshold is M / (1 - θ^k) with the global k, not 1/(1-θ^n)."""
-    tx = oxs.scale_by_stable_spam(theta=0.999, reset_interval=3)
+    tx = oxs.scale_by_stable_spam(theta=0.999, reset_interval=3, track_clips=True)
     params = {"w": jnp.zeros(4)}
     state = tx.init(params)
     g = {"w": jnp.array([1.0, 0.5, -0.25, 0.1])}
@@ -237,7 +236,8 @@ def _spam_from_parts(schedule, b1, b2, eps, threshold, reset_interval, warmup_st
     eps_schedule = lambda count: eps / jnp.sqrt(1.0 - b2 ** (count + 1.0))  # noqa: E731
     adam = optax.inject_hyperparams(optax.scale_by_adam)(b1=b1, b2=b2, eps=eps_schedule)
     return optax.chain(
-        oxs.clip_spikes(threshold, b2, clip_delay, reset_interval=reset_interval),
+        oxs.clip_spikes(threshold, b2, clip_delay, reset_interval=reset_interval,
+                        track_clips=True),
         oxs.reset_every(adam, reset_interval),
         optax.scale_by_learning_rate(oxs.multiply(schedule,
                                                   oxs.reset_warmup(reset_interval,
@@ -312,8 +312,8 @@ def test_clip_spikes_matches_reference(reset_interval):
     rng = np.random.default_rng(7)
     grads = rng.normal(0, 1, (130, 6))
     grads[[5, 25, 41, 45, 60, 81, 100], [0, 1, 2, 3, 4, 5, 0]] *= 1000.0
-    outs, states = _scan_part(oxs.clip_spikes(5000.0, 0.99, 8, reset_interval=reset_interval),
-                              grads)
+    outs, states = _scan_part(oxs.clip_spikes(5000.0, 0.99, 8, reset_interval=reset_interval,
+                                              track_clips=True), grads)
     want, want_v = ref.clip_spikes(grads, 5000.0, 0.99, 8, reset_interval)
     np.testing.assert_allclose(outs, want, rtol=RTOL)
     np.testing.assert_allclose(states.nu["x"], want_v, rtol=RTOL)
@@ -328,7 +328,8 @@ def test_adaptive_parts_match_stable_spam_reference_statistics():
     rng = np.random.default_rng(8)
     grads = rng.normal(0, 1, (80, 7))
     grads[[10, 30, 31, 70], [1, 2, 3, 6]] *= 300.0
-    tx = optax.chain(oxs.adaptive_spike_clip(0.99), oxs.adaptive_grad_norm(0.7, 0.9, 1e-8))
+    tx = optax.chain(oxs.adaptive_spike_clip(0.99, track_clips=True),
+                     oxs.adaptive_grad_norm(0.7, 0.9, 1e-8))
     outs, states = _scan_part(tx, grads)
     m = mean = sq = 0.0
     want, clipped = [], []
@@ -365,7 +366,7 @@ def test_clip_spikes_never_grows_and_keeps_sign(values, scale):
 
 
 def _warm_clip_state():
-    tx = oxs.clip_spikes(5000.0, 0.999, 3)
+    tx = oxs.clip_spikes(5000.0, 0.999, 3, track_clips=True)
     rng = np.random.default_rng(0)
     state = tx.init({"x": jnp.zeros(6)})
     for _ in range(25):
@@ -380,7 +381,7 @@ _CLIP_CACHE = _warm_clip_state()
 @pytest.mark.parametrize("theta", [0.3, 0.9, 0.99, 0.999, 0.9999])
 def test_adaptive_spike_clip_clips_nothing_at_the_first_step(theta):
     """M̂ = max|g| exactly at k = 1; rounding must not turn the largest entry into a spike."""
-    tx = oxs.adaptive_spike_clip(theta)
+    tx = oxs.adaptive_spike_clip(theta, track_clips=True)
     grads = np.random.default_rng(13).lognormal(0.0, 3.0, (2000, 7)).astype(np.float32)
     # Eager (op-by-op) vmap: no XLA fusion, which happens to round the tie favourably.
     first = jax.vmap(lambda g: tx.update({"x": g}, tx.init({"x": g})))
@@ -526,7 +527,7 @@ def test_inject_hyperparams_learning_rate_and_threshold():
     problem = _problem(9, steps=60, spikes=((30, "w", 0, 1000.0),))
     base = oxs.spam(1e-2, reset_interval=40, warmup_steps=10, clip_delay=5)
     injected = optax.inject_hyperparams(oxs.spam)(
-        learning_rate=1e-2, reset_interval=40, warmup_steps=10, clip_delay=5)
+        learning_rate=1e-2, reset_interval=40, warmup_steps=10, clip_delay=5, track_clips=True)
     want, _ = _run_jax(base, problem)
     got, _ = _run_jax(injected, problem)
     _assert_close(got, want, "params")
@@ -619,46 +620,77 @@ def test_mu_dtype_and_float32_compute_for_bfloat16():
 
 
 @pytest.mark.parametrize("factory", [oxs.spam, oxs.stable_spam])
-def test_non_finite_gradient_skips_the_step(factory):
+def test_non_finite_coordinate_is_dropped_as_a_spike(factory):
+    """Policy change (issue 13): no whole-step skip; a NaN/Inf coordinate is a spike dropped to
+    zero, the step is applied, nothing non-finite reaches the state, the other coordinates
+    are updated exactly as with a 0 in that place."""
     params = {"w": jnp.ones(3)}
-    tx = factory(1e-2)
+    tx = factory(1e-2, track_clips=True)
     state = tx.init(params)
     update = jax.jit(tx.update)
     for _ in range(5):
         _, state = update({"w": jnp.array([0.1, -0.2, 0.3])}, state, params)
     for bad in (np.nan, np.inf, -np.inf):
         updates, new_state = update({"w": jnp.array([0.1, bad, 0.3])}, state, params)
-        np.testing.assert_array_equal(updates["w"], 0.0)
-        same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), new_state._replace(
-            skipped=state.skipped), state)
-        assert all(jax.tree.leaves(same))
-        assert int(new_state.skipped) == int(state.skipped) + 1
+        want_u, want_s = update({"w": jnp.array([0.1, 0.0, 0.3])}, state, params)
+        assert _finite_tree((updates, new_state))
+        # Close, not bit-equal: a non-finite leaf takes the rescaled-norm route (Stable-SPAM).
+        np.testing.assert_allclose(updates["w"], want_u["w"], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(want_s), strict=True):
+            if a.dtype != jnp.int32:
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert int(new_state.count) == int(state.count) + 1
+        assert int(new_state.clipped) == int(want_s.clipped) + 1  # counted as a spike
         state = new_state
-    assert int(optax.tree.get(state, "skipped")) == 3 and int(state.count) == 5
+
+
+def test_whole_step_skip_is_one_wrapper_away():
+    """optax.apply_if_finite around the fused optimizer: the exact whole-step skip."""
+    params = {"w": jnp.ones(3)}
+    for factory in (oxs.spam, oxs.stable_spam):
+        tx = optax.apply_if_finite(factory(1e-2), max_consecutive_errors=5)
+        state = tx.init(params)
+        update = jax.jit(tx.update)
+        for _ in range(3):
+            _, state = update({"w": jnp.array([0.1, -0.2, 0.3])}, state, params)
+        updates, new_state = update({"w": jnp.array([0.1, np.nan, 0.3])}, state, params)
+        np.testing.assert_array_equal(updates["w"], 0.0)
+        assert all(np.array_equal(a, b) for a, b in zip(
+            jax.tree.leaves(new_state.inner_state), jax.tree.leaves(state.inner_state),
+            strict=True))
+        assert int(new_state.notfinite_count) == 1 and int(new_state.inner_state.count) == 3
+
+
+def _finite_tree(tree) -> bool:
+    return all(np.all(np.isfinite(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating))
 
 
 @pytest.mark.parametrize("part", [oxs.clip_spikes, oxs.adaptive_spike_clip,
                                   oxs.adaptive_grad_norm])
-def test_parts_pass_non_finite_through_and_keep_state(part):
+def test_parts_drop_non_finite_coordinates(part):
+    """Policy change (issue 13): the parts drop a NaN/Inf coordinate to zero, like the fused
+    optimizers, and their state advances as for a 0 there."""
     tx = part()
     state = tx.init({"w": jnp.ones(3)})
     for _ in range(3):
         _, state = tx.update({"w": jnp.array([0.1, -0.2, 0.3])}, state)
-    g = {"w": jnp.array([0.1, np.nan, 0.3])}
-    out, new_state = tx.update(g, state)
-    np.testing.assert_array_equal(out["w"], g["w"])
-    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)),
-                                            new_state, state)))
+    out, new_state = tx.update({"w": jnp.array([0.1, np.nan, 0.3])}, state)
+    want, want_state = tx.update({"w": jnp.array([0.1, 0.0, 0.3])}, state)
+    np.testing.assert_array_equal(out["w"], want["w"])
+    assert _finite_tree((out, new_state))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new_state),
+                                                    jax.tree.leaves(want_state), strict=True))
     # optax.apply_if_finite around a chain skips the step.
     chain = optax.apply_if_finite(optax.chain(part(), optax.scale_by_adam()), 5)
     s = chain.init({"w": jnp.ones(3)})
-    out, s = chain.update(g, s)
+    out, s = chain.update({"w": jnp.array([0.1, np.nan, 0.3])}, s)
     np.testing.assert_array_equal(out["w"], 0.0)
 
 
-def test_large_leaves_use_accurate_reductions_and_catch_nan():
-    """Leaves above 2**16 entries are reduced by rows (2-D) or with jnp.sum (1-D); a NaN
-    anywhere in them is detected (XLA's CPU max reduction alone would drop it)."""
+def test_large_leaves_use_accurate_reductions_and_drop_nan():
+    """Leaves above 2**16 entries are reduced by rows (long vectors are cut into rows); a NaN
+    anywhere in them is dropped, not propagated."""
     rng = np.random.default_rng(14)
     g = {"big": rng.normal(0, 1, (2048, 2048)).astype(np.float32),
          "long": rng.lognormal(0, 2, 70001).astype(np.float32)}
@@ -667,7 +699,7 @@ def test_large_leaves_use_accurate_reductions_and_catch_nan():
     for name, x in g.items():  # first step: g / ‖g‖ · ‖g‖ / (‖g‖ + eps)
         x64 = x.astype(np.float64)
         np.testing.assert_allclose(out[name], x64 / np.linalg.norm(x64), rtol=2e-6, atol=1e-12)
-    fused = oxs.stable_spam(1e-3)
+    fused = oxs.stable_spam(1e-3, track_clips=True)
     params = jax.tree.map(jnp.zeros_like, g)
     state = fused.init(params)
     update = jax.jit(fused.update)
@@ -676,12 +708,13 @@ def test_large_leaves_use_accurate_reductions_and_catch_nan():
         bad = jax.tree.map(jnp.asarray, g)
         bad[name] = bad[name].reshape(-1).at[12345].set(np.nan).reshape(g[name].shape)
         updates, new_state = update(bad, state, params)
-        assert int(new_state.skipped) == 1 and int(new_state.count) == 1, name
-        assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
+        assert int(new_state.count) == 2 and int(new_state.clipped) >= 1, name
+        assert _finite_tree((updates, new_state)), name
 
 
 def test_observability_in_a_chain():
-    tx = optax.chain(optax.clip_by_global_norm(1e6), oxs.spam(1e-3, clip_delay=2))
+    tx = optax.chain(optax.clip_by_global_norm(1e6), oxs.spam(1e-3, clip_delay=2,
+                                                               track_clips=True))
     params = {"w": jnp.zeros(4)}
     state = tx.init(params)
     for _ in range(30):
@@ -689,21 +722,37 @@ def test_observability_in_a_chain():
     _, state = tx.update({"w": jnp.array([1e4, 1.0, 1e4, 1.0])}, state, params)
     assert int(optax.tree.get(state, "clipped")) == 2
     assert int(optax.tree.get(state, "clipped_total")) == 2
-    assert int(optax.tree.get(state, "skipped")) == 0
+
+
+@pytest.mark.parametrize("factory", [oxs.spam, oxs.stable_spam, oxs.clip_spikes,
+                                     oxs.adaptive_spike_clip])
+def test_clip_counters_are_opt_in(factory):
+    args = (1e-2,) if factory in (oxs.spam, oxs.stable_spam) else ()
+    params = {"w": jnp.zeros(4)}
+    off, on = factory(*args), factory(*args, track_clips=True)
+    s_off, s_on = off.init(params), on.init(params)
+    assert int(s_off.clipped) == -1 and int(s_off.clipped_total) == -1  # "not tracked"
+    assert int(s_on.clipped) == 0
+    for g in [jnp.ones(4)] * 25 + [jnp.array([1e6, 1.0, np.nan, 1.0])]:
+        u_off, s_off = off.update({"w": g}, s_off, params)
+        u_on, s_on = on.update({"w": g}, s_on, params)
+        np.testing.assert_array_equal(u_off["w"], u_on["w"])
+    assert int(s_off.clipped) == -1 and int(s_off.clipped_total) == -1
+    assert int(s_on.clipped) >= 1
+    with pytest.raises(ValueError, match="track_clips"):
+        factory(*args, track_clips=1)
 
 
 def test_counters_saturate():
-    tx = oxs.scale_by_spam(clip_delay=2, reset_interval=0)
+    tx = oxs.scale_by_spam(clip_delay=2, reset_interval=0, track_clips=True)
     state = tx.init({"w": jnp.zeros(4)})
     big = 2**31 - 3
     # A tiny v after many steps: the unit gradient is a spike on all four coordinates.
     state = state._replace(count=jnp.int32(2**31 - 1), clipped_total=jnp.int32(big),
-                           skipped=jnp.int32(2**31 - 1), nu={"w": jnp.full(4, 1e-12)})
+                           nu={"w": jnp.full(4, 1e-12)})
     _, state = tx.update({"w": jnp.ones(4)}, state)
     assert int(state.clipped) == 4 and int(state.clipped_total) == 2**31 - 1
     assert int(state.count) == 2**31 - 1
-    _, state = tx.update({"w": jnp.full(4, np.nan)}, state)
-    assert int(state.skipped) == 2**31 - 1
 
 
 def test_state_is_a_plain_pytree_of_arrays_like_the_params():
@@ -719,7 +768,7 @@ def test_state_is_a_plain_pytree_of_arrays_like_the_params():
         restored = jax.tree.unflatten(treedef, [np.asarray(x) for x in leaves])
         tx.update(jax.tree.map(jnp.ones_like, params), restored, params)  # a host round trip
     counts = [x for x in jax.tree.leaves(oxs.spam(1e-3).init(params)) if x.dtype == jnp.int32]
-    assert len(counts) == 4 and all(x.shape == () for x in counts)
+    assert len(counts) == 3 and all(x.shape == () for x in counts)  # count, clipped, total
 
 
 # ------------------------------------------------------------------------------------------------
@@ -792,3 +841,212 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(spikes, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12: no finite input leaves a state or an update non-finite (float32, bfloat16, float16).
+# ------------------------------------------------------------------------------------------------
+
+DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+
+
+def _huge(dtype) -> float:
+    """A finite gradient entry whose square (and (1 - b2) times it) overflows ``dtype``."""
+    return {jnp.float32: 1e20, jnp.bfloat16: 1e20, jnp.float16: 3e4}[dtype]
+
+
+def _run_steps(tx, params, grads, with_params=True):
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p if with_params else None))
+    state = tx.init(params)
+    history = []
+    for g in grads:
+        updates, state = step(g, state, params)
+        params = optax.apply_updates(params, updates)
+        history.append((updates, state, params))
+    return history
+
+
+def _all_finite(tree) -> bool:
+    return all(np.all(np.isfinite(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("spike_step", [1, 3])  # unclipped (k < clip_delay) and clipped
+def test_spam_huge_finite_gradient_then_reset_stays_finite(dtype, spike_step):
+    """Issue 12 rows 1-3: spam with a gradient of 1e20 (3e4 in float16), then a momentum reset:
+    the reset multiplied the overflowed v by 0 (inf * 0 = NaN) and the params were NaN from
+    then on. Now v saturates, the reset selects zero, and the coordinate recovers after it."""
+    params = {"w": jnp.ones(4, dtype)}
+    rng = np.random.default_rng(0)
+    grads = []
+    for k in range(1, 16):
+        g = rng.normal(0, 1, 4)
+        if k == spike_step:
+            g[1] = _huge(dtype)
+        grads.append({"w": jnp.asarray(g, dtype)})
+    for tx in (oxs.spam(1e-3, reset_interval=5, warmup_steps=2, clip_delay=3),
+               optax.chain(oxs.clip_spikes(reset_interval=5, clip_delay=3), optax.sgd(1e-3))):
+        history = _run_steps(tx, params, grads)
+        for k, (updates, state, p) in enumerate(history, start=1):
+            assert _all_finite((updates, state, p)), (k, updates, state)
+        # After the reset at k = 10 the spiked coordinate moves again like the others.
+        last = np.abs(np.asarray(history[-1][0]["w"], np.float64))
+        assert np.all(last > 0), last
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+def test_stable_spam_huge_gradient_at_the_first_step(dtype):
+    """Issue 12 row 4a: stable_spam with 1e20 at step 1 (AdaGN's sum of squares overflowed)."""
+    params = {"w": jnp.ones(4, dtype), "b": jnp.ones(3, dtype)}
+    rng = np.random.default_rng(1)
+    grads = [{"w": jnp.asarray([_huge(dtype), 1.0, -1.0, 0.5], dtype),
+              "b": jnp.asarray([0.1, 0.2, 0.3], dtype)}]
+    grads += [{n: jnp.asarray(rng.normal(0, 1, p.shape), dtype) for n, p in params.items()}
+              for _ in range(12)]
+    for tx in (oxs.stable_spam(1e-3, reset_interval=5),
+               oxs.stable_spam(1e-3, reset_interval=5, reset_order="authors")):
+        for k, (updates, state, p) in enumerate(_run_steps(tx, params, grads), start=1):
+            assert _all_finite((updates, state, p)), (k, state)
+        # The first step's norm is exact (not inf): AdaGN keeps the direction, and Adam's
+        # first step moves the spiked coordinate by a full -lr · sign(g).
+        first = _run_steps(tx, params, grads[:1])[0][0]
+        np.testing.assert_allclose(float(first["w"][0]), -1e-3, rtol=2e-2)
+
+
+def test_stable_spam_spike_in_a_large_leaf_after_warm_up():
+    """Issue 12 row 4b: a 1e19 spike in a 4096-entry leaf after 20 warm-up steps."""
+    params = {"w": jnp.zeros((64, 64))}
+    rng = np.random.default_rng(2)
+    grads = [{"w": jnp.asarray(rng.normal(0, 1, (64, 64)), jnp.float32)} for _ in range(30)]
+    grads[20] = {"w": grads[20]["w"].at[3, 5].set(1e19)}
+    grads[21] = {"w": grads[21]["w"] * 1e19}  # a whole-leaf spike: norm 6.4e20, finite
+    for k, (updates, state, p) in enumerate(
+            _run_steps(oxs.stable_spam(1e-3, track_clips=True), params, grads), start=1):
+        assert _all_finite((updates, state, p)), (k, state)
+        if k == 21:
+            assert int(state.clipped) >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+def test_adaptive_grad_norm_of_a_huge_but_representable_norm(dtype):
+    """Issue 12 row 5: adaptive_grad_norm with 1e20 gave NaN; the norm (1.5e20, representable
+    in float32) is now exact, so the output keeps g's direction (its size is set by the
+    saturated ν: ‖g‖² overflows float32)."""
+    big = float(jnp.finfo(dtype).max) / 4 if dtype != jnp.float32 else 1e20
+    g = np.array([big, -big, 0.0, big / 2], np.float64)
+    tx = oxs.adaptive_grad_norm()
+    out, state = jax.jit(tx.update)({"w": jnp.asarray(g, dtype)}, tx.init({"w": jnp.zeros(4)}))
+    want = np.asarray(jnp.asarray(g, dtype), np.float64)
+    got = np.asarray(out["w"], np.float64)
+    np.testing.assert_allclose(got / np.linalg.norm(got), want / np.linalg.norm(want),
+                               rtol=1e-2 if dtype != jnp.float32 else 1e-6)
+    assert _all_finite((out, state))
+    # A norm beyond float32 (4096 entries of 1e38): finite output and statistics.
+    wide = {"w": jnp.full((64, 64), 1e38, jnp.float32)}
+    out, state = jax.jit(tx.update)(wide, tx.init(wide))
+    assert _all_finite((out, state))
+
+
+def test_adaptive_spike_clip_of_the_largest_float():
+    g = {"w": jnp.asarray([3.4e38, -3.4e38, 1.0], jnp.float32)}
+    tx = oxs.adaptive_spike_clip(track_clips=True)
+    state = tx.init(g)
+    for _ in range(3):
+        out, state = tx.update(g, state)
+        assert _all_finite((out, state))
+
+
+@pytest.mark.parametrize("factory", [oxs.spam, oxs.stable_spam])
+def test_float16_second_moment_saturates_or_lives_in_float32(factory):
+    """16-bit second moments: stored in the params' dtype they saturate at its largest finite
+    value (finite, an underestimate); ``nu_dtype=jnp.float32`` keeps them exact."""
+    params = {"w": jnp.ones(3, jnp.float16)}
+    grads = [{"w": jnp.asarray([3e4, 1.0, -2.0], jnp.float16)}] * 3
+    kwargs = dict(reset_interval=0) if factory is oxs.spam else {}
+    saturated = _run_steps(factory(1e-3, **kwargs), params, grads)
+    exact = _run_steps(factory(1e-3, nu_dtype=jnp.float32, **kwargs), params, grads)
+    for updates, state, p in saturated + exact:
+        assert _all_finite((updates, state, p))
+    assert saturated[-1][1].nu["w"].dtype == jnp.float16
+    assert exact[-1][1].nu["w"].dtype == jnp.float32
+    if factory is oxs.spam:  # v = (1 - 0.999^3) · 9e8 ≈ 2.7e6: beyond float16
+        assert float(saturated[-1][1].nu["w"][0]) == float(jnp.finfo(jnp.float16).max)
+        np.testing.assert_allclose(float(exact[-1][1].nu["w"][0]),
+                                   (1 - 0.999**3) * 3e4**2, rtol=1e-3)
+    with pytest.raises(ValueError, match="nu_dtype"):
+        factory(1e-3, nu_dtype="int8")
+
+
+@pytest.mark.parametrize("spike", [1e20, 3.4e38])
+def test_whole_tree_spike_before_and_after_resets_keeps_everything_finite(spike):
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(5)}
+    rng = np.random.default_rng(3)
+    grads = [{n: jnp.asarray(rng.normal(0, 1, p.shape), jnp.float32) for n, p in params.items()}
+             for _ in range(14)]
+    for k in (2, 4, 8):  # before, at and after a reset (interval 4)
+        grads[k - 1] = jax.tree.map(lambda x: jnp.full_like(x, spike), grads[k - 1])
+    for tx in (oxs.spam(1e-3, reset_interval=4, warmup_steps=2, clip_delay=2,
+                        track_clips=True),
+               oxs.stable_spam(1e-3, reset_interval=4, track_clips=True),
+               optax.chain(oxs.adaptive_spike_clip(), oxs.adaptive_grad_norm(),
+                           optax.adam(1e-3))):
+        for k, (updates, state, p) in enumerate(_run_steps(tx, params, grads), start=1):
+            assert _all_finite((updates, state, p)), (k, state)
+
+
+def test_reset_warmup_accepts_any_int():
+    factor = oxs.reset_warmup(500, 150)
+    assert float(factor(2**31)) == float(factor(2**31 - 2))
+    assert float(factor(-(2**40))) == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14 item 4: Stable-SPAM's reset step, the default and the authors' order.
+# ------------------------------------------------------------------------------------------------
+
+
+def test_stable_spam_authors_reset_order_matches_reference():
+    problem = _problem(4, spikes=SPIKES)
+    schedule = _schedule()
+    tx = oxs.stable_spam(schedule, reset_order="authors", **STABLE_HP)
+    ps, out = _run_jax(tx, problem, ("mu", "nu"))
+    r = _run_ref(ref.StableSpam(problem[2], reset_order="authors", **STABLE_HP), problem,
+                 _lr_np(schedule), "total_steps")
+    _assert_close(ps, r["p"], "params")
+    _assert_close(out["mu"], r["m"], "mu")
+    _assert_close(out["nu"], r["v"], "nu")
+    # At a reset step (k = 200, 400, 600) the authors' moments are zero after the step.
+    assert np.all(r["m"]["w"][199] == 0) and np.all(out["mu"]["w"][199] == 0)
+
+
+def _reset_step_ratio(seed: int) -> tuple[float, float]:
+    """RMS of the reset step's update, authors' order / zero-first, and of the step after."""
+    rng = np.random.default_rng(seed)
+    params = {"w": jnp.zeros(256)}
+    mean = rng.normal(0, 1, 256)
+    grads = [{"w": jnp.asarray(mean + rng.normal(0, 1, 256), jnp.float32)} for _ in range(501)]
+    runs = {order: _run_steps(oxs.scale_by_stable_spam(reset_interval=500, reset_order=order),
+                              params, grads, with_params=False)
+            for order in ("zero_first", "authors")}
+    rms = {order: [float(np.sqrt(np.mean(np.square(np.asarray(h[0]["w"])))))
+                   for h in hist] for order, hist in runs.items()}
+    # Steps 1-499 agree exactly; k = 500 is the reset step.
+    np.testing.assert_array_equal(rms["authors"][:499], rms["zero_first"][:499])
+    return (rms["authors"][499] / rms["zero_first"][499],
+            rms["authors"][499] / rms["authors"][498],
+            rms["zero_first"][499] / rms["zero_first"][498])
+
+
+def test_stable_spam_reset_step_magnitude_authors_vs_zero_first():
+    """The documented difference, on a noisy steady gradient stream (signal = noise): the
+    authors' reset step is 0.29-0.32x the zero-first one and about 0.5x the step before it
+    (old moments over the bias corrections of step 1); the zero-first reset step is a full
+    sign(g) step, 1.6-1.7x the step before it."""
+    for seed in range(3):
+        versus_zero_first, authors_vs_before, zero_first_vs_before = _reset_step_ratio(seed)
+        assert 0.25 < versus_zero_first < 0.40, versus_zero_first
+        assert 0.40 < authors_vs_before < 0.60, authors_vs_before
+        assert 1.30 < zero_first_vs_before < 2.00, zero_first_vs_before
+    with pytest.raises(ValueError, match="reset_order"):
+        oxs.stable_spam(1e-3, reset_order="late")

@@ -10,8 +10,11 @@ that is set to 1 on reset steps. Parameters are dicts of float64 arrays.
 optaxsched additions, implemented the same way here:
 
 * ``reset_interval = 0`` never resets (the reference would divide by zero);
-* a step whose gradient has any NaN/Inf entry is skipped: parameters and state unchanged,
-  ``skipped`` incremented, step counters not advanced;
+* a NaN/Inf gradient entry is a spike dropped to zero (per coordinate; the step itself is
+  applied), counted with the clipped coordinates;
+* Stable-SPAM's ``reset_order="authors"``: at a reset step the update uses the old moments
+  (continued with this step's gradient) and the bias corrections of step 1, and the moments
+  are zeroed after the step, as the authors' ``stablespam.py`` does;
 * Stable-SPAM's optional cosine scaling is held at ``eta_min`` after ``t_max + 1`` steps;
 * ``clipped`` counts clipped coordinates of the last step, ``clipped_total`` all of them.
 """
@@ -23,8 +26,12 @@ import math
 import numpy as np
 
 
-def _all_finite(grads: dict) -> bool:
-    return all(np.all(np.isfinite(g)) for g in grads.values())
+def _drop_non_finite(g: np.ndarray) -> tuple[np.ndarray, int]:
+    """(g with NaN/Inf entries set to 0, how many there were)."""
+    g = np.array(g, dtype=np.float64)
+    bad = ~np.isfinite(g)
+    g[bad] = 0.0
+    return g, int(bad.sum())
 
 
 class Spam:
@@ -46,7 +53,6 @@ class Spam:
         self.current_step = warmup_steps + 1  # steps since the warmup was restarted
         self.clipped = 0
         self.clipped_total = 0
-        self.skipped = 0
         self.last_scale = 1.0
 
     def _decay(self, c: int) -> float:
@@ -57,15 +63,13 @@ class Spam:
         return 0.99 * (1.0 + math.cos(math.pi * c / (n + 1))) / 2.0
 
     def step(self, grads: dict, lr: float) -> dict:
-        if not _all_finite(grads):
-            self.skipped += 1
-            return self.params
         scale = 1.0 - self._decay(self.current_step)
         self.last_scale = scale
         clipped = 0
         k = self.total_step + 1
         for name, p in self.params.items():
-            g = np.array(grads[name], dtype=np.float64)
+            g, dropped = _drop_non_finite(grads[name])
+            clipped += dropped
             if self.delta_t != 0 and k % self.delta_t == 0:
                 self.m[name] = np.zeros_like(p)
                 self.v[name] = np.zeros_like(p)
@@ -100,7 +104,9 @@ class StableSpam:
     """
 
     def __init__(self, params: dict, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, gamma1=0.7,
-                 gamma2=0.9, theta=0.999, reset_interval=1000, t_max=None, eta_min=0.5):
+                 gamma2=0.9, theta=0.999, reset_interval=1000, t_max=None, eta_min=0.5,
+                 reset_order="zero_first"):
+        self.reset_order = reset_order
         self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
         self.b1, self.b2, self.eps, self.wd = b1, b2, eps, weight_decay
         self.gamma1, self.gamma2, self.theta = gamma1, gamma2, theta
@@ -114,7 +120,6 @@ class StableSpam:
         self.total_steps = 0
         self.clipped = 0
         self.clipped_total = 0
-        self.skipped = 0
 
     def _scale(self, k: int) -> float:
         if self.t_max is None:
@@ -124,9 +129,6 @@ class StableSpam:
         return self.eta_min + (1.0 - self.eta_min) * (1.0 + math.cos(math.pi * x)) / 2.0
 
     def step(self, grads: dict, lr: float) -> dict:
-        if not _all_finite(grads):
-            self.skipped += 1
-            return self.params
         self.total_steps += 1
         k = self.total_steps
         scale = self._scale(k)
@@ -135,7 +137,8 @@ class StableSpam:
         clipped = 0
         for name, p in self.params.items():
             p *= 1.0 - lr * self.wd
-            g = np.array(grads[name], dtype=np.float64)
+            g, dropped = _drop_non_finite(grads[name])
+            clipped += dropped
             self.n[name] += 1
             # AdaClip.
             g_max = float(np.max(np.abs(g)))
@@ -157,12 +160,15 @@ class StableSpam:
             if norm > 0:
                 g = g / norm * (mean_hat / (math.sqrt(sq_hat) + self.eps))
             # Momentum reset.
-            if self.delta_t != 0 and k % self.delta_t == 0:
+            reset = self.delta_t != 0 and k % self.delta_t == 0
+            m, v = self.m[name], self.v[name]  # the authors bind these before the reset
+            if reset:
                 self.m[name] = np.zeros_like(p)
                 self.v[name] = np.zeros_like(p)
                 self.n[name] = 1
+                if self.reset_order == "zero_first":
+                    m, v = self.m[name], self.v[name]
             n = self.n[name]
-            m, v = self.m[name], self.v[name]
             m[...] = beta1 * m + (1 - beta1) * g
             v[...] = self.b2 * v + (1 - self.b2) * g * g
             bc1 = 1.0 - beta1 ** n

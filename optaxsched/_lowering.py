@@ -1,0 +1,219 @@
+"""How the spike transforms are lowered: devices for XLA's CPU backend, kept out of the algorithms.
+
+XLA's GPU and TPU backends fuse elementwise producers and reductions into one kernel and several
+outputs into one loop. Its CPU backend compiles each fusion into its own loop over memory, with
+no multi-output fusion, so a step costs about the number of full-size arrays its loops read and
+write. The update functions in :mod:`optaxsched.spikes` are written as the papers' algorithm
+boxes; the few places where the literal form would cost a full-size pass or a copy on CPU call a
+function of this module instead. Each one computes the same values (up to float rounding where
+said) and carries the measurement that justifies it. On an accelerator each is close to
+neutral: the exact divisions and multiplications by a runtime 1 and the recomputation identity
+are elementwise work inside memory-bound loops, and the library reductions are what XLA uses
+there anyway. (Optimisation barriers are not used: XLA's CPU pipeline removes them before
+fusion, so they had no effect; the compiled HLO holds none.) Not yet measured on a GPU.
+
+Measurements: ``benchmarks/step_time.py`` on the project's shared 2-core CPU, 16M float32
+parameters, ratio to ``optax.adam`` in the same process (``benchmarks/RESULTS.md``), and XLA's
+buffer assignment (``tests/test_footprint.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from optaxsched import _numerics, _reductions
+
+__all__ = ["each_loop", "runtime_one", "stored", "spam_clip_from_new_moment", "count_true",
+           "max_abs_and_sum_squares", "clipped_norm", "finite_max_abs", "finite_norm",
+           "reduce_accurate"]
+
+
+def each_loop(x: Any, fn: Any, one: jax.Array, n: int = 2) -> tuple:
+    """``n`` copies of ``fn(x)`` (``x`` an array or a list of them) that XLA computes inside
+    each loop that reads one, instead of writing one shared copy out.
+
+    XLA merges identical expressions and then writes a producer shared by several loops out
+    as a full-size temporary. The copies here are ``fn`` of ``x * one``, ``x - (one - 1)`` and
+    ``x / one`` with ``one`` a runtime 1 (:func:`runtime_one`): exact, but not identical to
+    XLA. (An optimisation barrier would be the natural tool, but XLA's CPU pipeline removes
+    barriers before fusion.) Measured on SPAM, 512x512 leaf: the NaN-dropped gradient shared by
+    the ``v`` and ``m`` loops was one parameter-sized temporary, none with this; likewise
+    Stable-SPAM's clipped, normalised gradient shared by its reduction and moment loops.
+    """
+    variants = (lambda y, o: y * o, lambda y, o: y - (o - 1), lambda y, o: y / o)
+    if n > len(variants):
+        raise ValueError(f"each_loop: at most {len(variants)} copies")
+    return tuple(fn(jax.tree.map(lambda y, i=i: variants[i](y, one.astype(y.dtype)), x))
+                 for i in range(n))
+
+
+def runtime_one(count: jax.Array) -> jax.Array:
+    """A float32 scalar equal to 1 that XLA cannot fold into a constant (see :func:`stored`)."""
+    return jnp.where(jnp.asarray(count) > -(2**31), 1.0, 2.0).astype(jnp.float32)
+
+
+def stored(x: jax.Array, one: jax.Array) -> jax.Array:
+    """``x`` (exactly: ``x / 1``), written once to memory and read by the later loops.
+
+    XLA's CPU fusion duplicates a *cheap* elementwise producer into each of its consumers
+    rather than read it back. For a moment update that is wrong: recomputing the new ``m`` or
+    ``v`` in a later loop needs the *old* one, so it cannot be updated in place, and a square
+    root the copies share is written out as a full-size temporary. (An optimisation barrier
+    does not help: the CPU pipeline removes barriers before fusion.) A division by a runtime
+    1 makes the producer "expensive" to XLA, so it is computed in one loop and read back;
+    the division is exact and free in a memory-bound loop. Measured on SPAM, 512x512 leaf:
+    3-4 parameter-sized temporaries and two moment copies without it, none with it; at 16M
+    parameters 6.4x ``optax.adam`` without it (RESULTS.md, step_time section).
+    """
+    return x / one.astype(x.dtype)
+
+
+def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, limit_ratio: jax.Array,
+                              clip_on: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """SPAM's clipped gradient and spike mask, recomputed from the *updated* second moment.
+
+    The algorithm clips against the old ``v`` (``g² > θ v_old`` -> ``sign(g) sqrt(θ v_old)``)
+    and then updates ``m`` and ``v`` with the clipped value. With ``c = b2 + (1 - b2) θ`` and
+    ``limit_ratio = θ / c``: a spike has ``v_new = c v_old``, hence ``θ v_old = θ v_new / c``;
+    otherwise ``v_new <= c v_old`` and ``g² <= θ v_new / c``. So ``g² > θ v_new / c`` is the same
+    test and ``sqrt(θ v_new / c)`` the same clipped value (equal up to float rounding; the
+    parity tests hold to 1e-5). Only where ``v`` saturated at the largest finite value does
+    the identity clip a little differently (both sides are then ~1e19 or beyond).
+
+    Why: if the ``m`` pass read the old ``v``, ``v`` could not be updated in place: XLA copied
+    the whole of ``v`` on every step (a full-size copy in the compiled step, which
+    ``tests/test_footprint.py`` now refuses). Reading the new ``v`` costs the same read. The
+    new ``v`` passes an optimisation barrier: without it XLA recomputed ``v_new`` (from the old
+    ``v``) inside the ``m`` loop, which again needs the old ``v`` (two copies of the moments and
+    a materialised ``sqrt(θ v)``: 4 parameter-sized temporaries, 6.4x ``optax.adam`` at 16M).
+    """
+    v_new = jax.lax.optimization_barrier(v_new)
+    limit = limit_ratio.astype(g.dtype) * v_new.astype(g.dtype)
+    spike = clip_on & (g * g > limit)
+    return jnp.where(spike, jnp.copysign(jnp.sqrt(limit), g), g), spike
+
+
+def count_true(mask_a: jax.Array, mask_b: jax.Array) -> jax.Array:
+    """The number of True entries of ``mask_a`` plus those of ``mask_b`` (int32, saturating),
+    as one variadic reduction by rows first.
+
+    Why two masks in one reduction: XLA turns a single-operand count into a plain reduction,
+    which its CPU backend does not fuse with the mask's producer: the int32 mask was written
+    out as a full-size temporary (SPAM with counters: 2.4x ``optax.adam`` at 16M). A variadic
+    reduction with both outputs used is one loop; the spike transforms count clipped and
+    non-finite coordinates, which is two masks anyway.
+    """
+    a, b = reduce_accurate([mask_a.astype(jnp.int32), mask_b.astype(jnp.int32)], [0, 0],
+                           ["add", "add"])
+    big = jnp.iinfo(jnp.int32).max
+    return jnp.where(a > big - b, big, a + b)
+
+
+# Leaves up to this size are counted in one sequential loop; larger ones by rows first.
+_SEQUENTIAL_SUM = 2**16
+
+
+def max_abs_and_sum_squares(raw: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(``max |raw|``, ``Σ raw²``) in float32 by XLA's library reductions, straight from the
+    gradient as passed in.
+
+    Why not one fused loop: XLA's CPU backend hands a plain ``max`` or ``sum`` of a parameter
+    to a vectorised, multi-threaded library kernel, but emits its own scalar loop for a
+    variadic reduction or one with a fused producer. Measured on one 2000x2000 float32 leaf
+    (shared 2-core machine): library max 4.5-6 ms and sum 1-6 ms against 42-52 ms for the
+    variadic (max, sum) loop, while Adam's whole update of that leaf takes 21-27 ms. The
+    gradient's finiteness is read off the sum (NaN and inf propagate), so the common step makes
+    no other pass; the rest happens under ``lax.switch`` (:func:`clipped_norm`).
+    """
+    x = raw if raw.dtype == jnp.float32 else raw.astype(jnp.float32)
+    return jnp.max(jnp.abs(x), initial=0.0), jnp.sum(jnp.square(x))
+
+
+def clipped_norm(raw: jax.Array, sanitize: Any, limit_of: Any, clip: Any, track: bool
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """AdaClip's ``max |g|`` and the ℓ2 norm of the clipped gradient, for one leaf:
+    ``(max |g|, ‖clip(g)‖, clipped + dropped entries)`` (the count is 0 unless ``track``).
+
+    ``sanitize(raw)`` drops non-finite entries, ``limit_of(max)`` is AdaClip's threshold
+    (``inf`` where nothing may be clipped) and ``clip(g, max)`` returns (clipped g, mask).
+    Three cases, chosen under ``lax.switch`` so that each step runs one of them:
+
+    * the common one (finite sum, ``max |g| <= M̂``): nothing is clipped, the norm is
+      ``sqrt(Σ g²)`` from the library reductions above; no other pass;
+    * AdaClip clips (finite sum, ``max |g| > M̂``): ``Σ_{|g| <= M̂} g²`` is summed again and
+      the clipped entries add ``(M̂ / max)² (Σ g² - that)``; the difference is accurate to
+      float32 relative to the clipped part, whose factor is at most 1;
+    * a non-finite entry or an overflowed sum: the sanitised, clipped gradient's norm by the
+      one-pass scaled reduction of ``_numerics.rescaled_norm`` (exact for any finite input).
+    """
+    g_max, sum_sq = max_abs_and_sum_squares(raw)
+    zero = jnp.zeros((), jnp.int32)
+
+    def count(mask_a, mask_b):
+        return count_true(mask_a, mask_b) if track else zero
+
+    def common():
+        return g_max, jnp.sqrt(sum_sq), zero
+
+    def clipped():
+        limit = limit_of(g_max)
+        x = raw.astype(jnp.float32)
+        under = jnp.sum(jnp.where(jnp.abs(x) <= limit, jnp.square(x), 0.0))
+        ratio = limit / jnp.maximum(g_max, jnp.finfo(jnp.float32).tiny)
+        norm = jnp.sqrt(under + ratio * ratio * jnp.maximum(sum_sq - under, 0.0))
+        return g_max, norm, count(jnp.abs(x) > limit, jnp.zeros(x.shape, bool))
+
+    def slow():
+        x = sanitize(raw)
+        m = jnp.max(jnp.abs(x), initial=0.0).astype(jnp.float32)
+        gc, mask = clip(x, m)
+        return m, _numerics.rescaled_norm(gc).astype(jnp.float32), count(mask,
+                                                                         ~jnp.isfinite(raw))
+
+    case = jnp.where(jnp.isfinite(sum_sq), jnp.where(g_max > limit_of(g_max), 1, 0), 2)
+    return jax.lax.switch(case, (common, clipped, slow))
+
+
+def finite_max_abs(raw: jax.Array, sanitize: Any) -> jax.Array:
+    """``max |sanitize(raw)|`` (float32): the library ``max`` of the gradient as passed in, and
+    the sanitised maximum only when that is not finite (see :func:`max_abs_and_sum_squares`)."""
+    m = jnp.max(jnp.abs(raw), initial=0.0).astype(jnp.float32)
+    return jax.lax.cond(jnp.isfinite(m), lambda: m,
+                        lambda: jnp.max(jnp.abs(sanitize(raw)), initial=0.0).astype(jnp.float32))
+
+
+def finite_norm(raw: jax.Array, sanitize: Any) -> jax.Array:
+    """``‖sanitize(raw)‖₂`` (float32): ``sqrt`` of the library ``Σ raw²``, or, when that sum is
+    not finite (a non-finite entry, or an overflow), the one-pass scaled norm of the sanitised
+    gradient (``_numerics.rescaled_norm``), finite whenever the true norm is."""
+    x = raw if raw.dtype == jnp.float32 else raw.astype(jnp.float32)
+    sum_sq = jnp.sum(jnp.square(x))
+    return jax.lax.cond(jnp.isfinite(sum_sq), lambda: jnp.sqrt(sum_sq),
+                        lambda: _numerics.rescaled_norm(sanitize(raw)).astype(jnp.float32))
+
+
+def reduce_accurate(operands: list, inits: list, ops: list) -> tuple[jax.Array, ...]:
+    """:func:`_reductions.reduce_all`, with long vectors cut into rows first too (a float32 sum
+    accumulated sequentially over 10^5 entries loses digits; by rows it is also spread over
+    the threads)."""
+    x = operands[0]
+    if x.ndim != 1 or x.size <= _SEQUENTIAL_SUM:
+        return _reductions.reduce_all(operands, inits, ops)
+    width = 1024
+    head = (x.size // width) * width
+    parts = [_reductions.reduce_all([o[:head].reshape(-1, width) for o in operands], inits, ops)]
+    if head < x.size:
+        parts.append(_reductions.reduce_all([o[head:] for o in operands], inits, ops))
+    out = []
+    for i, op in enumerate(ops):
+        values = [p[i] for p in parts]
+        combined = values[0]
+        for v in values[1:]:
+            combined = jnp.maximum(combined, v) if op == "max" else combined + v
+        out.append(combined)
+    return tuple(out)
+
+
