@@ -199,7 +199,7 @@ def fit_exponential(losses: Any, steps: Any = None, *, min_rate: Any = None) -> 
     if min_rate is None:
         min_rate = 1.0 / span
     elif isinstance(min_rate, bool) or not isinstance(min_rate, numbers.Real) or \
-            not 0 < min_rate < 10.0 / min_step:
+            not 0 < float(min_rate) < 10.0 / min_step:
         fail("fit_exponential", "min_rate", f"a number in (0, {10.0 / min_step:g}) (10 / the "
              f"smallest step)", min_rate)
     lo = math.log(min_rate)
@@ -512,7 +512,7 @@ class AutoLRSStage(NamedTuple):
       train_steps: ``τ``, steps trained at the chosen learning rate.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as optax's count fields do
     start: int
     num_candidates: int
     trial_steps: int

@@ -11,6 +11,7 @@ import argparse
 import inspect
 import re
 import sys
+from typing import NoReturn, overload
 
 __all__ = ["main", "build_parser"]
 
@@ -44,12 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         _exit(parser, args, f"cannot write{target}: {err.strerror or err}.")
 
 
-def _exit(parser: argparse.ArgumentParser, args, message: str) -> None:
+def _exit(parser: argparse.ArgumentParser, args, message: str) -> NoReturn:
     """Exit code 2 and one line on stderr, the way argparse reports a usage error."""
     line = " ".join(message.split())
     parser.exit(2, f"{parser.prog} {args.command}: error: {line}\n")
 
 
+@overload
+def _writable(option: str, path: str) -> str: ...
+@overload
+def _writable(option: str, path: None) -> None: ...
 def _writable(option: str, path: str | None) -> str | None:
     """``path`` with its parent directories created (a user expects ``-o runs/new/x.png`` to
     work); a named error when they cannot be (a file in the way, no permission)."""

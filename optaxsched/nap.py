@@ -233,7 +233,7 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
     reduced: list[tuple[int, ...] | None] = [None] * len(leaves)
     kept_shapes: list[tuple[int, ...]] = []
     for block in blocks:
-        kept_shape = None
+        kept_shape: tuple[int, ...] | None = None
         for i in block:
             shape = tuple(np.shape(leaves[i]))
             reduced[i] = _reduced_axes(where, shape, axis, lambda i=i: path(i))  # type: ignore[misc]
@@ -245,7 +245,7 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
                     f"{where}: the leaves of a joint block must have the same number of units "
                     f"along axis={axis!r}, got shapes {kept_shape} and {this_kept} (leaf "
                     f"{path(i)}) in the block labelled {labels[i][1]!r}.")
-        kept_shapes.append(kept_shape)
+        kept_shapes.append(kept_shape if kept_shape is not None else ())
     return _Layout(labels, blocks, reduced, kept_shapes)
 
 
@@ -254,8 +254,9 @@ def _block_scaled_squares(layout: _Layout, block_index: int, leaves: Sequence[ja
     """``(c, s)`` of :func:`_numerics.scaled_sum_squares` for one block (``leaves`` already in
     the norm dtype): the block's norm is ``sqrt(s)/c``, per unit with ``axis``."""
     block = layout.blocks[block_index]
+    axes = [layout.reduced[i] for i in block]  # a selected leaf always has its reduced axes
     return _numerics.scaled_sum_squares([leaves[i] for i in block],
-                                        [layout.reduced[i] for i in block])
+                                        [a for a in axes if a is not None])
 
 
 def _block_norm(layout: _Layout, block_index: int, leaves: Sequence[jax.Array]) -> jax.Array:

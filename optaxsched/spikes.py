@@ -909,7 +909,7 @@ def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     4. **Adam**: ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g²``, direction
        ``(m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps)``.
 
-    Project decision (optaxsched spec §13): the AdaClip and AdaGN bias corrections use the
+    Project decision (:ref:`design-stable-spam`): the AdaClip and AdaGN bias corrections use the
     never-reset step ``k``, as pytorch-optimizer 4.1.0 does, not the reset counter ``n`` of the
     original code (which inflates the clip threshold by up to ``1 / (1 - θ^n)`` after each
     reset). The statistics ``M, μ, ν`` are never reset.

@@ -33,7 +33,7 @@ def _sweep_values(where: str, hyperparams: dict[str, Any]) -> tuple[dict[str, np
         fail(where, "hyperparams", "at least one swept hyperparameter (name=array of values)",
              hyperparams)
     values: dict[str, np.ndarray] = {}
-    size = None
+    size = 0
     for name, value in hyperparams.items():
         if callable(value):
             fail(where, name, "a 1-D array of numbers (a schedule cannot be vmapped over; sweep "
@@ -51,11 +51,11 @@ def _sweep_values(where: str, hyperparams: dict[str, Any]) -> tuple[dict[str, np
             stored = arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else arr
         if not np.all(np.isfinite(stored)):
             fail(where, name, "finite in float32 (the dtype they are stored in)", value)
-        if size is not None and arr.size != size:
+        if size and arr.size != size:
             fail(where, name, f"of the same length as the other swept values ({size})", value)
         size = arr.size
         values[name] = arr
-    return values, int(size)
+    return values, size
 
 
 def _check_factory(where: str, factory: Any, names: Sequence[str]) -> None:
@@ -258,8 +258,8 @@ def lr_sensitivity(final_losses: Any, initial_loss: Any) -> float:
     initial = _real_array("initial_loss", initial_loss)
     if initial.shape != () or not math.isfinite(float(initial)):
         fail("lr_sensitivity", "initial_loss", "a finite real number", initial_loss)
-    initial = float(initial)
-    capped = np.minimum(np.where(np.isfinite(losses), losses, initial), initial)
+    l0 = float(initial)
+    capped = np.minimum(np.where(np.isfinite(losses), losses, l0), l0)
     # mean(capped - min), not mean - min: exactly 0 for equal losses, and never negative.
     return float(np.mean(capped - np.min(capped)))
 

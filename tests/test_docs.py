@@ -70,9 +70,7 @@ def test_the_design_page_holds_every_section_the_docstrings_cite():
     assert cited and cited <= labels, sorted(cited - labels)
 
 
-# spikes.py still cites the spec's section 13 in scale_by_stable_spam; its owner's branch
-# replaces it with :ref:`design-stable-spam`. Remove this entry once that branch is merged.
-_PENDING = {"optaxsched/spikes.py"}
+_PENDING: set[str] = set()
 
 
 def test_the_repository_stands_alone():
