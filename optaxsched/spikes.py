@@ -278,6 +278,18 @@ def _compute_dtype(dtype: Any) -> Any:
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def _store(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` cast to a moment's or an update's storage ``dtype``: as it is for 32/64-bit dtypes,
+    saturated at the largest finite value for 16-bit ones. A 16-bit moment can overflow (a
+    normalised entry of 256 squares past float16's 65504), and a 16-bit second moment can
+    underflow to 0 while the first does not, which makes a float32 direction m / (sqrt(v) + eps)
+    too large for float16. (Saturating float32 Stable-SPAM moments too made XLA copy both
+    moments every step; AdaGN bounds what they see.)"""
+    if jnp.finfo(dtype).bits < 32:
+        x = _numerics.saturate(x, dtype)
+    return x.astype(dtype)
+
+
 def _mask_leaves(where: str, mask: Any, params: Any, treedef: Any) -> list[bool]:
     if mask is None:
         return [True] * treedef.num_leaves
@@ -495,7 +507,7 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
         if learning_rate is not None:
             direction = _apply_step(where, direction, params, treedef, learning_rate,
                                     state.count, weight_decay, mask, decay_after_step=True)
-        out = [d.astype(g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
+        out = [_store(d, g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
         clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = SpamState(count=optax.safe_increment(state.count),
                               mu=treedef.unflatten(new_m), nu=treedef.unflatten(new_v),
@@ -826,7 +838,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = v.astype(cdt) if authors_reset else _reset(v, reset, cdt)
-            v1 = _plain_ema(rate2, old, gn * gn).astype(v.dtype)
+            v1 = _store(_plain_ema(rate2, old, gn * gn), v.dtype)
             used_v.append(v1)
             new_v.append(_reset(v1, reset, v.dtype) if authors_reset else v1)
         new_m, used_m = [], []
@@ -834,7 +846,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             gn = normalized(g, clip, factor)
             cdt = gn.dtype
             old = m.astype(cdt) if authors_reset else _reset(m, reset, cdt)
-            m1 = _plain_ema(rate1, old, gn).astype(m.dtype)
+            m1 = _store(_plain_ema(rate1, old, gn), m.dtype)
             used_m.append(m1)
             new_m.append(_reset(m1, reset, m.dtype) if authors_reset else m1)
         # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
@@ -846,7 +858,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
         if learning_rate is not None:
             direction = _apply_step(where, direction, params, treedef, learning_rate,
                                     state.count, weight_decay, mask, decay_after_step=False)
-        out = [d.astype(g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
+        out = [_store(d, g.dtype) for d, g in zip(direction, g_leaves, strict=True)]
         clipped, clipped_total = _counters(track_clips, counts, state)
         new_state = StableSpamState(
             count=optax.safe_increment(state.count),

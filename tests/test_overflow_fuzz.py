@@ -41,10 +41,7 @@ from tests import _registry as reg
 
 # Entries that overflow on this branch: the spike transforms' own reductions and resets are
 # made overflow-safe on another branch (issue 12, item 1). Empty this set after merging.
-KNOWN_OVERFLOW_FAILURES = {
-    "scale_by_spam", "spam", "scale_by_stable_spam", "stable_spam", "clip_spikes",
-    "adaptive_grad_norm",
-}
+KNOWN_OVERFLOW_FAILURES: set[str] = set()
 
 # Entries with optax's Adam inside (see the module docstring): magnitudes bounded by the dtype.
 OPTAX_ADAM_INSIDE = {"nap_adam", "hypergradient_adam_mult", "reset_every_adam",
