@@ -32,8 +32,8 @@ are identical and only that factor differs, so for the case with warmup each tor
 optaxsched's update times the ratio of the two factors; the test checks the recorded torch
 factor against that closed form and the updates against the rescaled ones, to 1e-5 of the
 step plus 4 ulp of the parameters (the updates are differences of float32 parameters of size
-~2, so a step of 1e-4, the first one after a reset, carries ~2e-7 of rounding). With ``warmup_epoch = 0``
-(no warmup in either) the trajectories agree whole.
+~2, so a step of 1e-4, the first one after a reset, carries ~2e-7 of rounding). With
+``warmup_epoch = 0`` (no warmup in either) the trajectories agree whole.
 """
 
 from __future__ import annotations
