@@ -450,6 +450,10 @@ def main(argv=None) -> int:
                         help="per-seed results, merged by (dataset, optimizer) across runs; "
                              "the RESULTS.md table is drawn from all of them")
     parser.add_argument("--no-write", action="store_true", help="print, do not write anything")
+    parser.add_argument("--merge", nargs="*", default=[],
+                        help="other JSON files of this suite whose rows join the table")
+    parser.add_argument("--render-only", action="store_true",
+                        help="train nothing: draw the table from the JSON and write it")
     args = parser.parse_args(argv)
     folder = args.keel_dir or keel_dir()
     epochs = {name: EPOCHS for name in args.datasets}
@@ -462,6 +466,8 @@ def main(argv=None) -> int:
     grid, widen = GRIDS, 12
     seeds = {"selection": SELECTION_SEEDS, "pilot": PILOT_SEEDS, "eval": EVAL_SEEDS}
     if args.quick:
+        global UNROLL
+        UNROLL = 1  # compiles several times faster; the quick run is about compile time
         epochs = {name: 2 for name in epochs}
         grid, widen = {"sgd": np.arange(-2, 1), "adam": np.arange(-4, -1)}, 0
         seeds = {"selection": (0,), "pilot": (100,), "eval": (1000, 1001)}
@@ -470,8 +476,11 @@ def main(argv=None) -> int:
     if write and os.path.exists(args.json):
         with open(args.json, encoding="utf-8") as f:
             stored = {(r["dataset"], r["optimizer"]): r for r in json.load(f)["rows"]}
+    for path in args.merge:
+        with open(path, encoding="utf-8") as f:
+            stored.update({(r["dataset"], r["optimizer"]): r for r in json.load(f)["rows"]})
     start = time.perf_counter()
-    for name in args.datasets:
+    for name in [] if args.render_only else args.datasets:
         for opt in args.optimizers:
             row = run_one(name, opt, folder, epochs[name], grid[opt], seeds, widen)
             stored[(name, opt)] = _to_json(row)
@@ -484,6 +493,11 @@ def main(argv=None) -> int:
                                                else -1, k[1]))]}, f, indent=1,
                               default=_plain)
                 os.replace(tmp, args.json)
+    if write and (args.render_only or args.merge):
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": [stored[key] for key in sorted(
+                stored, key=lambda k: (DATASETS.index(k[0]) if k[0] in DATASETS else -1,
+                                       k[1]))]}, f, indent=1, default=_plain)
     elapsed = time.perf_counter() - start
     rows = [_from_json(stored[key]) for key in sorted(
         stored, key=lambda k: (DATASETS.index(k[0]) if k[0] in DATASETS else -1,

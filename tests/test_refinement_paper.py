@@ -60,13 +60,13 @@ def test_optimum_is_a_minimum(tmp_path):
 
 
 def test_quick_run_end_to_end_writes_nothing(tmp_path, capsys):
-    _write_keel(tmp_path)
+    _write_keel(tmp_path, n=200)  # 13 batches per epoch: 26 steps, enough to smooth the norms
     results = os.path.join(BENCH, "RESULTS.md")
     before = hashlib.sha256(open(results, "rb").read()).hexdigest()
     assert suite.main(["--datasets", "synthetic", "--quick", "--keel-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| synthetic (60×4, 3) | 2 × 4 = 8 | sgd |" in out
-    assert "| synthetic (60×4, 3) | 2 × 4 = 8 | adam |" in out
+    assert "| synthetic (200×4, 3) | 2 × 13 = 26 | sgd |" in out
+    assert "| synthetic (200×4, 3) | 2 × 13 = 26 | adam |" in out
     assert hashlib.sha256(open(results, "rb").read()).hexdigest() == before
 
 
