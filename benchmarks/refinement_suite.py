@@ -408,7 +408,8 @@ def render(rows, refine_times, overhead, config, elapsed) -> str:
         f"Date: {config['date']}; machine: {config['machine']}; jax {jax.__version__}, "
         f"optax {optax.__version__}; wall time {elapsed:.0f} s.",
         "",
-        "### Logistic regression: cosine vs linear decay vs refined",
+        "### Noise-floor check (not the paper's protocol): cosine vs linear decay vs refined "
+        "at 1000 steps",
         "",
         f"Multinomial logistic regression with (λ/2)‖W‖², λ = {L2:g}, features standardised; "
         f"{config['steps']} steps of batch {config['batch']} (sampled with replacement), "
@@ -600,13 +601,16 @@ def reading(rows, refine_times, overhead) -> str:
         f"here (the norms of run 1 fall because of run 1's large early steps).",
         f"- Cosine was best on {wins['cosine']} of {len(rows)} and linear decay on "
         f"{wins['linear']} ({linear_wins or 'none'}); the differences between cosine and "
-        f"linear are mostly within 1–3 standard errors. The paper's finding that linear "
-        f"decay is at least as good as cosine comes from its deep-learning benchmark; these "
-        f"small, well-conditioned problems with 1,000 steps do not show it.",
+        f"linear are mostly within about one standard error (the LR is chosen on the same "
+        f"seeds it is reported on). This is a check at the minibatch noise floor (1000 steps "
+        f"of batch 16 with L2: 107 epochs of iris but 9 of digits), not the paper's protocol; "
+        f"the paper's abstract claims linear ≥ cosine and refined > linear for its "
+        f"logistic-regression suite too, which the `refinement_paper` section measures under "
+        f"that protocol.",
         "- Limits of this benchmark: small convex problems, one step budget, one smoothing "
         "width (0.1), norms from one pilot configuration. It checks that the pipeline "
         "(record → refine → schedule) works end to end and measures its effect honestly; it "
-        "does not test the deep-learning settings where the paper reports its gains.",
+        "does not reproduce the paper's protocol (see `refinement_paper`).",
     ]
     if refine_times:
         text.append(f"- `refine` on a 1M-step log took {1e3 * max(refine_times.values()):.0f} ms "

@@ -147,13 +147,17 @@ def uba(peak_value: float, total_steps: int, phi: float, warmup_steps: int = 0,
     that neither cancels nor overflows, so it stays finite for every ``phi`` that float32 can
     hold (the direct form returns inf at the start of the decay once ``phi >= 1e8``).
 
-    Which formula: the paper (Tang et al. 2025) could not be read here beyond its abstract (single
-    hyperparameter ``phi`` tied to the condition number). This is the form of the design notes
-    (:ref:`design-uba`), taken from a third-party ``UBAScheduler``; what was verified is algebraic
-    only: ``phi = 2`` reduces to ``(1 + cos pi z) / 2`` (cosine), the end points are ``peak_value``
-    and ``end_value``, and the shape is monotone for all ``phi > 0`` (tests pin these). Snippets
-    that write UBA as ``(1 - t/T) ** phi`` were not followed. Treat the mapping from ``phi`` to the
-    paper's recommendations as unconfirmed.
+    **Formula unverified.** The paper (Tang et al. 2025) could not be read here beyond its
+    abstract and introduction (single hyperparameter ``phi`` tied to the condition number):
+    the stored copies of arXiv 2505.24452 (HTML v1, abs v2), the NeurIPS and OpenReview pages
+    end before the schedule's equation, and no code by the authors was found (searched again
+    for issue 14). This is the form of the design notes (:ref:`design-uba`), taken from a third-party
+    ``UBAScheduler``; what was verified is algebraic only: ``phi = 2`` reduces to
+    ``(1 + cos pi z) / 2`` (cosine), the end points are ``peak_value`` and ``end_value``, and
+    the shape is monotone for all ``phi > 0`` (tests pin these). Other unofficial versions
+    disagree (``(1 - t/T) ** phi``; a generated summary's ``(1 - phi t/T) ** 2``) and were not
+    followed. Treat the formula, and the mapping from ``phi`` to the paper's recommendations,
+    as unconfirmed until checked against the paper's equation.
 
     Args:
       peak_value: learning rate at the start of the decay; a positive number.
