@@ -63,7 +63,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 if __package__ in (None, ""):  # `python examples/train.py`: make `examples` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -589,6 +589,64 @@ def _versions() -> dict[str, str]:
             "optaxsched": getattr(oxs, "__version__", "?")}
 
 
+# What the steps of a run share. ``run`` reads as the list of its steps; each step is a function
+# below it, in the order it runs.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """A run's resolved settings and everything built from them before the model.
+
+    Attributes:
+      cfg: the resolved configuration.
+      saved: the ``config.json`` of the run being resumed (``None`` for a new run).
+      lead: whether this process writes the run's files (process 0).
+      mesh: the (data, fsdp) device mesh.
+      corpus: the training and validation tokens.
+      refined_from: for ``--schedule refined``, where its norms came from (with their sha256).
+      schedule: the learning-rate schedule.
+    """
+
+    cfg: TrainConfig
+    saved: dict[str, Any] | None
+    lead: bool
+    mesh: Mesh
+    corpus: data_lib.Corpus
+    refined_from: dict[str, Any] | None
+    schedule: Any
+
+
+class _Model(NamedTuple):
+    """The model, its optimizer and where their arrays live."""
+
+    module: nnx.Module
+    graphdef: Any
+    optimizer: optim.Optimizer
+    num_params: int
+    param_shardings: Any
+    state_shardings: Any
+
+
+class _Data(NamedTuple):
+    """The tokens on the devices: the training split (replicated; each step draws its batch
+    from it) and fixed windows of each split for evaluation (split over the batch axes)."""
+
+    train_tokens: jax.Array
+    val_windows: jax.Array
+    train_windows: jax.Array
+
+
+class _Loop(NamedTuple):
+    """What the training loop ends with."""
+
+    params: Any
+    opt_state: Any
+    records: list[dict[str, Any]]
+    rates: list[float]
+    end: int
+    wall_s: float
+
+
 def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
     """Trains one run; the programmatic entry point of the trainer.
 
@@ -607,20 +665,37 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         from examples import autolrs_run
 
         return autolrs_run.run(config, argv)
+    setup = _prepare(config)
+    model, params, opt_state = _build_model_and_optimizer(setup)
+    data = _place_data(setup)
+    compile_start = time.perf_counter()
+    train_fn, eval_fn = _compile_steps(setup, model, data, params, opt_state)
+    compile_s = time.perf_counter() - compile_start
+    manager, start, records, params, opt_state = _open_run_dir(setup, model, params, opt_state,
+                                                                argv)
+    loop = _train_loop(setup, manager, train_fn, eval_fn, data, params, opt_state, start,
+                       records)
+    summary = _summarize(setup, model, loop, eval_fn, data, compile_s)
+    if setup.cfg.out and setup.lead:
+        _replace_file(os.path.join(setup.cfg.out, "summary.json"), json.dumps(summary, indent=2))
+        _replace_plots(loop.records, setup.cfg.out, _run_name(setup.cfg))
+    return RunResult(setup.cfg, loop.records, summary, loop.params, loop.opt_state,
+                     setup.cfg.out)
+
+
+def _prepare(config: TrainConfig) -> _Setup:
+    """Step 1: resolves the settings, joins the processes, checks ``--out`` (read-only), builds
+    the mesh, reads the corpus and builds the schedule. Every check that can fail runs here,
+    before anything is written."""
     cfg = config.resolve()
     _join_processes(cfg)
-    lead = jax.process_index() == 0  # the process that writes the run's files
     saved = _check_run_dir(cfg) if cfg.out else None
     mesh = _mesh(cfg)
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
-    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
-
     corpus = _corpus(cfg)
     if saved is not None and saved.get("corpus", {}).get("sha256") != corpus.sha256:
         raise ConfigError("--resume", f"the corpus changed since the run started (sha256 "
                           f"{saved.get('corpus', {}).get('sha256')} then, {corpus.sha256} now)")
-    refine_norms = refine_key = refined_from = None
+    refine_norms = refined_from = None
     if cfg.schedule == "refined":
         refine_norms, refine_key = optim.load_refine_norms(cfg)
         refined_from = {"run_dir": os.path.abspath(cfg.refine_from), "key": refine_key,
@@ -631,42 +706,63 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
             raise ConfigError("--refine-from", f"the norms in {cfg.refine_from!r} changed since "
                               f"this run started, so its schedule would change")
     schedule = optim.build_schedule(cfg, refine_norms)
+    return _Setup(cfg, saved, jax.process_index() == 0, mesh, corpus, refined_from, schedule)
 
-    model = model_lib.build_model(cfg.model, corpus.vocab_size, seq_len=cfg.seq_len,
-                                  d_model=cfg.d_model, num_layers=cfg.layers,
-                                  num_heads=cfg.heads, d_ff=cfg.d_ff, context=cfg.context,
-                                  seed=cfg.seed)
-    graphdef, state = nnx.split(model)
+
+def _build_model_and_optimizer(setup: _Setup) -> tuple[_Model, Any, Any]:
+    """Step 2: the model, its optimizer, and the initial (params, optimizer state) placed on
+    the mesh.
+
+    Parameters and every optimizer-state leaf are sharded over the fsdp axis (replicated when
+    --fsdp is 1); each leaf gets its own buffer: an init may reuse one array for several fields
+    (or return the parameters themselves), which buffer donation would reject.
+    """
+    cfg, mesh = setup.cfg, setup.mesh
+    module = model_lib.build_model(cfg.model, setup.corpus.vocab_size, seq_len=cfg.seq_len,
+                                   d_model=cfg.d_model, num_layers=cfg.layers,
+                                   num_heads=cfg.heads, d_ff=cfg.d_ff, context=cfg.context,
+                                   seed=cfg.seed)
+    graphdef, state = nnx.split(module)
     params = nnx.to_pure_dict(state)
     num_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
-    optimizer = optim.build_optimizer(cfg, schedule, model, params)
-    tx, elr_mask = optimizer.tx, optimizer.scale_invariant
-    # Parameters and every optimizer-state leaf sharded over the fsdp axis (replicated when
-    # --fsdp is 1); each leaf in its own buffer: an init may reuse one array for several fields
-    # (or return the parameters themselves), which buffer donation would reject.
+    optimizer = optim.build_optimizer(cfg, setup.schedule, module, params)
     param_shardings = _param_shardings(state, mesh)
     state_shardings = jax.tree.map(
         lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.shape["fsdp"])),
-        jax.eval_shape(tx.init, params))
-    opt_state = _put(jax.device_get(tx.init(params)), state_shardings)
+        jax.eval_shape(optimizer.tx.init, params))
+    opt_state = _put(jax.device_get(optimizer.tx.init(params)), state_shardings)
     params = _put(jax.device_get(params), param_shardings)
+    model = _Model(module, graphdef, optimizer, num_params, param_shardings, state_shardings)
+    return model, params, opt_state
 
-    train_tokens = _put(np.asarray(corpus.train), replicated)
+
+def _place_data(setup: _Setup) -> _Data:
+    """Step 3: the tokens on the devices (see :class:`_Data`)."""
+    cfg, corpus, mesh = setup.cfg, setup.corpus, setup.mesh
+    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
     num_windows = cfg.eval_batches * cfg.batch_size
     shape = (cfg.eval_batches, cfg.batch_size, cfg.seq_len + 1)
-    val_windows = _put(
-        data_lib.eval_windows(corpus.val, num_windows, cfg.seq_len).reshape(shape),
-        window_sharding)
-    train_windows = _put(
-        data_lib.eval_windows(corpus.train, num_windows, cfg.seq_len).reshape(shape),
-        window_sharding)
+
+    def windows(split):
+        return _put(data_lib.eval_windows(split, num_windows, cfg.seq_len).reshape(shape),
+                    window_sharding)
+
+    return _Data(train_tokens=_put(np.asarray(corpus.train), NamedSharding(mesh, P())),
+                 val_windows=windows(corpus.val), train_windows=windows(corpus.train))
+
+
+def _step_functions(setup: _Setup, model: _Model) -> tuple[Any, Any]:
+    """The train step ``(params, opt_state, tokens, step) -> (params, opt_state, metrics)`` and
+    the eval step ``(params, windows) -> mean loss``, as Python functions (not yet jitted)."""
+    cfg, schedule = setup.cfg, setup.schedule
+    tx, elr_mask = model.optimizer.tx, model.optimizer.scale_invariant
+    batch_sharding = NamedSharding(setup.mesh, P(BATCH_AXES))
+    spike_key = jax.random.fold_in(jax.random.key(cfg.seed), SPIKE_STREAM)
 
     def loss_fn(p, batch):
-        logits = nnx.merge(graphdef, p)(batch[:, :-1])
+        logits = nnx.merge(model.graphdef, p)(batch[:, :-1])
         return optax.softmax_cross_entropy_with_integer_labels(
             logits.astype(jnp.float32), batch[:, 1:]).mean()
-
-    spike_key = jax.random.fold_in(jax.random.key(cfg.seed), SPIKE_STREAM)
 
     def train_step(p, s, tokens, step):
         batch = data_lib.sample_batch(tokens, data_lib.batch_key(cfg.seed, step),
@@ -690,166 +786,228 @@ def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
         if clipped is not None:
             metrics["clipped"] = jnp.sum(jnp.asarray(clipped)).astype(jnp.int32)
         metrics["effective_lr"] = oxs.effective_learning_rate(
-            metrics["lr"], p, elr_mask, kind=optimizer.elr_kind).mean
+            metrics["lr"], p, elr_mask, kind=model.optimizer.elr_kind).mean
         return p, s, metrics
 
     def eval_step(p, windows):
         return jnp.mean(jax.lax.map(lambda w: loss_fn(p, w), windows))
 
-    compile_start = time.perf_counter()
-    key = _program_key(cfg, corpus, refined_from, mesh)
-    if key in _COMPILED:
-        train_fn, eval_fn = _COMPILED[key]
-    else:
-        step0 = jnp.asarray(0, jnp.int32)
-        train_fn = jax.jit(train_step, donate_argnums=(0, 1),
-                           out_shardings=(param_shardings, state_shardings, replicated)).lower(
-            params, opt_state, train_tokens, step0).compile()
-        eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(params,
-                                                                     val_windows).compile()
-        while len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = (train_fn, eval_fn)
-    compile_s = time.perf_counter() - compile_start
+    return train_step, eval_step
 
-    # Resume, or write the new run's config (nothing was written before: a bad setting found
-    # above leaves an existing run directory untouched).
-    if cfg.out and saved is None and lead:
+
+def _compile_steps(setup: _Setup, model: _Model, data: _Data, params: Any,
+                   opt_state: Any) -> tuple[Any, Any]:
+    """Step 4: the compiled train and eval steps, reused from an earlier run in this process
+    that defined the same program (:data:`_COMPILED`)."""
+    key = _program_key(setup.cfg, setup.corpus, setup.refined_from, setup.mesh)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    train_step, eval_step = _step_functions(setup, model)
+    replicated = NamedSharding(setup.mesh, P())
+    step0 = jnp.asarray(0, jnp.int32)
+    train_fn = jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(
+        model.param_shardings, model.state_shardings, replicated)).lower(
+        params, opt_state, data.train_tokens, step0).compile()
+    eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(
+        params, data.val_windows).compile()
+    while len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (train_fn, eval_fn)
+    return train_fn, eval_fn
+
+
+def _open_run_dir(setup: _Setup, model: _Model, params: Any, opt_state: Any,
+                  argv: Sequence[str] | None) -> tuple[Any, int, list[dict[str, Any]], Any, Any]:
+    """Step 5: a new run clears ``--out`` and writes its config; a resumed run restores its
+    newest usable checkpoint and trims the metrics to it. Nothing was written before this
+    step: a bad setting found earlier leaves an existing run directory untouched.
+
+    Returns:
+      (checkpoint manager or ``None``, first step, kept metrics records, params, opt_state).
+    """
+    cfg = setup.cfg
+    if cfg.out and setup.saved is None and setup.lead:
         _clear_run_dir(cfg.out)
     if jax.process_count() > 1:  # the others wait until the run directory is ready
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices("optaxsched-run-dir")
-    start, records = 0, []
-    manager = (_checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
-               if cfg.out else None)
-    # Only the lead process writes the run's files (the checkpoints are written by all).
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out and lead else None
-    if saved is not None:
-        import orbax.checkpoint as ocp
+    if not cfg.out:
+        return None, 0, [], params, opt_state
+    manager = _checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
+    if setup.saved is not None:
+        start, records, params, opt_state = _resume(setup, manager, params, opt_state)
+        return manager, start, records, params, opt_state
+    if setup.lead:
+        _replace_file(os.path.join(cfg.out, "config.json"),
+                      json.dumps(_run_info(setup, model, argv), indent=2))
+        _replace_file(_metrics_path(setup), "")
+    return manager, 0, [], params, opt_state
 
-        if lead:
-            _remove_stale_temporaries(cfg.out)
-        try:
-            kept = read_metrics(cfg.out) if os.path.exists(
-                os.path.join(cfg.out, "metrics.jsonl")) else []
-        except ValueError as err:
-            raise ConfigError("--resume", str(err)) from None
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                              {"params": params, "opt_state": opt_state})
-        start, restored = _restore_newest(manager, cfg.out, target, _covered_steps(kept))
-        params, opt_state = restored["params"], restored["opt_state"]
-        # Keep the records of the updates before the checkpoint (those after it are redone).
-        records = kept[:start]
-        if metrics_path:
-            _replace_file(metrics_path, _jsonl(records))
-    elif cfg.out and lead:
-        info = {
-            "config": cfg.to_dict(),
-            "command": list(argv) if argv is not None else None,
-            "corpus": {"name": corpus.name, "sha256": corpus.sha256, "vocab_size":
-                       corpus.vocab_size, **{k: v for k, v in corpus.info.items()
-                                             if k != "alphabet"}},
-            "model": {"parameters": num_params,
-                      "scale_invariant_kernels": model_lib.scale_invariant_kernels(model)},
-            "refined_from": refined_from,
-            "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
-                        "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
-                        "processes": jax.process_count()},
-            "versions": _versions(),
-        }
-        _replace_file(os.path.join(cfg.out, "config.json"), json.dumps(info, indent=2))
-        _replace_file(metrics_path, "")
 
-    end = cfg.stop_at or cfg.steps
-    # WSD-S yields a decayed model at every budget: evaluate and keep each one.
-    decayed = {c.save_after for c in getattr(schedule, "checkpoints", ())}
-    decayed_manager = (_checkpoint_manager(cfg.out, "decayed", None)
-                       if cfg.out and decayed else None)
-    tokens_per_step = cfg.batch_size * cfg.seq_len
-    name = cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
-    from tqdm.auto import tqdm
+def _metrics_path(setup: _Setup) -> str | None:
+    """``metrics.jsonl``, for the lead process only (the others write no run files; every
+    process writes its part of the checkpoints)."""
+    return os.path.join(setup.cfg.out, "metrics.jsonl") if setup.cfg.out and setup.lead \
+        else None
 
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name,
-               disable=not (cfg.progress and lead),
-               dynamic_ncols=True, leave=True)
-    pending: list[tuple[int, dict[str, Any]]] = []
-    rates: list[float] = []
-    run_start = last_sync = time.perf_counter()
 
-    def flush(durable=False):
-        nonlocal last_sync
-        if not pending:
+def _resume(setup: _Setup, manager, params: Any,
+            opt_state: Any) -> tuple[int, list[dict[str, Any]], Any, Any]:
+    """Restores the newest checkpoint the kept metrics cover; keeps the records of the updates
+    before it (those after it are redone)."""
+    import orbax.checkpoint as ocp
+
+    out = setup.cfg.out
+    if setup.lead:
+        _remove_stale_temporaries(out)
+    try:
+        kept = read_metrics(out) if os.path.exists(os.path.join(out, "metrics.jsonl")) else []
+    except ValueError as err:
+        raise ConfigError("--resume", str(err)) from None
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                          {"params": params, "opt_state": opt_state})
+    start, restored = _restore_newest(manager, out, target, _covered_steps(kept))
+    records = kept[:start]
+    if _metrics_path(setup):
+        _replace_file(_metrics_path(setup), _jsonl(records))
+    return start, records, restored["params"], restored["opt_state"]
+
+
+def _run_info(setup: _Setup, model: _Model, argv: Sequence[str] | None) -> dict[str, Any]:
+    """The content of a new run's ``config.json``."""
+    corpus, mesh = setup.corpus, setup.mesh
+    return {
+        "config": setup.cfg.to_dict(),
+        "command": list(argv) if argv is not None else None,
+        "corpus": {"name": corpus.name, "sha256": corpus.sha256, "vocab_size":
+                   corpus.vocab_size, **{k: v for k, v in corpus.info.items()
+                                         if k != "alphabet"}},
+        "model": {"parameters": model.num_params,
+                  "scale_invariant_kernels": model_lib.scale_invariant_kernels(model.module)},
+        "refined_from": setup.refined_from,
+        "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
+                    "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
+                    "processes": jax.process_count()},
+        "versions": _versions(),
+    }
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    """The progress bar's and the plots' title: the run directory's name, else the schedule."""
+    return cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
+
+
+def _decay_points(setup: _Setup) -> set[int]:
+    """The updates after which ``--schedule wsd_s`` yields a decayed model (empty otherwise)."""
+    return {c.save_after for c in getattr(setup.schedule, "checkpoints", ())}
+
+
+class _MetricsLog:
+    """The metrics of the loop: steps' device values wait in ``pending`` until a flush, which
+    fetches them in one host sync, appends them to ``metrics.jsonl`` and updates the bar."""
+
+    def __init__(self, setup: _Setup, records: list[dict[str, Any]], bar):
+        self.records, self.bar = records, bar
+        self.path = _metrics_path(setup)
+        self.tokens_per_step = setup.cfg.batch_size * setup.cfg.seq_len
+        self.pending: list[tuple[int, dict[str, Any]]] = []
+        self.rates: list[float] = []
+        self.last_sync = time.perf_counter()
+
+    def flush(self, durable: bool = False) -> None:
+        """Writes the pending records (``durable``: flushed to disk, as before a checkpoint)."""
+        if not self.pending:
             return
-        host = jax.device_get([m for _, m in pending])
+        host = jax.device_get([m for _, m in self.pending])
         now = time.perf_counter()
-        rate = len(pending) * tokens_per_step / max(now - last_sync, 1e-9)
-        last_sync = now
-        rates.append(rate)
+        rate = len(self.pending) * self.tokens_per_step / max(now - self.last_sync, 1e-9)
+        self.last_sync = now
+        self.rates.append(rate)
         new = []
-        for (step, _), values in zip(pending, host, strict=True):
+        for (step, _), values in zip(self.pending, host, strict=True):
             record = {"step": step}
             record.update({k: _json_value(values[k]) for k in _KEY_ORDER if k in values})
             record["tokens_per_s"] = round(rate, 1)
             new.append(record)
-        records.extend(new)
-        if metrics_path:
-            _append_metrics(metrics_path, new, durable)
+        self.records.extend(new)
+        if self.path:
+            _append_metrics(self.path, new, durable)
         last = new[-1]
-        bar.set_postfix(collections.OrderedDict(
+        self.bar.set_postfix(collections.OrderedDict(
             loss=_fmt(last["loss"], ".4f"), lr=_fmt(last["lr"], ".2e"),
             gnorm=_fmt(last["grad_norm_l2"], ".3g"), tok_s=f"{rate:,.0f}"), refresh=False)
-        bar.update(len(new))
-        pending.clear()
+        self.bar.update(len(new))
+        self.pending.clear()
 
+
+def _train_loop(setup: _Setup, manager, train_fn, eval_fn, data: _Data, params: Any,
+                opt_state: Any, start: int, records: list[dict[str, Any]]) -> _Loop:
+    """Step 6: the updates from ``start`` to ``--stop-at`` (else ``--steps``), with evaluation,
+    metrics and checkpoints (WSD-S: every decayed model is evaluated and kept too)."""
+    from tqdm.auto import tqdm
+
+    cfg = setup.cfg
+    end = cfg.stop_at or cfg.steps
+    decayed = _decay_points(setup)
+    decayed_manager = (_checkpoint_manager(cfg.out, "decayed", None)
+                       if cfg.out and decayed else None)
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=_run_name(cfg),
+               disable=not (cfg.progress and setup.lead), dynamic_ncols=True, leave=True)
+    log = _MetricsLog(setup, records, bar)
+    run_start = log.last_sync
     for step in range(start, end):
-        params, opt_state, metrics = train_fn(params, opt_state, train_tokens,
+        params, opt_state, metrics = train_fn(params, opt_state, data.train_tokens,
                                               jnp.asarray(step, jnp.int32))
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps or done in decayed:
-            metrics = dict(metrics, val_loss=eval_fn(params, val_windows))
-        pending.append((step, metrics))
+            metrics = dict(metrics, val_loss=eval_fn(params, data.val_windows))
+        log.pending.append((step, metrics))
         _crash(f"update:{done}")
         checkpoint_now = manager is not None and (
             (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end)
-        if len(pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
-            flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
+        if len(log.pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
+            log.flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
         if checkpoint_now:
             _save(manager, done, {"params": params, "opt_state": opt_state})
         if decayed_manager is not None and done in decayed:
             _save(decayed_manager, done, {"params": params})
-    flush()
+    log.flush()
     bar.close()
     for open_manager in (manager, decayed_manager):
         if open_manager is not None:
             open_manager.wait_until_finished()
             open_manager.close()
-    wall_s = time.perf_counter() - run_start
+    return _Loop(params, opt_state, log.records, log.rates, end,
+                 time.perf_counter() - run_start)
 
+
+def _summarize(setup: _Setup, model: _Model, loop: _Loop, eval_fn, data: _Data,
+               compile_s: float) -> dict[str, Any]:
+    """Step 7: the final evaluation, as ``summary.json`` holds it."""
+    cfg, mesh, params = setup.cfg, setup.mesh, loop.params
     summary = {
-        "steps_done": end,
-        "finished": end == cfg.steps,
-        "train_loss": float(eval_fn(params, train_windows)),
-        "val_loss": float(eval_fn(params, val_windows)),
-        "wall_s": round(wall_s, 3),
+        "steps_done": loop.end,
+        "finished": loop.end == cfg.steps,
+        "train_loss": float(eval_fn(params, data.train_windows)),
+        "val_loss": float(eval_fn(params, data.val_windows)),
+        "wall_s": round(loop.wall_s, 3),
         "compile_s": round(compile_s, 3),
-        "tokens_per_s": round(float(np.median(rates)), 1) if rates else None,
-        "parameters": num_params,
+        "tokens_per_s": round(float(np.median(loop.rates)), 1) if loop.rates else None,
+        "parameters": model.num_params,
         "devices": int(mesh.devices.size),
         "processes": jax.process_count(),
     }
+    decayed = _decay_points(setup)
     if decayed:
         summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
-                              for r in records if r["step"] + 1 in decayed]
-    if "entropy_nats" in corpus.info:
-        summary["entropy_nats"] = corpus.info["entropy_nats"]
+                              for r in loop.records if r["step"] + 1 in decayed]
+    if "entropy_nats" in setup.corpus.info:
+        summary["entropy_nats"] = setup.corpus.info["entropy_nats"]
     if cfg.average != "none":
-        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(opt_state),
-                                                     val_windows))
-    if cfg.out and lead:
-        _replace_file(os.path.join(cfg.out, "summary.json"), json.dumps(summary, indent=2))
-        _replace_plots(records, cfg.out, name)
-    return RunResult(cfg, records, summary, params, opt_state, cfg.out)
+        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(loop.opt_state),
+                                                     data.val_windows))
+    return summary
 
 
 def _replace_plots(records: Sequence[dict[str, Any]], out: str, title: str) -> None:
