@@ -6,11 +6,15 @@ state donated). The Flax-idiomatic alternative keeps the model and an ``nnx.Opti
 objects and jits ``(model, optimizer, tokens, step) -> loss`` with ``nnx.jit``, which walks the
 object graph on every call. Both steps compute the same thing (the batch drawn from (seed,
 step) inside the step, cross-entropy, clip + AdamW on a warmup-stable-decay schedule) on the
-demo's model (``examples/demo.py``: transformer, width 128, 2 blocks, 4 heads, 32 x 64 tokens).
+demo's model (``examples/demo.py``: transformer, width 128, 2 blocks, 4 heads, 32 x 64
+tokens; ``--size quick``: the demo's ``--quick`` model, width 32, 1 block, 16 x 32 tokens).
+A third variant donates the model and optimizer to ``nnx.jit``, as the trainer donates its
+params and state.
 
 Timing: both are compiled and warmed up, then timed alternately in rounds of ``--steps`` steps
 (each round ends with a ``block_until_ready``); the ratio of a round is nnx time / jax.jit
-time, reported as median and range over rounds, with the machine's load average.
+time (the rounds rotate the order), reported as median and range over rounds, with the
+machine's load average.
 
 Run: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 .venv/bin/python benchmarks/nnx_optimizer_step.py``
 """
@@ -34,7 +38,11 @@ import optaxsched as oxs  # noqa: E402
 from examples import data as data_lib  # noqa: E402
 from examples import model as model_lib  # noqa: E402
 
-SEED, BATCH, SEQ = 0, 32, 64
+SEED = 0
+# The demo's model (examples/demo.py) and its --quick one (where per-call overhead shows more).
+SIZES = {"demo": dict(d_model=128, num_layers=2, num_heads=4, d_ff=512, batch=32, seq=64),
+         "quick": dict(d_model=32, num_layers=1, num_heads=2, d_ff=128, batch=16, seq=32)}
+SIZE = dict(SIZES["demo"])
 
 
 def _tx():
@@ -43,8 +51,10 @@ def _tx():
 
 
 def _model(vocab):
-    return model_lib.build_model("transformer", vocab, seq_len=SEQ, d_model=128, num_layers=2,
-                                 num_heads=4, d_ff=512, context=8, seed=SEED)
+    return model_lib.build_model("transformer", vocab, seq_len=SIZE["seq"],
+                                 d_model=SIZE["d_model"], num_layers=SIZE["num_layers"],
+                                 num_heads=SIZE["num_heads"], d_ff=SIZE["d_ff"], context=8,
+                                 seed=SEED)
 
 
 def _loss(model, batch):
@@ -61,7 +71,8 @@ def jax_jit_step(vocab, tokens):
     opt_state = tx.init(params)
 
     def step_fn(p, s, tokens, step):
-        batch = data_lib.sample_batch(tokens, data_lib.batch_key(SEED, step), BATCH, SEQ)
+        batch = data_lib.sample_batch(tokens, data_lib.batch_key(SEED, step), SIZE["batch"],
+                                      SIZE["seq"])
         loss, grads = jax.value_and_grad(
             lambda q: _loss(nnx.merge(graphdef, q), batch))(p)
         updates, s = tx.update(grads, s, p)
@@ -77,14 +88,16 @@ def jax_jit_step(vocab, tokens):
     return step
 
 
-def nnx_optimizer_step(vocab, tokens):
-    """The Flax-idiomatic path: nnx.Optimizer, nnx.jit on the objects."""
+def nnx_optimizer_step(vocab, tokens, donate=False):
+    """The Flax-idiomatic path: nnx.Optimizer, nnx.jit on the objects (``donate``: the model
+    and the optimizer donated, as the trainer donates params and state)."""
     model = _model(vocab)
     optimizer = nnx.Optimizer(model, _tx(), wrt=nnx.Param)
 
-    @nnx.jit
+    @nnx.jit(donate_argnums=(0, 1) if donate else ())
     def step_fn(model, optimizer, tokens, step):
-        batch = data_lib.sample_batch(tokens, data_lib.batch_key(SEED, step), BATCH, SEQ)
+        batch = data_lib.sample_batch(tokens, data_lib.batch_key(SEED, step), SIZE["batch"],
+                                      SIZE["seq"])
         loss, grads = nnx.value_and_grad(_loss)(model, batch)
         optimizer.update(model, grads)
         return loss
@@ -99,11 +112,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    parser.add_argument("--size", choices=SIZES, default="demo")
     args = parser.parse_args(argv)
+    SIZE.update(SIZES[args.size])
     corpus = data_lib.stdlib_corpus(max_bytes=2_000_000)
     tokens = jnp.asarray(corpus.train)
     paths = {"jax.jit": jax_jit_step(corpus.vocab_size, tokens),
-             "nnx.Optimizer": nnx_optimizer_step(corpus.vocab_size, tokens)}
+             "nnx.Optimizer": nnx_optimizer_step(corpus.vocab_size, tokens),
+             "nnx donated": nnx_optimizer_step(corpus.vocab_size, tokens, donate=True)}
     counters = {name: 0 for name in paths}
     for name, step in paths.items():  # compile + warm up
         for _ in range(3):
@@ -112,7 +128,7 @@ def main(argv=None) -> int:
     times = {name: [] for name in paths}
     loads = []
     for r in range(args.rounds):
-        order = list(paths) if r % 2 == 0 else list(reversed(paths))
+        order = list(paths)[r % len(paths):] + list(paths)[:r % len(paths)]  # rotate
         for name in order:
             start = time.perf_counter()
             for _ in range(args.steps):
@@ -121,12 +137,15 @@ def main(argv=None) -> int:
             loss.block_until_ready()
             times[name].append((time.perf_counter() - start) / args.steps)
         loads.append(os.getloadavg()[0])
-    ratios = np.asarray(times["nnx.Optimizer"]) / np.asarray(times["jax.jit"])
+    print(f"size {args.size} {SIZES[args.size]}: {args.rounds} rounds x {args.steps} steps, "
+          f"interleaved")
     for name, t in times.items():
         t = np.asarray(t) * 1e3
         print(f"{name:14s} ms/step median {np.median(t):.2f}  range {t.min():.2f}-{t.max():.2f}")
-    print(f"ratio nnx/jit   median {np.median(ratios):.3f}  range {ratios.min():.3f}-"
-          f"{ratios.max():.3f}  ({args.rounds} rounds x {args.steps} steps, interleaved)")
+    for name in list(paths)[1:]:
+        ratios = np.asarray(times[name]) / np.asarray(times["jax.jit"])
+        print(f"ratio {name}/jax.jit  median {np.median(ratios):.3f}  range "
+              f"{ratios.min():.3f}-{ratios.max():.3f}")
     print(f"load average over rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} "
           f"CPUs; jax {jax.__version__}, flax {nnx.__name__.split('.')[0]} "
           f"{__import__('flax').__version__}, {jax.devices()[0].platform}")
