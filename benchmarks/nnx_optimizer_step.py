@@ -147,8 +147,8 @@ def main(argv=None) -> int:
         print(f"ratio {name}/jax.jit  median {np.median(ratios):.3f}  range "
               f"{ratios.min():.3f}-{ratios.max():.3f}")
     print(f"load average over rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} "
-          f"CPUs; jax {jax.__version__}, flax {nnx.__name__.split('.')[0]} "
-          f"{__import__('flax').__version__}, {jax.devices()[0].platform}")
+          f"CPUs; jax {jax.__version__}, "
+          f"flax {__import__('flax').__version__}, {jax.devices()[0].platform}")
     return 0
 
 
