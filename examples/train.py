@@ -115,161 +115,6 @@ class RunResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def _corpus(cfg: TrainConfig) -> data_lib.Corpus:
-    if cfg.data == "stdlib":
-        corpus = data_lib.stdlib_corpus(max_bytes=cfg.corpus_bytes)
-    else:
-        corpus = data_lib.bigram_corpus(vocab_size=cfg.bigram_vocab, seed=cfg.data_seed)
-    shortest = min(corpus.train.size, corpus.val.size)
-    if shortest < cfg.seq_len + 2:
-        name = "--corpus-bytes" if cfg.corpus_bytes is not None else "--seq-len"
-        raise ConfigError(name, f"the {cfg.data} corpus's smaller split has {shortest} tokens, "
-                          f"too few for windows of --seq-len {cfg.seq_len} + 1")
-    return corpus
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(flag(name[4:].lower()), f"${name} must be an integer, got "
-                          f"{value!r}") from None
-
-
-def _join_processes(cfg: TrainConfig) -> None:
-    """Joins a multi-process run through ``jax.distributed.initialize``.
-
-    The coordinator address, process count and index come from ``--coordinator``,
-    ``--num-processes`` and ``--process-id``, else from ``$JAX_COORDINATOR_ADDRESS``,
-    ``$JAX_NUM_PROCESSES`` and ``$JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect
-    them (TPU pod slices, SLURM, Open MPI, Kubernetes). With none of them the run is
-    single-process. On CPU the processes' collectives use gloo.
-    """
-    coordinator = cfg.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
-    count = cfg.num_processes if cfg.num_processes is not None else \
-        _env_int("JAX_NUM_PROCESSES")
-    index = cfg.process_id if cfg.process_id is not None else _env_int("JAX_PROCESS_ID")
-    if coordinator is None and count is None and index is None:
-        return
-    if jax.distributed.is_initialized():
-        return
-    if coordinator == "auto":
-        coordinator = None
-    elif coordinator is None or count is None or index is None:
-        missing = [name for name, value in (("--coordinator", coordinator),
-                                            ("--num-processes", count),
-                                            ("--process-id", index)) if value is None]
-        raise ConfigError(missing[0], f"a multi-process run needs {', '.join(missing)} too "
-                          f"(or their $JAX_... variables, or --coordinator auto)")
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, count, index)
-
-
-def _mesh(cfg: TrainConfig) -> Mesh:
-    """The (data, fsdp) device mesh: ``--fsdp`` devices hold one copy of the parameters and
-    optimizer state between them; the batch is split over every device."""
-    available = jax.devices()
-    count = cfg.devices or len(available)
-    if count > len(available):
-        raise ConfigError("--devices", f"must be at most the {len(available)} available "
-                          f"{available[0].platform} devices, got {count}")
-    if jax.process_count() > 1 and count != len(available):
-        raise ConfigError("--devices", f"a multi-process run uses all {len(available)} devices "
-                          f"of its processes, got {count}")
-    if count % cfg.fsdp:
-        raise ConfigError("--fsdp", f"must divide the number of devices ({count}), got "
-                          f"{cfg.fsdp}")
-    if cfg.batch_size % count:
-        raise ConfigError("--batch-size", f"must be a multiple of the number of devices "
-                          f"({count}), got {cfg.batch_size}")
-    devices = np.asarray(available[:count]).reshape(count // cfg.fsdp, cfg.fsdp)
-    return Mesh(devices, ("data", "fsdp"))
-
-
-# The batch (and the evaluation windows) are split over both mesh axes.
-BATCH_AXES = ("data", "fsdp")
-
-
-def fsdp_spec(shape: Sequence[int], size: int) -> P:
-    """How a parameter or optimizer-state leaf of this shape is split over the ``fsdp`` axis.
-
-    Its first dimension that ``size`` divides is sharded (FSDP's usual choice: a kernel's input
-    dimension, so that XLA gathers the weights rather than resharding activations); a leaf with
-    no such dimension (scalars, counts, odd-sized vectors) is replicated. Applied to the
-    parameters and to every optimizer-state leaf alike, so Adam's moments, SPAM's and NaP's
-    statistics and the parameter average are sharded exactly like the parameters they mirror.
-    """
-    if size == 1:
-        return P()
-    axes = [i for i, d in enumerate(shape) if d >= size and d % size == 0]
-    if not axes:
-        return P()
-    axis = axes[0]
-    return P(*(("fsdp" if i == axis else None) for i in range(len(shape))))
-
-
-def _param_shardings(state: nnx.State, mesh: Mesh) -> Any:
-    """Annotates every nnx variable with its ``out_sharding`` (:func:`fsdp_spec`) and returns
-    the parameters' ``NamedSharding`` pure dict that ``nnx.get_named_sharding`` derives."""
-    size = mesh.shape["fsdp"]
-    for variable in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
-        variable.set_metadata(out_sharding=tuple(fsdp_spec(variable.shape, size)))
-    return nnx.to_pure_dict(nnx.get_named_sharding(state, mesh))
-
-
-def _put(tree: Any, shardings: Any) -> Any:
-    """Places host values (the same on every process) onto the global mesh, as fresh buffers."""
-    if jax.process_count() == 1:
-        return jax.device_put(tree, shardings, may_alias=False)
-
-    def put(x, sharding):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree.map(put, tree, shardings)
-
-
-def state_bytes_per_device(*trees: Any) -> dict[str, int]:
-    """Bytes each (local) device holds of the given arrays, by device."""
-    held: dict[str, int] = collections.Counter()
-    for leaf in jax.tree.leaves(trees):
-        for shard in leaf.addressable_shards:
-            held[str(shard.device)] += shard.data.nbytes
-    return dict(held)
-
-
-# Compiled (train step, eval step) by program key: a run whose settings define the same program
-# as an earlier run in this process (a resumed run, the same configuration in another directory)
-# reuses its executables instead of compiling again.
-_COMPILED: dict[str, tuple[Any, Any]] = {}
-_COMPILED_MAX = 8
-# Fields that only steer the loop or the output, never the compiled steps.
-_NOT_IN_PROGRAM = ("out", "resume", "overwrite", "stop_at", "progress", "checkpoint_every",
-                   "keep_checkpoints", "eval_every")
-
-
-def _program_key(cfg: TrainConfig, corpus: data_lib.Corpus, refined_from: dict | None,
-                 mesh: Mesh) -> str:
-    """Everything the train and eval steps are built from (the config is already resolved)."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_PROGRAM}
-    return json.dumps({"config": settings, "corpus": corpus.sha256,
-                       "refined": refined_from and refined_from["sha256"],
-                       "devices": [d.id for d in mesh.devices.flat],
-                       "mesh": dict(mesh.shape),
-                       "platform": mesh.devices.flat[0].platform}, sort_keys=True)
-
-
-def _versions() -> dict[str, str]:
-    import flax
-
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "optax": optax.__version__, "flax": flax.__version__,
-            "optaxsched": getattr(oxs, "__version__", "?")}
-
-
 # What the steps of a run share. ``run`` reads as the list of its steps; each step is a function
 # below it, in the order it runs.
 
@@ -690,6 +535,166 @@ def _summarize(setup: _Setup, model: _Model, loop: _Loop, eval_fn, data: _Data,
         summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(loop.opt_state),
                                                      data.val_windows))
     return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# What the steps use: the corpus, the processes, the mesh and shardings, the compiled programs.
+# ------------------------------------------------------------------------------------------------
+
+
+def _corpus(cfg: TrainConfig) -> data_lib.Corpus:
+    if cfg.data == "stdlib":
+        corpus = data_lib.stdlib_corpus(max_bytes=cfg.corpus_bytes)
+    else:
+        corpus = data_lib.bigram_corpus(vocab_size=cfg.bigram_vocab, seed=cfg.data_seed)
+    shortest = min(corpus.train.size, corpus.val.size)
+    if shortest < cfg.seq_len + 2:
+        name = "--corpus-bytes" if cfg.corpus_bytes is not None else "--seq-len"
+        raise ConfigError(name, f"the {cfg.data} corpus's smaller split has {shortest} tokens, "
+                          f"too few for windows of --seq-len {cfg.seq_len} + 1")
+    return corpus
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(flag(name[4:].lower()), f"${name} must be an integer, got "
+                          f"{value!r}") from None
+
+
+def _join_processes(cfg: TrainConfig) -> None:
+    """Joins a multi-process run through ``jax.distributed.initialize``.
+
+    The coordinator address, process count and index come from ``--coordinator``,
+    ``--num-processes`` and ``--process-id``, else from ``$JAX_COORDINATOR_ADDRESS``,
+    ``$JAX_NUM_PROCESSES`` and ``$JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect
+    them (TPU pod slices, SLURM, Open MPI, Kubernetes). With none of them the run is
+    single-process. On CPU the processes' collectives use gloo.
+    """
+    coordinator = cfg.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    count = cfg.num_processes if cfg.num_processes is not None else \
+        _env_int("JAX_NUM_PROCESSES")
+    index = cfg.process_id if cfg.process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator is None and count is None and index is None:
+        return
+    if jax.distributed.is_initialized():
+        return
+    if coordinator == "auto":
+        coordinator = None
+    elif coordinator is None or count is None or index is None:
+        missing = [name for name, value in (("--coordinator", coordinator),
+                                            ("--num-processes", count),
+                                            ("--process-id", index)) if value is None]
+        raise ConfigError(missing[0], f"a multi-process run needs {', '.join(missing)} too "
+                          f"(or their $JAX_... variables, or --coordinator auto)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, count, index)
+
+
+def _mesh(cfg: TrainConfig) -> Mesh:
+    """The (data, fsdp) device mesh: ``--fsdp`` devices hold one copy of the parameters and
+    optimizer state between them; the batch is split over every device."""
+    available = jax.devices()
+    count = cfg.devices or len(available)
+    if count > len(available):
+        raise ConfigError("--devices", f"must be at most the {len(available)} available "
+                          f"{available[0].platform} devices, got {count}")
+    if jax.process_count() > 1 and count != len(available):
+        raise ConfigError("--devices", f"a multi-process run uses all {len(available)} devices "
+                          f"of its processes, got {count}")
+    if count % cfg.fsdp:
+        raise ConfigError("--fsdp", f"must divide the number of devices ({count}), got "
+                          f"{cfg.fsdp}")
+    if cfg.batch_size % count:
+        raise ConfigError("--batch-size", f"must be a multiple of the number of devices "
+                          f"({count}), got {cfg.batch_size}")
+    devices = np.asarray(available[:count]).reshape(count // cfg.fsdp, cfg.fsdp)
+    return Mesh(devices, ("data", "fsdp"))
+
+
+# The batch (and the evaluation windows) are split over both mesh axes.
+BATCH_AXES = ("data", "fsdp")
+
+
+def fsdp_spec(shape: Sequence[int], size: int) -> P:
+    """How a parameter or optimizer-state leaf of this shape is split over the ``fsdp`` axis.
+
+    Its first dimension that ``size`` divides is sharded (FSDP's usual choice: a kernel's input
+    dimension, so that XLA gathers the weights rather than resharding activations); a leaf with
+    no such dimension (scalars, counts, odd-sized vectors) is replicated. Applied to the
+    parameters and to every optimizer-state leaf alike, so Adam's moments, SPAM's and NaP's
+    statistics and the parameter average are sharded exactly like the parameters they mirror.
+    """
+    if size == 1:
+        return P()
+    axes = [i for i, d in enumerate(shape) if d >= size and d % size == 0]
+    if not axes:
+        return P()
+    axis = axes[0]
+    return P(*(("fsdp" if i == axis else None) for i in range(len(shape))))
+
+
+def _param_shardings(state: nnx.State, mesh: Mesh) -> Any:
+    """Annotates every nnx variable with its ``out_sharding`` (:func:`fsdp_spec`) and returns
+    the parameters' ``NamedSharding`` pure dict that ``nnx.get_named_sharding`` derives."""
+    size = mesh.shape["fsdp"]
+    for variable in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+        variable.set_metadata(out_sharding=tuple(fsdp_spec(variable.shape, size)))
+    return nnx.to_pure_dict(nnx.get_named_sharding(state, mesh))
+
+
+def _put(tree: Any, shardings: Any) -> Any:
+    """Places host values (the same on every process) onto the global mesh, as fresh buffers."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings, may_alias=False)
+
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, shardings)
+
+
+def state_bytes_per_device(*trees: Any) -> dict[str, int]:
+    """Bytes each (local) device holds of the given arrays, by device."""
+    held: dict[str, int] = collections.Counter()
+    for leaf in jax.tree.leaves(trees):
+        for shard in leaf.addressable_shards:
+            held[str(shard.device)] += shard.data.nbytes
+    return dict(held)
+
+
+# Compiled (train step, eval step) by program key: a run whose settings define the same program
+# as an earlier run in this process (a resumed run, the same configuration in another directory)
+# reuses its executables instead of compiling again.
+_COMPILED: dict[str, tuple[Any, Any]] = {}
+_COMPILED_MAX = 8
+# Fields that only steer the loop or the output, never the compiled steps.
+_NOT_IN_PROGRAM = ("out", "resume", "overwrite", "stop_at", "progress", "checkpoint_every",
+                   "keep_checkpoints", "eval_every")
+
+
+def _program_key(cfg: TrainConfig, corpus: data_lib.Corpus, refined_from: dict | None,
+                 mesh: Mesh) -> str:
+    """Everything the train and eval steps are built from (the config is already resolved)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_PROGRAM}
+    return json.dumps({"config": settings, "corpus": corpus.sha256,
+                       "refined": refined_from and refined_from["sha256"],
+                       "devices": [d.id for d in mesh.devices.flat],
+                       "mesh": dict(mesh.shape),
+                       "platform": mesh.devices.flat[0].platform}, sort_keys=True)
+
+
+def _versions() -> dict[str, str]:
+    import flax
+
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "optax": optax.__version__, "flax": flax.__version__,
+            "optaxsched": getattr(oxs, "__version__", "?")}
 
 
 # ------------------------------------------------------------------------------------------------
