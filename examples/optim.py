@@ -27,7 +27,7 @@ import optax
 from flax import nnx
 
 import optaxsched as oxs
-from examples.config import ConfigError, TrainConfig
+from examples.config import ConfigError, TrainConfig, library_error
 from examples.model import scale_invariant_kernels
 
 __all__ = ["Optimizer", "build_schedule", "build_optimizer", "load_refine_norms",
@@ -117,8 +117,8 @@ def build_schedule(cfg: TrainConfig, refine_norms: np.ndarray | None = None
         return _schedule(cfg, refine_norms)
     except ConfigError:
         raise
-    except ValueError as err:
-        raise ConfigError("--schedule", f"{cfg.schedule} does not fit these settings: {err}") \
+    except ValueError as err:  # the library's own check: name the flag that set the argument
+        raise library_error(err, "--schedule", f"{cfg.schedule} does not fit these settings: ") \
             from None
 
 
@@ -143,7 +143,7 @@ def _schedule(cfg: TrainConfig, refine_norms: np.ndarray | None) -> Callable[[An
             return oxs.wsd_s(peak, list(cfg.decay_points), decay_fraction=cfg.decay_fraction,
                              warmup_steps=warm, decay_shape=cfg.decay_shape, end_value=end)
         except ValueError as err:
-            raise ConfigError("--decay-points", str(err)) from None
+            raise library_error(err, "--decay-points") from None
     if name == "inverse_sqrt":
         return oxs.inverse_sqrt(peak, warm)
     if name == "power":
@@ -171,7 +171,7 @@ def _schedule(cfg: TrainConfig, refine_norms: np.ndarray | None) -> Callable[[An
                                                kind=cfg.refine_kind,
                                                smoothing=cfg.refine_smoothing)
         except ValueError as err:
-            raise ConfigError("--refine-from", f"cannot refine its norms: {err}") from None
+            raise library_error(err, "--refine-from", "cannot refine its norms: ") from None
         return oxs.with_warmup(refined, warm) if warm else refined
     raise ConfigError("--schedule", f"invalid choice: {name!r}")  # pragma: no cover
 
@@ -254,7 +254,7 @@ def build_optimizer(cfg: TrainConfig, schedule, model: nnx.Module, params: Any) 
         try:
             base = _spike_optimizer(cfg, schedule, decay_mask)
         except ValueError as err:
-            raise ConfigError("--optimizer", f"{cfg.optimizer} refused these settings: {err}") \
+            raise library_error(err, "--optimizer", f"{cfg.optimizer} refused these settings: ") \
                 from None
     if cfg.clip_norm > 0:
         base = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), base)

@@ -51,19 +51,15 @@ floating-point reductions.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
-import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 if __package__ in (None, ""):  # `python examples/train.py`: make `examples` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,22 +75,15 @@ from jax.sharding import PartitionSpec as P
 import optaxsched as oxs
 from examples import data as data_lib
 from examples import model as model_lib
-from examples import optim, plots
-from examples.config import (
-    RESUME_FREE,
-    ConfigError,
-    TrainConfig,
-    build_parser,
-    config_from_args,
-    flag,
-)
+from examples import optim
+from examples import run_files as files
+from examples.config import ConfigError, TrainConfig, build_parser, config_from_args, flag
+from examples.run_files import CRASH_HOOK_ENV, read_metrics  # noqa: F401 (re-exported)
 
 __all__ = ["RunResult", "run", "train", "main", "read_metrics", "TrainConfig", "ConfigError"]
 
 SPIKE_STREAM = 2  # folded into the run's key for the spike draws (data uses 1, init 0)
 LOG_WINDOW = 10  # steps between host syncs (metrics written, progress bar updated)
-_ARTIFACTS = ("config.json", "metrics.jsonl", "summary.json", "loss.png", "lr.png",
-              "grad_norm.png", "checkpoints", "decayed")
 
 
 @dataclasses.dataclass
@@ -122,315 +111,434 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------------------------
-# Metrics file.
+# The run.
 # ------------------------------------------------------------------------------------------------
 
 
-# Order of the keys in a metrics record (after "step"; "tokens_per_s" comes last).
-_KEY_ORDER = ("loss", "val_loss", "lr", "grad_norm_l2", "grad_norm_l1", "effective_lr",
-              "clipped", "spike")
+# What the steps of a run share. ``run`` reads as the list of its steps; each step is a function
+# below it, in the order it runs.
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "nan" if value is None else format(value, spec)
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """A run's resolved settings and everything built from them before the model.
 
-
-def _json_value(value: Any) -> Any:
-    value = np.asarray(value)
-    if value.dtype.kind in "iub":
-        return int(value)
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def read_metrics(run_dir: str) -> list[dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` (one dict per line).
-
-    A torn last line (no newline at its end and not JSON: the process was killed while it
-    appended) is left out; any other line that is not a JSON object raises ``ValueError`` naming
-    the file and the line.
+    Attributes:
+      cfg: the resolved configuration.
+      saved: the ``config.json`` of the run being resumed (``None`` for a new run).
+      lead: whether this process writes the run's files (process 0).
+      mesh: the (data, fsdp) device mesh.
+      corpus: the training and validation tokens.
+      refined_from: for ``--schedule refined``, where its norms came from (with their sha256).
+      schedule: the learning-rate schedule.
     """
-    path = os.path.join(run_dir, "metrics.jsonl")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    lines = text.split("\n")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines):  # the last line, without its newline: torn by a kill
-                break
-            raise ValueError(f"{path} line {number} is not JSON ({err})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            raise ValueError(f"{path} line {number} is not a metrics record with an integer "
-                             f"'step'")
-        records.append(record)
-    return records
+
+    cfg: TrainConfig
+    saved: dict[str, Any] | None
+    lead: bool
+    mesh: Mesh
+    corpus: data_lib.Corpus
+    refined_from: dict[str, Any] | None
+    schedule: Any
 
 
-def _jsonl(records: Sequence[dict[str, Any]]) -> str:
-    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
+class _Model(NamedTuple):
+    """The model, its optimizer and where their arrays live."""
+
+    module: nnx.Module
+    graphdef: Any
+    optimizer: optim.Optimizer
+    num_params: int
+    param_shardings: Any
+    state_shardings: Any
 
 
-# ------------------------------------------------------------------------------------------------
-# Crash safety: files are replaced atomically, and a hidden hook kills the process at a named
-# point (for the tests that SIGKILL a run where a real preemption could).
-# ------------------------------------------------------------------------------------------------
+class _Data(NamedTuple):
+    """The tokens on the devices: the training split (replicated; each step draws its batch
+    from it) and fixed windows of each split for evaluation (split over the batch axes)."""
 
-# The crash hook's variable, read at each named point: "update:K" (after update K, before its
-# metrics are written), "append:K" (half way through the last line of the metrics append that
-# ends with update K, leaving a torn line), "checkpoint:K" (checkpoint K written to orbax's
-# temporary directory, before its commit), "replace:NAME" (NAME's new content in its temporary
-# file, before os.replace). Only the tests set it.
-CRASH_HOOK_ENV = "OPTAXSCHED_TRAIN_CRASH_AT"
+    train_tokens: jax.Array
+    val_windows: jax.Array
+    train_windows: jax.Array
 
 
-def _crash_requested(point: str) -> bool:
-    return os.environ.get(CRASH_HOOK_ENV) == point
+class _Loop(NamedTuple):
+    """What the training loop ends with."""
+
+    params: Any
+    opt_state: Any
+    records: list[dict[str, Any]]
+    rates: list[float]
+    end: int
+    wall_s: float
 
 
-def _crash(point: str) -> None:
-    """SIGKILLs this process if the crash hook names ``point``."""
-    if _crash_requested(point):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
+    """Trains one run; the programmatic entry point of the trainer.
 
-
-def _replace_file(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically: into a temporary file in the same directory,
-    flushed to disk, then swapped in with ``os.replace``. A kill or a full disk at any moment
-    leaves either the old file or the new one, never a truncated one."""
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _crash(f"replace:{name}")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes a rename in ``directory`` durable (POSIX; a no-op where directories cannot be
-    opened)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _append_metrics(path: str, records: Sequence[dict[str, Any]], durable: bool) -> None:
-    """Appends records to ``metrics.jsonl`` (``durable``: flushed to disk, as before a
-    checkpoint, so that the records always cover the steps of the checkpoints)."""
-    text = _jsonl(records)
-    with open(path, "a", encoding="utf-8") as handle:
-        if _crash_requested(f"append:{records[-1]['step'] + 1}"):
-            cut = len(text) - len(json.dumps(records[-1])) // 2
-            handle.write(text[:cut])
-            handle.flush()
-            _crash(f"append:{records[-1]['step'] + 1}")
-        handle.write(text)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def _remove_stale_temporaries(out: str) -> None:
-    """Removes the temporary files of replacements a killed process left in ``out``."""
-    for name in os.listdir(out):
-        if name.startswith(".") and name.endswith(".tmp") and \
-                name.split(".")[1] in ("config", "metrics", "summary", "plots"):
-            target = os.path.join(out, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(target)
-
-
-# ------------------------------------------------------------------------------------------------
-# Run directory: fresh, overwritten or resumed.
-# ------------------------------------------------------------------------------------------------
-
-
-def _check_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Checks ``--out`` against ``--resume``/``--overwrite`` (read-only); returns the saved
-    config.json when resuming."""
-    out = cfg.out
-    if cfg.resume:
-        path = os.path.join(out, "config.json")
-        if not os.path.isfile(path):
-            raise ConfigError("--resume", f"{out!r} holds no run to resume (no config.json)")
-        with open(path, encoding="utf-8") as handle:
-            saved = json.load(handle)
-        try:
-            old = TrainConfig.from_dict(saved["config"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError("--resume", f"{path} is not a config this trainer wrote ({err})") \
-                from None
-        for field in dataclasses.fields(TrainConfig):
-            if field.name in RESUME_FREE:
-                continue
-            before, now = getattr(old, field.name), getattr(cfg, field.name)
-            if before != now:
-                raise ConfigError(flag(field.name), f"differs from the run being resumed "
-                                  f"({path} has {before!r}, this command {now!r}); resume "
-                                  f"with the original settings")
-        return saved
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError("--out", f"{out!r} exists and is not a directory")
-    existing = _existing_artifacts(out)
-    if existing and not cfg.overwrite:
-        raise ConfigError("--out", f"{out!r} already holds a run ({', '.join(existing)}); pass "
-                          f"--resume to continue it, --overwrite to replace it, or choose "
-                          f"another directory")
-    return None
-
-
-def _existing_artifacts(out: str) -> list[str]:
-    return [name for name in _ARTIFACTS if os.path.exists(os.path.join(out, name))]
-
-
-def _clear_run_dir(out: str) -> None:
-    """Removes a previous run's files (only the trainer's own) from ``out``, creating it."""
-    for name in _existing_artifacts(out):
-        target = os.path.join(out, name)
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        else:
-            os.remove(target)
-    os.makedirs(out, exist_ok=True)
-    _remove_stale_temporaries(out)
-
-
-def _checkpoint_manager(out: str, folder: str, max_to_keep: int | None):
-    import orbax.checkpoint as ocp
-
-    # cleanup_tmp_directories: a checkpoint whose write was killed before its commit is left
-    # as a temporary directory; orbax never lists it as a step, and this removes it.
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(out, folder)), options=options)
-
-
-def _save(manager, step: int, tree: dict) -> None:
-    import orbax.checkpoint as ocp
-
-    point = f"checkpoint:{step}"
-    if _crash_requested(point):
-        # Test hook: die once the checkpoint's data is written, before orbax commits it (the
-        # rename of its temporary directory), as a preemption during the save would.
-        from orbax.checkpoint._src.path import atomicity
-
-        async def finalize(self):
-            _crash(point)
-
-        atomicity.AtomicRenameTemporaryPath.finalize = finalize
-    manager.save(step, args=ocp.args.StandardSave(tree))
-    if _crash_requested(point):
-        raise RuntimeError(f"{CRASH_HOOK_ENV}={point}: orbax committed the checkpoint without "
-                           f"the hooked finalize (orbax changed)")
-
-
-def _one_line(err: BaseException, limit: int = 240) -> str:
-    """The innermost cause of an exception (orbax wraps tensorstore's error in messages that
-    dump whole specs), as one line of at most ``limit`` characters."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _silence_closed_loop_callbacks() -> None:
-    """Drops the "Event loop is closed" reports of a failed orbax restore.
-
-    When one array fails to read, orbax ends its event loop while TensorStore still completes
-    the other reads; their callbacks then fail to reach the closed loop, and Python reports each
-    as an unraisable exception (hundreds of lines of traceback that hide the one real error).
-    This filter (installed once, for the rest of the process: the callbacks may come late) drops
-    exactly those reports and passes every other one to the previous hook.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "_drops_closed_loop_callbacks", False):
-        return
-
-    def hook(unraisable):
-        value = unraisable.exc_value
-        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-            return
-        previous(unraisable)
-
-    hook._drops_closed_loop_callbacks = True
-    sys.unraisablehook = hook
-
-
-def _restore_newest(manager, out: str, target: dict, covered: int) -> tuple[int, dict]:
-    """Restores the newest checkpoint that restores and that the kept metrics cover.
-
-    Checkpoints are tried newest first; one that fails to restore (a truncated or missing file)
-    or lies beyond the first ``covered`` steps of ``metrics.jsonl`` is skipped, and one line on
-    stderr says which and why. The checkpoints after the restored one are deleted (the resumed
-    run writes them again).
+    Args:
+      config: the run's settings (resolved here; see :class:`TrainConfig`).
+      argv: the command line, recorded in ``config.json`` when given.
 
     Returns:
-      (step, restored tree).
+      A :class:`RunResult` with every step's metrics and the final parameters.
 
     Raises:
-      ConfigError: (``--resume``) no checkpoint, or none that restores, naming ``out``.
+      ConfigError: an invalid setting, or one that conflicts with the run directory (the error
+        names the flag).
     """
+    if config.schedule == "autolrs":  # a stage-wise search with its own loop
+        from examples import autolrs_run
+
+        return autolrs_run.run(config, argv)
+    setup = _prepare(config)
+    model, params, opt_state = _build_model_and_optimizer(setup)
+    data = _place_data(setup)
+    compile_start = time.perf_counter()
+    train_fn, eval_fn = _compile_steps(setup, model, data, params, opt_state)
+    compile_s = time.perf_counter() - compile_start
+    manager, start, records, params, opt_state = _open_run_dir(setup, model, params, opt_state,
+                                                                argv)
+    loop = _train_loop(setup, manager, train_fn, eval_fn, data, params, opt_state, start,
+                       records)
+    summary = _summarize(setup, model, loop, eval_fn, data, compile_s)
+    if setup.cfg.out and setup.lead:
+        files.replace_file(os.path.join(setup.cfg.out, "summary.json"),
+                           json.dumps(summary, indent=2))
+        files.replace_plots(loop.records, setup.cfg.out, _run_name(setup.cfg))
+    return RunResult(setup.cfg, loop.records, summary, loop.params, loop.opt_state,
+                     setup.cfg.out)
+
+
+def _prepare(config: TrainConfig) -> _Setup:
+    """Step 1: resolves the settings, joins the processes, checks ``--out`` (read-only), builds
+    the mesh, reads the corpus and builds the schedule. Every check that can fail runs here,
+    before anything is written."""
+    cfg = config.resolve()
+    _join_processes(cfg)
+    saved = files.check_run_dir(cfg) if cfg.out else None
+    mesh = _mesh(cfg)
+    corpus = _corpus(cfg)
+    if saved is not None and saved.get("corpus", {}).get("sha256") != corpus.sha256:
+        raise ConfigError("--resume", f"the corpus changed since the run started (sha256 "
+                          f"{saved.get('corpus', {}).get('sha256')} then, {corpus.sha256} now)")
+    refine_norms = refined_from = None
+    if cfg.schedule == "refined":
+        refine_norms, refine_key = optim.load_refine_norms(cfg)
+        refined_from = {"run_dir": os.path.abspath(cfg.refine_from), "key": refine_key,
+                        "steps": int(refine_norms.size),
+                        "sha256": hashlib.sha256(refine_norms.tobytes()).hexdigest()}
+        if saved is not None and saved.get("refined_from", {}).get("sha256") != \
+                refined_from["sha256"]:
+            raise ConfigError("--refine-from", f"the norms in {cfg.refine_from!r} changed since "
+                              f"this run started, so its schedule would change")
+    schedule = optim.build_schedule(cfg, refine_norms)
+    return _Setup(cfg, saved, jax.process_index() == 0, mesh, corpus, refined_from, schedule)
+
+
+def _build_model_and_optimizer(setup: _Setup) -> tuple[_Model, Any, Any]:
+    """Step 2: the model, its optimizer, and the initial (params, optimizer state) placed on
+    the mesh.
+
+    Parameters and every optimizer-state leaf are sharded over the fsdp axis (replicated when
+    --fsdp is 1); each leaf gets its own buffer: an init may reuse one array for several fields
+    (or return the parameters themselves), which buffer donation would reject.
+    """
+    cfg, mesh = setup.cfg, setup.mesh
+    module = model_lib.build_model(cfg.model, setup.corpus.vocab_size, seq_len=cfg.seq_len,
+                                   d_model=cfg.d_model, num_layers=cfg.layers,
+                                   num_heads=cfg.heads, d_ff=cfg.d_ff, context=cfg.context,
+                                   seed=cfg.seed)
+    graphdef, state = nnx.split(module)
+    params = nnx.to_pure_dict(state)
+    num_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
+    optimizer = optim.build_optimizer(cfg, setup.schedule, module, params)
+    param_shardings = _param_shardings(state, mesh)
+    state_shardings = jax.tree.map(
+        lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.shape["fsdp"])),
+        jax.eval_shape(optimizer.tx.init, params))
+    opt_state = _put(jax.device_get(optimizer.tx.init(params)), state_shardings)
+    params = _put(jax.device_get(params), param_shardings)
+    model = _Model(module, graphdef, optimizer, num_params, param_shardings, state_shardings)
+    return model, params, opt_state
+
+
+def _place_data(setup: _Setup) -> _Data:
+    """Step 3: the tokens on the devices (see :class:`_Data`)."""
+    cfg, corpus, mesh = setup.cfg, setup.corpus, setup.mesh
+    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
+    num_windows = cfg.eval_batches * cfg.batch_size
+    shape = (cfg.eval_batches, cfg.batch_size, cfg.seq_len + 1)
+
+    def windows(split):
+        return _put(data_lib.eval_windows(split, num_windows, cfg.seq_len).reshape(shape),
+                    window_sharding)
+
+    return _Data(train_tokens=_put(np.asarray(corpus.train), NamedSharding(mesh, P())),
+                 val_windows=windows(corpus.val), train_windows=windows(corpus.train))
+
+
+def _step_functions(setup: _Setup, model: _Model) -> tuple[Any, Any]:
+    """The train step ``(params, opt_state, tokens, step) -> (params, opt_state, metrics)`` and
+    the eval step ``(params, windows) -> mean loss``, as Python functions (not yet jitted)."""
+    cfg, schedule = setup.cfg, setup.schedule
+    tx, elr_mask = model.optimizer.tx, model.optimizer.scale_invariant
+    batch_sharding = NamedSharding(setup.mesh, P(BATCH_AXES))
+    spike_key = jax.random.fold_in(jax.random.key(cfg.seed), SPIKE_STREAM)
+
+    def loss_fn(p, batch):
+        logits = nnx.merge(model.graphdef, p)(batch[:, :-1])
+        return optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), batch[:, 1:]).mean()
+
+    def train_step(p, s, tokens, step):
+        batch = data_lib.sample_batch(tokens, data_lib.batch_key(cfg.seed, step),
+                                      cfg.batch_size, cfg.seq_len)
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        metrics = {"loss": loss, "lr": jnp.asarray(schedule(step), jnp.float32)}
+        if cfg.inject_spikes > 0:
+            spike = jax.random.bernoulli(jax.random.fold_in(spike_key, step), cfg.inject_spikes)
+            factor = jnp.where(spike, cfg.spike_factor, 1.0)
+            grads = jax.tree.map(lambda g: g * factor.astype(g.dtype), grads)
+            metrics["spike"] = spike.astype(jnp.int32)
+        updates, s = tx.update(grads, s, p)
+        p = optax.apply_updates(p, updates)
+        if cfg.record_grad_norms:
+            norms = oxs.latest_grad_norms(s)
+            metrics["grad_norm_l2"], metrics["grad_norm_l1"] = norms["l2"], norms["l1"]
+        else:
+            metrics["grad_norm_l2"] = optax.tree.norm(grads)
+        clipped = optim.clipped_count(s)
+        if clipped is not None:
+            metrics["clipped"] = jnp.sum(jnp.asarray(clipped)).astype(jnp.int32)
+        metrics["effective_lr"] = oxs.effective_learning_rate(
+            metrics["lr"], p, elr_mask, kind=model.optimizer.elr_kind).mean
+        return p, s, metrics
+
+    def eval_step(p, windows):
+        return jnp.mean(jax.lax.map(lambda w: loss_fn(p, w), windows))
+
+    return train_step, eval_step
+
+
+def _compile_steps(setup: _Setup, model: _Model, data: _Data, params: Any,
+                   opt_state: Any) -> tuple[Any, Any]:
+    """Step 4: the compiled train and eval steps, reused from an earlier run in this process
+    that defined the same program (:data:`_COMPILED`)."""
+    key = _program_key(setup.cfg, setup.corpus, setup.refined_from, setup.mesh)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    train_step, eval_step = _step_functions(setup, model)
+    replicated = NamedSharding(setup.mesh, P())
+    step0 = jnp.asarray(0, jnp.int32)
+    train_fn = jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(
+        model.param_shardings, model.state_shardings, replicated)).lower(
+        params, opt_state, data.train_tokens, step0).compile()
+    eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(
+        params, data.val_windows).compile()
+    while len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (train_fn, eval_fn)
+    return train_fn, eval_fn
+
+
+def _open_run_dir(setup: _Setup, model: _Model, params: Any, opt_state: Any,
+                  argv: Sequence[str] | None) -> tuple[Any, int, list[dict[str, Any]], Any, Any]:
+    """Step 5: a new run clears ``--out`` and writes its config; a resumed run restores its
+    newest usable checkpoint and trims the metrics to it. Nothing was written before this
+    step: a bad setting found earlier leaves an existing run directory untouched.
+
+    Returns:
+      (checkpoint manager or ``None``, first step, kept metrics records, params, opt_state).
+    """
+    cfg = setup.cfg
+    if cfg.out and setup.saved is None and setup.lead:
+        files.clear_run_dir(cfg.out)
+    if jax.process_count() > 1:  # the others wait until the run directory is ready
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("optaxsched-run-dir")
+    if not cfg.out:
+        return None, 0, [], params, opt_state
+    manager = files.checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
+    if setup.saved is not None:
+        start, records, params, opt_state = _resume(setup, manager, params, opt_state)
+        return manager, start, records, params, opt_state
+    if setup.lead:
+        files.replace_file(os.path.join(cfg.out, "config.json"),
+                      json.dumps(_run_info(setup, model, argv), indent=2))
+        files.replace_file(_metrics_path(setup), "")
+    return manager, 0, [], params, opt_state
+
+
+def _metrics_path(setup: _Setup) -> str | None:
+    """``metrics.jsonl``, for the lead process only (the others write no run files; every
+    process writes its part of the checkpoints)."""
+    return os.path.join(setup.cfg.out, "metrics.jsonl") if setup.cfg.out and setup.lead \
+        else None
+
+
+def _resume(setup: _Setup, manager, params: Any,
+            opt_state: Any) -> tuple[int, list[dict[str, Any]], Any, Any]:
+    """Restores the newest checkpoint the kept metrics cover; keeps the records of the updates
+    before it (those after it are redone)."""
     import orbax.checkpoint as ocp
 
-    _silence_closed_loop_callbacks()  # before the first read: the reports can come at once
-    steps = sorted(manager.all_steps(), reverse=True)
-    if not steps:
-        raise ConfigError("--resume", f"{out!r} has no checkpoint yet (it stopped before the "
-                          f"first --checkpoint-every); start it again with --overwrite")
-    skipped = []
-    for step in steps:
-        if step > covered:
-            skipped.append((step, f"metrics.jsonl covers only steps 0-{covered - 1}"
-                            if covered else "metrics.jsonl holds no step"))
-            continue
-        try:
-            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-        except Exception as err:  # noqa: BLE001 (any failure to read it means: try an older one)
-            skipped.append((step, _one_line(err)))
-            continue
-        for newer, reason in skipped:
-            print(f"resume: skipped checkpoint {newer} of {out} ({reason}); resuming from "
-                  f"checkpoint {step}", file=sys.stderr)
-            manager.delete(newer)
-        return step, restored
-    reasons = "; ".join(f"checkpoint {step}: {reason}" for step, reason in skipped)
-    raise ConfigError("--resume", f"no checkpoint of {out!r} restores ({reasons}); start the "
-                      f"run again with --overwrite")
+    out = setup.cfg.out
+    if setup.lead:
+        files.remove_stale_temporaries(out)
+    try:
+        kept = read_metrics(out) if os.path.exists(os.path.join(out, "metrics.jsonl")) else []
+    except ValueError as err:
+        raise ConfigError("--resume", str(err)) from None
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                          {"params": params, "opt_state": opt_state})
+    start, restored = files.restore_newest(manager, out, target, files.covered_steps(kept))
+    records = kept[:start]
+    if _metrics_path(setup):
+        files.replace_file(_metrics_path(setup), files.jsonl(records))
+    return start, records, restored["params"], restored["opt_state"]
 
 
-def _covered_steps(records: Sequence[dict[str, Any]]) -> int:
-    """How many updates, from the first, the records cover without a gap."""
-    count = 0
-    for record in records:
-        if record["step"] != count:
-            break
-        count += 1
-    return count
+def _run_info(setup: _Setup, model: _Model, argv: Sequence[str] | None) -> dict[str, Any]:
+    """The content of a new run's ``config.json``."""
+    corpus, mesh = setup.corpus, setup.mesh
+    return {
+        "config": setup.cfg.to_dict(),
+        "command": list(argv) if argv is not None else None,
+        "corpus": {"name": corpus.name, "sha256": corpus.sha256, "vocab_size":
+                   corpus.vocab_size, **{k: v for k, v in corpus.info.items()
+                                         if k != "alphabet"}},
+        "model": {"parameters": model.num_params,
+                  "scale_invariant_kernels": model_lib.scale_invariant_kernels(model.module)},
+        "refined_from": setup.refined_from,
+        "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
+                    "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
+                    "processes": jax.process_count()},
+        "versions": _versions(),
+    }
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    """The progress bar's and the plots' title: the run directory's name, else the schedule."""
+    return cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
+
+
+def _decay_points(setup: _Setup) -> set[int]:
+    """The updates after which ``--schedule wsd_s`` yields a decayed model (empty otherwise)."""
+    return {c.save_after for c in getattr(setup.schedule, "checkpoints", ())}
+
+
+class _MetricsLog:
+    """The metrics of the loop: steps' device values wait in ``pending`` until a flush, which
+    fetches them in one host sync, appends them to ``metrics.jsonl`` and updates the bar."""
+
+    def __init__(self, setup: _Setup, records: list[dict[str, Any]], bar):
+        self.records, self.bar = records, bar
+        self.path = _metrics_path(setup)
+        self.tokens_per_step = setup.cfg.batch_size * setup.cfg.seq_len
+        self.pending: list[tuple[int, dict[str, Any]]] = []
+        self.rates: list[float] = []
+        self.last_sync = time.perf_counter()
+
+    def flush(self, durable: bool = False) -> None:
+        """Writes the pending records (``durable``: flushed to disk, as before a checkpoint)."""
+        if not self.pending:
+            return
+        host = jax.device_get([m for _, m in self.pending])
+        now = time.perf_counter()
+        rate = len(self.pending) * self.tokens_per_step / max(now - self.last_sync, 1e-9)
+        self.last_sync = now
+        self.rates.append(rate)
+        new = []
+        for (step, _), values in zip(self.pending, host, strict=True):
+            record = {"step": step}
+            record.update({k: files.json_value(values[k]) for k in files.KEY_ORDER if k in values})
+            record["tokens_per_s"] = round(rate, 1)
+            new.append(record)
+        self.records.extend(new)
+        if self.path:
+            files.append_metrics(self.path, new, durable)
+        last = new[-1]
+        self.bar.set_postfix(collections.OrderedDict(
+            loss=files.fmt(last["loss"], ".4f"), lr=files.fmt(last["lr"], ".2e"),
+            gnorm=files.fmt(last["grad_norm_l2"], ".3g"), tok_s=f"{rate:,.0f}"), refresh=False)
+        self.bar.update(len(new))
+        self.pending.clear()
+
+
+def _train_loop(setup: _Setup, manager, train_fn, eval_fn, data: _Data, params: Any,
+                opt_state: Any, start: int, records: list[dict[str, Any]]) -> _Loop:
+    """Step 6: the updates from ``start`` to ``--stop-at`` (else ``--steps``), with evaluation,
+    metrics and checkpoints (WSD-S: every decayed model is evaluated and kept too)."""
+    from tqdm.auto import tqdm
+
+    cfg = setup.cfg
+    end = cfg.stop_at or cfg.steps
+    decayed = _decay_points(setup)
+    decayed_manager = (files.checkpoint_manager(cfg.out, "decayed", None)
+                       if cfg.out and decayed else None)
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=_run_name(cfg),
+               disable=not (cfg.progress and setup.lead), dynamic_ncols=True, leave=True)
+    log = _MetricsLog(setup, records, bar)
+    run_start = log.last_sync
+    for step in range(start, end):
+        params, opt_state, metrics = train_fn(params, opt_state, data.train_tokens,
+                                              jnp.asarray(step, jnp.int32))
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps or done in decayed:
+            metrics = dict(metrics, val_loss=eval_fn(params, data.val_windows))
+        log.pending.append((step, metrics))
+        files.crash(f"update:{done}")
+        checkpoint_now = manager is not None and (
+            (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end)
+        if len(log.pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
+            log.flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
+        if checkpoint_now:
+            files.save(manager, done, {"params": params, "opt_state": opt_state})
+        if decayed_manager is not None and done in decayed:
+            files.save(decayed_manager, done, {"params": params})
+    log.flush()
+    bar.close()
+    for open_manager in (manager, decayed_manager):
+        if open_manager is not None:
+            open_manager.wait_until_finished()
+            open_manager.close()
+    return _Loop(params, opt_state, log.records, log.rates, end,
+                 time.perf_counter() - run_start)
+
+
+def _summarize(setup: _Setup, model: _Model, loop: _Loop, eval_fn, data: _Data,
+               compile_s: float) -> dict[str, Any]:
+    """Step 7: the final evaluation, as ``summary.json`` holds it."""
+    cfg, mesh, params = setup.cfg, setup.mesh, loop.params
+    summary = {
+        "steps_done": loop.end,
+        "finished": loop.end == cfg.steps,
+        "train_loss": float(eval_fn(params, data.train_windows)),
+        "val_loss": float(eval_fn(params, data.val_windows)),
+        "wall_s": round(loop.wall_s, 3),
+        "compile_s": round(compile_s, 3),
+        "tokens_per_s": round(float(np.median(loop.rates)), 1) if loop.rates else None,
+        "parameters": model.num_params,
+        "devices": int(mesh.devices.size),
+        "processes": jax.process_count(),
+    }
+    decayed = _decay_points(setup)
+    if decayed:
+        summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
+                              for r in loop.records if r["step"] + 1 in decayed]
+    if "entropy_nats" in setup.corpus.info:
+        summary["entropy_nats"] = setup.corpus.info["entropy_nats"]
+    if cfg.average != "none":
+        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(loop.opt_state),
+                                                     data.val_windows))
+    return summary
 
 
 # ------------------------------------------------------------------------------------------------
-# The run.
+# What the steps use: the corpus, the processes, the mesh and shardings, the compiled programs.
 # ------------------------------------------------------------------------------------------------
 
 
@@ -587,280 +695,6 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), "jax": jax.__version__,
             "optax": optax.__version__, "flax": flax.__version__,
             "optaxsched": getattr(oxs, "__version__", "?")}
-
-
-def run(config: TrainConfig, argv: Sequence[str] | None = None) -> RunResult:
-    """Trains one run; the programmatic entry point of the trainer.
-
-    Args:
-      config: the run's settings (resolved here; see :class:`TrainConfig`).
-      argv: the command line, recorded in ``config.json`` when given.
-
-    Returns:
-      A :class:`RunResult` with every step's metrics and the final parameters.
-
-    Raises:
-      ConfigError: an invalid setting, or one that conflicts with the run directory (the error
-        names the flag).
-    """
-    if config.schedule == "autolrs":  # a stage-wise search with its own loop
-        from examples import autolrs_run
-
-        return autolrs_run.run(config, argv)
-    cfg = config.resolve()
-    _join_processes(cfg)
-    lead = jax.process_index() == 0  # the process that writes the run's files
-    saved = _check_run_dir(cfg) if cfg.out else None
-    mesh = _mesh(cfg)
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
-    window_sharding = NamedSharding(mesh, P(None, BATCH_AXES))
-
-    corpus = _corpus(cfg)
-    if saved is not None and saved.get("corpus", {}).get("sha256") != corpus.sha256:
-        raise ConfigError("--resume", f"the corpus changed since the run started (sha256 "
-                          f"{saved.get('corpus', {}).get('sha256')} then, {corpus.sha256} now)")
-    refine_norms = refine_key = refined_from = None
-    if cfg.schedule == "refined":
-        refine_norms, refine_key = optim.load_refine_norms(cfg)
-        refined_from = {"run_dir": os.path.abspath(cfg.refine_from), "key": refine_key,
-                        "steps": int(refine_norms.size),
-                        "sha256": hashlib.sha256(refine_norms.tobytes()).hexdigest()}
-        if saved is not None and saved.get("refined_from", {}).get("sha256") != \
-                refined_from["sha256"]:
-            raise ConfigError("--refine-from", f"the norms in {cfg.refine_from!r} changed since "
-                              f"this run started, so its schedule would change")
-    schedule = optim.build_schedule(cfg, refine_norms)
-
-    model = model_lib.build_model(cfg.model, corpus.vocab_size, seq_len=cfg.seq_len,
-                                  d_model=cfg.d_model, num_layers=cfg.layers,
-                                  num_heads=cfg.heads, d_ff=cfg.d_ff, context=cfg.context,
-                                  seed=cfg.seed)
-    graphdef, state = nnx.split(model)
-    params = nnx.to_pure_dict(state)
-    num_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
-    optimizer = optim.build_optimizer(cfg, schedule, model, params)
-    tx, elr_mask = optimizer.tx, optimizer.scale_invariant
-    # Parameters and every optimizer-state leaf sharded over the fsdp axis (replicated when
-    # --fsdp is 1); each leaf in its own buffer: an init may reuse one array for several fields
-    # (or return the parameters themselves), which buffer donation would reject.
-    param_shardings = _param_shardings(state, mesh)
-    state_shardings = jax.tree.map(
-        lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.shape["fsdp"])),
-        jax.eval_shape(tx.init, params))
-    opt_state = _put(jax.device_get(tx.init(params)), state_shardings)
-    params = _put(jax.device_get(params), param_shardings)
-
-    train_tokens = _put(np.asarray(corpus.train), replicated)
-    num_windows = cfg.eval_batches * cfg.batch_size
-    shape = (cfg.eval_batches, cfg.batch_size, cfg.seq_len + 1)
-    val_windows = _put(
-        data_lib.eval_windows(corpus.val, num_windows, cfg.seq_len).reshape(shape),
-        window_sharding)
-    train_windows = _put(
-        data_lib.eval_windows(corpus.train, num_windows, cfg.seq_len).reshape(shape),
-        window_sharding)
-
-    def loss_fn(p, batch):
-        logits = nnx.merge(graphdef, p)(batch[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(
-            logits.astype(jnp.float32), batch[:, 1:]).mean()
-
-    spike_key = jax.random.fold_in(jax.random.key(cfg.seed), SPIKE_STREAM)
-
-    def train_step(p, s, tokens, step):
-        batch = data_lib.sample_batch(tokens, data_lib.batch_key(cfg.seed, step),
-                                      cfg.batch_size, cfg.seq_len)
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
-        metrics = {"loss": loss, "lr": jnp.asarray(schedule(step), jnp.float32)}
-        if cfg.inject_spikes > 0:
-            spike = jax.random.bernoulli(jax.random.fold_in(spike_key, step), cfg.inject_spikes)
-            factor = jnp.where(spike, cfg.spike_factor, 1.0)
-            grads = jax.tree.map(lambda g: g * factor.astype(g.dtype), grads)
-            metrics["spike"] = spike.astype(jnp.int32)
-        updates, s = tx.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        if cfg.record_grad_norms:
-            norms = oxs.latest_grad_norms(s)
-            metrics["grad_norm_l2"], metrics["grad_norm_l1"] = norms["l2"], norms["l1"]
-        else:
-            metrics["grad_norm_l2"] = optax.tree.norm(grads)
-        clipped = optim.clipped_count(s)
-        if clipped is not None:
-            metrics["clipped"] = jnp.sum(jnp.asarray(clipped)).astype(jnp.int32)
-        metrics["effective_lr"] = oxs.effective_learning_rate(
-            metrics["lr"], p, elr_mask, kind=optimizer.elr_kind).mean
-        return p, s, metrics
-
-    def eval_step(p, windows):
-        return jnp.mean(jax.lax.map(lambda w: loss_fn(p, w), windows))
-
-    compile_start = time.perf_counter()
-    key = _program_key(cfg, corpus, refined_from, mesh)
-    if key in _COMPILED:
-        train_fn, eval_fn = _COMPILED[key]
-    else:
-        step0 = jnp.asarray(0, jnp.int32)
-        train_fn = jax.jit(train_step, donate_argnums=(0, 1),
-                           out_shardings=(param_shardings, state_shardings, replicated)).lower(
-            params, opt_state, train_tokens, step0).compile()
-        eval_fn = jax.jit(eval_step, out_shardings=replicated).lower(params,
-                                                                     val_windows).compile()
-        while len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = (train_fn, eval_fn)
-    compile_s = time.perf_counter() - compile_start
-
-    # Resume, or write the new run's config (nothing was written before: a bad setting found
-    # above leaves an existing run directory untouched).
-    if cfg.out and saved is None and lead:
-        _clear_run_dir(cfg.out)
-    if jax.process_count() > 1:  # the others wait until the run directory is ready
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("optaxsched-run-dir")
-    start, records = 0, []
-    manager = (_checkpoint_manager(cfg.out, "checkpoints", cfg.keep_checkpoints)
-               if cfg.out else None)
-    # Only the lead process writes the run's files (the checkpoints are written by all).
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl") if cfg.out and lead else None
-    if saved is not None:
-        import orbax.checkpoint as ocp
-
-        if lead:
-            _remove_stale_temporaries(cfg.out)
-        try:
-            kept = read_metrics(cfg.out) if os.path.exists(
-                os.path.join(cfg.out, "metrics.jsonl")) else []
-        except ValueError as err:
-            raise ConfigError("--resume", str(err)) from None
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                              {"params": params, "opt_state": opt_state})
-        start, restored = _restore_newest(manager, cfg.out, target, _covered_steps(kept))
-        params, opt_state = restored["params"], restored["opt_state"]
-        # Keep the records of the updates before the checkpoint (those after it are redone).
-        records = kept[:start]
-        if metrics_path:
-            _replace_file(metrics_path, _jsonl(records))
-    elif cfg.out and lead:
-        info = {
-            "config": cfg.to_dict(),
-            "command": list(argv) if argv is not None else None,
-            "corpus": {"name": corpus.name, "sha256": corpus.sha256, "vocab_size":
-                       corpus.vocab_size, **{k: v for k, v in corpus.info.items()
-                                             if k != "alphabet"}},
-            "model": {"parameters": num_params,
-                      "scale_invariant_kernels": model_lib.scale_invariant_kernels(model)},
-            "refined_from": refined_from,
-            "devices": {"count": mesh.devices.size, "platform": mesh.devices.flat[0].platform,
-                        "kind": mesh.devices.flat[0].device_kind, "mesh": dict(mesh.shape),
-                        "processes": jax.process_count()},
-            "versions": _versions(),
-        }
-        _replace_file(os.path.join(cfg.out, "config.json"), json.dumps(info, indent=2))
-        _replace_file(metrics_path, "")
-
-    end = cfg.stop_at or cfg.steps
-    # WSD-S yields a decayed model at every budget: evaluate and keep each one.
-    decayed = {c.save_after for c in getattr(schedule, "checkpoints", ())}
-    decayed_manager = (_checkpoint_manager(cfg.out, "decayed", None)
-                       if cfg.out and decayed else None)
-    tokens_per_step = cfg.batch_size * cfg.seq_len
-    name = cfg.schedule if cfg.out is None else os.path.basename(os.path.normpath(cfg.out))
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=name,
-               disable=not (cfg.progress and lead),
-               dynamic_ncols=True, leave=True)
-    pending: list[tuple[int, dict[str, Any]]] = []
-    rates: list[float] = []
-    run_start = last_sync = time.perf_counter()
-
-    def flush(durable=False):
-        nonlocal last_sync
-        if not pending:
-            return
-        host = jax.device_get([m for _, m in pending])
-        now = time.perf_counter()
-        rate = len(pending) * tokens_per_step / max(now - last_sync, 1e-9)
-        last_sync = now
-        rates.append(rate)
-        new = []
-        for (step, _), values in zip(pending, host, strict=True):
-            record = {"step": step}
-            record.update({k: _json_value(values[k]) for k in _KEY_ORDER if k in values})
-            record["tokens_per_s"] = round(rate, 1)
-            new.append(record)
-        records.extend(new)
-        if metrics_path:
-            _append_metrics(metrics_path, new, durable)
-        last = new[-1]
-        bar.set_postfix(collections.OrderedDict(
-            loss=_fmt(last["loss"], ".4f"), lr=_fmt(last["lr"], ".2e"),
-            gnorm=_fmt(last["grad_norm_l2"], ".3g"), tok_s=f"{rate:,.0f}"), refresh=False)
-        bar.update(len(new))
-        pending.clear()
-
-    for step in range(start, end):
-        params, opt_state, metrics = train_fn(params, opt_state, train_tokens,
-                                              jnp.asarray(step, jnp.int32))
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps or done in decayed:
-            metrics = dict(metrics, val_loss=eval_fn(params, val_windows))
-        pending.append((step, metrics))
-        _crash(f"update:{done}")
-        checkpoint_now = manager is not None and (
-            (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end)
-        if len(pending) >= LOG_WINDOW or "val_loss" in metrics or checkpoint_now:
-            flush(durable=checkpoint_now)  # a checkpoint's steps are on disk before it is
-        if checkpoint_now:
-            _save(manager, done, {"params": params, "opt_state": opt_state})
-        if decayed_manager is not None and done in decayed:
-            _save(decayed_manager, done, {"params": params})
-    flush()
-    bar.close()
-    for open_manager in (manager, decayed_manager):
-        if open_manager is not None:
-            open_manager.wait_until_finished()
-            open_manager.close()
-    wall_s = time.perf_counter() - run_start
-
-    summary = {
-        "steps_done": end,
-        "finished": end == cfg.steps,
-        "train_loss": float(eval_fn(params, train_windows)),
-        "val_loss": float(eval_fn(params, val_windows)),
-        "wall_s": round(wall_s, 3),
-        "compile_s": round(compile_s, 3),
-        "tokens_per_s": round(float(np.median(rates)), 1) if rates else None,
-        "parameters": num_params,
-        "devices": int(mesh.devices.size),
-        "processes": jax.process_count(),
-    }
-    if decayed:
-        summary["decayed"] = [{"after": r["step"] + 1, "val_loss": r["val_loss"]}
-                              for r in records if r["step"] + 1 in decayed]
-    if "entropy_nats" in corpus.info:
-        summary["entropy_nats"] = corpus.info["entropy_nats"]
-    if cfg.average != "none":
-        summary["val_loss_averaged"] = float(eval_fn(oxs.averaged_params(opt_state),
-                                                     val_windows))
-    if cfg.out and lead:
-        _replace_file(os.path.join(cfg.out, "summary.json"), json.dumps(summary, indent=2))
-        _replace_plots(records, cfg.out, name)
-    return RunResult(cfg, records, summary, params, opt_state, cfg.out)
-
-
-def _replace_plots(records: Sequence[dict[str, Any]], out: str, title: str) -> None:
-    """Draws the plots into a temporary directory, then swaps each into ``out`` (os.replace)."""
-    tmp = os.path.join(out, f".plots.{os.getpid()}.tmp")
-    os.makedirs(tmp, exist_ok=True)
-    try:
-        for path in plots.plot_run(records, tmp, title=title):
-            os.replace(path, os.path.join(out, os.path.basename(path)))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ each configuration's train step, so configurations are shared through module-sco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,7 +23,14 @@ import optaxsched as oxs
 from examples import data as data_lib
 from examples import model as model_lib
 from examples import optim, train
-from examples.config import SCHEDULES, ConfigError, TrainConfig
+from examples.config import (
+    SCHEDULES,
+    ConfigError,
+    TrainConfig,
+    build_parser,
+    config_from_args,
+    flag,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -389,3 +397,27 @@ def test_script_entry_point_exits_2_on_a_bad_flag():
                            "--steps", "-5"], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert proc.returncode == 2 and "argument --steps" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--schedule", "uba", "--uba-phi", "-1"], "--uba-phi"),
+    (["--schedule", "power", "--power-b", "0.5"], "--power-b"),
+    (["--schedule", "wsd", "--steps", "10", "--warmup-steps", "9"], "--warmup-steps"),
+    (["--schedule", "wsd", "--decay-shape", "exponential"], "--end-lr"),
+    (["--optimizer", "spam", "--spam-threshold", "-1"], "--spam-threshold"),
+])
+def test_library_checks_surface_as_flag_errors(capsys, argv, flag):
+    # These settings are validated by optaxsched when the run builds its schedule or optimizer,
+    # not by the trainer's config; the library's message reaches the command line, naming the flag.
+    err = _cli_error(capsys, _tiny_argv() + argv)
+    assert f"argument {flag}" in err and "must" in err, err
+    assert "Traceback" not in err
+
+
+def test_every_config_field_is_a_flag_of_the_generated_parser():
+    parser = build_parser()
+    dests = {action.dest: action.option_strings for action in parser._actions}
+    for field in dataclasses.fields(TrainConfig):
+        expected = "--no-progress" if field.name == "progress" else flag(field.name)
+        assert dests[field.name] == [expected]
+    assert config_from_args(parser.parse_args([])) == TrainConfig()

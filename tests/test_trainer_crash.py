@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from examples import train
+from examples import run_files, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -207,7 +207,7 @@ def test_read_metrics_drops_only_a_torn_last_line(tmp_path):
 def test_replace_file_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
     path = tmp_path / "summary.json"
     path.write_text("old")
-    train._replace_file(str(path), "new")
+    run_files.replace_file(str(path), "new")
     assert path.read_text() == "new"
 
     def full_disk(*args):
@@ -215,5 +215,5 @@ def test_replace_file_leaves_the_old_file_when_the_write_fails(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
-        train._replace_file(str(path), "newer")
+        run_files.replace_file(str(path), "newer")
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["summary.json"]
