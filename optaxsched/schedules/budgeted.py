@@ -151,7 +151,8 @@ def uba(peak_value: float, total_steps: int, phi: float, warmup_steps: int = 0,
     abstract and introduction (single hyperparameter ``phi`` tied to the condition number):
     the stored copies of arXiv 2505.24452 (HTML v1, abs v2), the NeurIPS and OpenReview pages
     end before the schedule's equation, and no code by the authors was found. This is the form
-    of the design notes (:ref:`design-uba`), taken from a third-party ``UBAScheduler``; what was verified is algebraic only: ``phi = 2`` reduces to
+    of the design notes (:ref:`design-uba`), taken from a third-party ``UBAScheduler``; what
+    was verified is algebraic only: ``phi = 2`` reduces to
     ``(1 + cos pi z) / 2`` (cosine), the end points are ``peak_value`` and ``end_value``, and
     the shape is monotone for all ``phi > 0`` (tests pin these). Other unofficial versions
     disagree (``(1 - t/T) ** phi``; a generated summary's ``(1 - phi t/T) ** 2``) and were not
