@@ -275,19 +275,7 @@ def clipped_count(opt_state: Any) -> jax.Array | None:
 
     Returns ``None`` when the optimizer state has no ``clipped`` field (AdamW, SGD).
     """
-    found: list[jax.Array] = []
-
-    def visit(node):
-        if isinstance(node, tuple) and hasattr(node, "_fields") and "clipped" in node._fields:
-            found.append(node.clipped)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                visit(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                visit(child)
-
-    visit(opt_state)
+    found = [value for _, value in optax.tree.get_all_with_path(opt_state, "clipped")]
     if len(found) > 1:
         return sum(jnp.asarray(c, jnp.int32) for c in found)
     return found[0] if found else None

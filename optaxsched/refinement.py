@@ -261,7 +261,11 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
 
 
 def _find_recorder(opt_state: Any, where: str, which: int | None) -> RecordGradNormsState:
-    """The unique (or the ``which``-th) RecordGradNormsState inside an optimizer state."""
+    """The unique (or the ``which``-th) RecordGradNormsState inside an optimizer state.
+
+    Not ``optax.tree.get``: that finds a field by name and refuses several matches; this finds
+    the recorder by its state type, names the paths when there are several, and ``which``
+    chooses one (two recorders in one chain, e.g. before and after clipping)."""
     is_record = lambda x: isinstance(x, RecordGradNormsState)
     flat = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=is_record)[0]
     found = [(path, leaf) for path, leaf in flat if is_record(leaf)]
