@@ -295,9 +295,9 @@ def _replicated(x: jax.Array) -> jax.Array:
     sharding; elsewhere (no mesh, Auto axes) ``x`` itself, and XLA chooses."""
     sharding = getattr(jax.typeof(x), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
-    if mesh is None or jax.sharding.AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+    if sharding is None or mesh is None or all(s is None for s in sharding.spec):
         return x
-    if all(s is None for s in sharding.spec):
+    if jax.sharding.AxisType.Explicit not in getattr(mesh, "axis_types", ()):
         return x
     return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
 
