@@ -245,7 +245,8 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
                     f"{where}: the leaves of a joint block must have the same number of units "
                     f"along axis={axis!r}, got shapes {kept_shape} and {this_kept} (leaf "
                     f"{path(i)}) in the block labelled {labels[i][1]!r}.")
-        kept_shapes.append(kept_shape if kept_shape is not None else ())
+        assert kept_shape is not None  # every block has at least one leaf
+        kept_shapes.append(kept_shape)
     return _Layout(labels, blocks, reduced, kept_shapes)
 
 
@@ -254,7 +255,8 @@ def _block_scaled_squares(layout: _Layout, block_index: int, leaves: Sequence[ja
     """``(c, s)`` of :func:`_numerics.scaled_sum_squares` for one block (``leaves`` already in
     the norm dtype): the block's norm is ``sqrt(s)/c``, per unit with ``axis``."""
     block = layout.blocks[block_index]
-    axes = [layout.reduced[i] for i in block]  # a selected leaf always has its reduced axes
+    axes = [layout.reduced[i] for i in block]
+    assert all(a is not None for a in axes)  # a selected leaf always has its reduced axes
     return _numerics.scaled_sum_squares([leaves[i] for i in block],
                                         [a for a in axes if a is not None])
 
