@@ -74,7 +74,7 @@ class AutoLRSSettings:
     max_stage: int | None = None
     trial_fraction: float = 0.1
     parallel: bool = False
-    kappa: float = oxs.autolrs.DEFAULT_KAPPA
+    kappa: float = oxs.LRSearch.kappa  # the library default (a dataclass field default)
 
     def resolve(self, cfg: TrainConfig) -> AutoLRSSettings:
         first = self.first_stage or max(30, cfg.steps // 10)

@@ -1,21 +1,12 @@
 """optaxsched: learning-rate schedules and adaptive refinements for JAX/Optax.
 
-The public API is re-exported here; nothing is defined in this module.
+The public API is re-exported here, one name per object; the implementation lives in private
+modules (one per paper or concern). The old public module paths (``optaxsched.spikes``,
+``optaxsched.nap``, ...) still import, with a DeprecationWarning, until 0.2.0.
 """
 
 from optaxsched import forecast
-from optaxsched._types import (
-    AverageKind,
-    CooldownShape,
-    DecayShape,
-    ElrKind,
-    HypergradientMode,
-    NormName,
-    RefineKind,
-    ScaleOffsetMode,
-    WarmupShape,
-)
-from optaxsched.autolrs import (
+from optaxsched._autolrs import (
     AutoLRSStage,
     ExponentialFit,
     LRSearch,
@@ -24,8 +15,8 @@ from optaxsched.autolrs import (
     forecast_loss,
     propose_learning_rates,
 )
-from optaxsched.averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
-from optaxsched.combinators import (
+from optaxsched._averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
+from optaxsched._combinators import (
     TokenSchedule,
     TokenScheduleState,
     in_tokens,
@@ -37,18 +28,11 @@ from optaxsched.combinators import (
     token_schedule,
     with_warmup,
 )
-from optaxsched.forecast import (
-    AnnealingLaw,
-    LossCurve,
-    PlanEntry,
-    annealing_areas,
-    load_loss_curve,
-    plan_wsd,
-)
-from optaxsched.forecast import fit as fit_annealing_law
-from optaxsched.forecast import plan as plan_schedules
-from optaxsched.hypergradient import HYPERGRADIENT_MODES, HypergradientState, hypergradient
-from optaxsched.nap import (
+from optaxsched._deprecation import REMOVED_IN as _REMOVED_IN
+from optaxsched._deprecation import register_moved_modules as _register_moved_modules
+from optaxsched._hypergradient import HYPERGRADIENT_MODES, HypergradientState, hypergradient
+from optaxsched._moved import MOVED as _MOVED
+from optaxsched._nap import (
     ELR_KINDS,
     SCALE_OFFSET_MODES,
     EffectiveLearningRate,
@@ -58,7 +42,7 @@ from optaxsched.nap import (
     nap_mask,
     project_to_init_norm,
 )
-from optaxsched.refinement import (
+from optaxsched._refinement import (
     NORM_NAMES,
     REFINE_KINDS,
     RecordGradNormsState,
@@ -70,7 +54,7 @@ from optaxsched.refinement import (
     refined_schedule,
     smooth_norms,
 )
-from optaxsched.registry import (
+from optaxsched._registry import (
     OptimizerName,
     ScheduleName,
     get_optimizer,
@@ -78,6 +62,28 @@ from optaxsched.registry import (
     optimizer_names,
     schedule_names,
 )
+from optaxsched._sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
+from optaxsched._types import (
+    AverageKind,
+    CooldownShape,
+    DecayShape,
+    ElrKind,
+    HypergradientMode,
+    NormName,
+    RefineKind,
+    ScaleOffsetMode,
+    WarmupShape,
+)
+from optaxsched.forecast import (
+    AnnealingLaw,
+    LossCurve,
+    PlanEntry,
+    annealing_areas,
+    load_loss_curve,
+    plan_wsd,
+)
+from optaxsched.forecast import fit as fit_annealing_law
+from optaxsched.forecast import plan as plan_schedules
 from optaxsched.schedules import (
     WsdSCheckpoint,
     infinite,
@@ -107,7 +113,22 @@ from optaxsched.spikes import (
     spam,
     stable_spam,
 )
-from optaxsched.sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
+
+_MOVED_MODULES = _register_moved_modules(_MOVED)
+
+
+def __getattr__(name: str) -> object:
+    # ``optaxsched.spikes`` as an attribute (``import optaxsched.spikes`` binds only the package).
+    stand_in = _MOVED_MODULES.get(f"{__name__}.{name}")
+    if stand_in is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(f"the module optaxsched.{name} is deprecated and will be removed in optaxsched "
+                  f"{_REMOVED_IN}; its public names are attributes of optaxsched.",
+                  DeprecationWarning, stacklevel=2)
+    return stand_in
+
 
 # The one place the version is written: pyproject.toml reads it (setuptools dynamic version).
 __version__ = "0.1.0"

@@ -1,19 +1,29 @@
-"""Renamed keyword arguments that keep working, with a warning, for one minor version (private).
+"""Old names that keep working, with a warning, for one minor version (private).
 
-An argument renamed to follow optax's words (``power(max_value=...)`` -> ``peak_value``; WSD's
-``decay_steps``, the decay phase, -> ``cooldown_steps``, because optax's ``decay_steps`` is the
+Two kinds of move are covered. An argument renamed to follow optax's words
+(``power(max_value=...)`` -> ``peak_value``; WSD's ``decay_steps``, the decay phase, ->
+``cooldown_steps``, because optax's ``decay_steps`` is the
 whole horizon) is accepted under its old name until :data:`REMOVED_IN`, with a
-``DeprecationWarning`` that names the new one.
+``DeprecationWarning`` that names the new one (:func:`renamed_arguments`). A module made private
+(``optaxsched.spikes`` -> ``optaxsched._spam``, whose public names are re-exported by
+``optaxsched``) stays importable under its old path: :func:`register_moved_modules` puts a stand-in
+module in ``sys.modules`` whose attributes warn and resolve to the public names
+(``from optaxsched.spikes import spam`` is ``optaxsched.spam``). The stand-ins are registered in
+``sys.modules`` directly, not imported, so the import system never binds them as attributes of the
+package: the function ``optaxsched.nap`` stays the function.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
+import types
 import warnings
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["REMOVED_IN", "renamed_arguments"]
+__all__ = ["REMOVED_IN", "MovedModule", "register_moved_modules", "renamed_arguments"]
 
 REMOVED_IN = "0.2.0"
 
@@ -49,3 +59,42 @@ def renamed_arguments(**old_to_new: str) -> Callable[[Callable[_P, _R]], Callabl
         return wrapper
 
     return decorate
+
+
+class MovedModule(types.ModuleType):
+    """Stand-in for a module that moved: each public name warns, then resolves where it lives now.
+
+    Args:
+      name: the old dotted module path, e.g. ``"optaxsched.spikes"``.
+      names: old attribute name -> its new home, ``"spam"`` (an attribute of ``optaxsched``) or
+        ``"module.path:attr"`` for a name that is not top-level.
+    """
+
+    def __init__(self, name: str, names: Mapping[str, str]) -> None:
+        super().__init__(name, f"Deprecated: the public names of {name} are in optaxsched.")
+        self.__all__ = list(names)
+        self._moved_names = dict(names)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr not in self._moved_names:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r} (it is "
+                                 f"deprecated; its public names are in optaxsched)")
+        module, _, new = self._moved_names[attr].rpartition(":")
+        module = module or "optaxsched"
+        where = f"optaxsched.{new}" if module == "optaxsched" else f"{module}.{new}"
+        warnings.warn(f"{self.__name__}.{attr} is deprecated and will be removed in optaxsched "
+                      f"{REMOVED_IN}; use {where} instead.", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), new)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._moved_names)
+
+
+def register_moved_modules(moved: Mapping[str, Mapping[str, str]]) -> dict[str, MovedModule]:
+    """Registers a :class:`MovedModule` in ``sys.modules`` for each old path; returns them."""
+    stand_ins = {}
+    for name, names in moved.items():
+        stand_in = sys.modules.setdefault(name, MovedModule(name, names))
+        if isinstance(stand_in, MovedModule):
+            stand_ins[name] = stand_in
+    return stand_ins

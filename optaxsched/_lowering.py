@@ -108,7 +108,7 @@ def count_true(mask_a: jax.Array, mask_b: jax.Array) -> jax.Array:
     """
     a, b = reduce_accurate([mask_a.astype(jnp.int32), mask_b.astype(jnp.int32)], [0, 0],
                            ["add", "add"])
-    big = jnp.iinfo(jnp.int32).max
+    big = _numerics.INT32_MAX
     return jnp.where(a > big - b, big, a + b)
 
 

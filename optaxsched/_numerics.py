@@ -17,8 +17,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["rescaled_norm", "norm_from_sum_squares", "scaled_sum_squares", "finite_or_zero",
-           "largest", "saturate"]
+__all__ = ["INT32_MAX", "compute_dtype", "rescaled_norm", "norm_from_sum_squares",
+           "scaled_sum_squares", "finite_or_zero", "largest", "saturate"]
+
+INT32_MAX = 2**31 - 1
+"""The largest int32: where step counts and counters saturate, and the bound of step arguments."""
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype arithmetic is done in: float32 for 16-bit leaves, the leaf's dtype if wider."""
+    return jnp.promote_types(dtype, jnp.float32)
+
 
 
 def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
@@ -30,7 +39,7 @@ def rescaled_norm(x: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Arra
     ``M = max(m1, m2)``. So ``x`` is read once and never written out (a max followed by a
     scaled sum would read it twice and, on XLA's CPU backend, materialise its producer).
     """
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    dtype = compute_dtype(x.dtype)
     a = jnp.abs(x.astype(dtype))
     axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
     zero = jnp.zeros((), dtype)

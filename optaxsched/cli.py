@@ -212,7 +212,7 @@ def _run_refine(args) -> int:
 
     import numpy as np
 
-    from optaxsched import _checks, refinement
+    from optaxsched import _checks, _refinement
 
     where = "optaxsched refine"
     peak_value = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
@@ -228,12 +228,12 @@ def _run_refine(args) -> int:
         _require_matplotlib()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        norms = refinement.load_grad_norms(args.norms_file, key=key)
-        multipliers = refinement.refine(norms, kind=args.kind, smoothing=args.smoothing)
+        norms = _refinement.load_grad_norms(args.norms_file, key=key)
+        multipliers = _refinement.refine(norms, kind=args.kind, smoothing=args.smoothing)
         if args.total_steps is None or args.total_steps == norms.size:
             values = peak_value * multipliers
         else:
-            schedule = refinement.refined_schedule(norms, peak_value, args.total_steps,
+            schedule = _refinement.refined_schedule(norms, peak_value, args.total_steps,
                                                    kind=args.kind, smoothing=args.smoothing)
             values = np.asarray(schedule(np.arange(args.total_steps)), dtype=np.float64)
         if args.plot:

@@ -135,7 +135,7 @@ def refinement(grad_norms, kind: RefineKind = "sgd", smoothing: float = 0.1,
       >>> import numpy as np, optaxsched.plot as oplot
       >>> fig = oplot.refinement(1.0 + np.exp(-np.arange(500) / 50.0), peak_value=3e-4)
     """
-    from optaxsched import refinement as _refinement
+    from optaxsched import _refinement
 
     where = "plot.refinement"
     peak_value = _checks.check_float(where, "peak_value", peak_value, minimum=0.0,

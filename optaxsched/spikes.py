@@ -97,7 +97,7 @@ __all__ = [
     "reset_warmup",
 ]
 
-_INT32_MAX = int(np.iinfo(np.int32).max)
+_INT32_MAX = _numerics.INT32_MAX
 # The reference's post-reset factor starts at 1 - 0.99 = 0.01.
 _WARMUP_DEPTH = 0.99
 
@@ -273,11 +273,6 @@ def _debias(rate: _Rate, k: jax.Array) -> jax.Array:
     return -jnp.expm1(k * rate.log)
 
 
-def _compute_dtype(dtype: Any) -> Any:
-    """float32 for low-precision leaves (bfloat16, float16), the leaf's dtype otherwise."""
-    return jnp.promote_types(dtype, jnp.float32)
-
-
 def _store(x: jax.Array, dtype: Any) -> jax.Array:
     """``x`` cast to a moment's or an update's storage ``dtype``: as it is for 32/64-bit dtypes,
     saturated at the largest finite value for 16-bit ones. A 16-bit moment can overflow (a
@@ -441,7 +436,7 @@ def _spam_moments(g: jax.Array, m: jax.Array, v: jax.Array, rule: _SpikeRule, ra
 
     The two masks are used only by the opt-in counters.
     """
-    cdt = _compute_dtype(g.dtype)
+    cdt = _numerics.compute_dtype(g.dtype)
     raw = g.astype(cdt)
     # A NaN/Inf coordinate is a spike: dropped (0). Each loop drops it on its own (_lowering).
     g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
@@ -500,7 +495,7 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
         # 4. The direction s_k sqrt(1 - b2^k) / (1 - b1^k) · m / (sqrt(v) + eps).
         direction = []
         for g, m1, v1 in zip(g_leaves, new_m, new_v, strict=True):
-            cdt = _compute_dtype(g.dtype)
+            cdt = _numerics.compute_dtype(g.dtype)
             direction.append(step_scale.astype(cdt) * m1.astype(cdt)
                              / (jnp.sqrt(v1.astype(cdt))
                                 + jnp.asarray(eps, jnp.float32).astype(cdt)))
@@ -803,7 +798,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
         g_v, g_m = _lowering.each_loop(g_leaves, list, one, 2)
 
         def sanitized(g):  # a NaN/Inf coordinate is a spike: dropped (0)
-            return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
+            return _numerics.finite_or_zero(g.astype(_numerics.compute_dtype(g.dtype)))
 
         clips, factors, new_mean, new_sq, counts = [], [], [], [], []
         for g, mx, mean, sq in zip(g_leaves, max_leaves, mean_leaves, sq_leaves, strict=True):
@@ -852,7 +847,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
         # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
         direction = []
         for g, m1, v1 in zip(g_leaves, used_m, used_v, strict=True):
-            cdt = _compute_dtype(g.dtype)
+            cdt = _numerics.compute_dtype(g.dtype)
             direction.append((m1.astype(cdt) / bc1.astype(cdt))
                              / (jnp.sqrt(v1.astype(cdt) / bc2.astype(cdt)) + eps32.astype(cdt)))
         if learning_rate is not None:
@@ -1138,7 +1133,7 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
         one = _lowering.runtime_one(state.count)
         new_v, out, counts = [], [], []
         for leaf, v in zip(g_leaves, v_leaves, strict=True):
-            cdt = _compute_dtype(leaf.dtype)
+            cdt = _numerics.compute_dtype(leaf.dtype)
             raw = leaf.astype(cdt)
             # A NaN/Inf coordinate is a spike: dropped (0), in each loop (_lowering.each_loop).
             g_v, g = _lowering.each_loop(raw, _numerics.finite_or_zero, one)
@@ -1231,7 +1226,7 @@ def adaptive_spike_clip(theta: float = 0.999, *, track_clips: bool = False
         th = _rate(theta)
         out, new_max, counts = [], [], []
         for g, mx in zip(g_leaves, max_leaves, strict=True):
-            raw = g.astype(_compute_dtype(g.dtype))
+            raw = g.astype(_numerics.compute_dtype(g.dtype))
             finite = _numerics.finite_or_zero(raw)  # a NaN/Inf coordinate: dropped (0)
             g_max = _lowering.finite_max_abs(g, _numerics.finite_or_zero)
             clip = _adaptive_limit(g_max, mx, th, kf)
@@ -1323,7 +1318,7 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
         for g, mean, sq in zip(g_leaves, mean_leaves, sq_leaves, strict=True):
             # A NaN/Inf coordinate is a spike: dropped (0); rebuilt in each pass, no temporary.
             def finite(g=g):
-                return _numerics.finite_or_zero(g.astype(_compute_dtype(g.dtype)))
+                return _numerics.finite_or_zero(g.astype(_numerics.compute_dtype(g.dtype)))
 
             norm = _lowering.finite_norm(g, lambda raw: finite(raw))
             factor, mean1, sq1 = _norm_factor(norm, mean, sq, g1, g2, e, kf)

@@ -337,7 +337,7 @@ def test_trainer_mode_autolrs_refuses_what_it_does_not_support(tmp_path):
 def test_docstring_examples():
     import doctest
 
-    from optaxsched import autolrs
+    from optaxsched import _autolrs as autolrs
 
     result = doctest.testmod(autolrs, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import optaxsched as oxs
-from optaxsched import combinators
+from optaxsched import _combinators as combinators
 from tests.reference import combinators_np as ref
 from tests.reference import schedules_np
 

@@ -285,7 +285,7 @@ def test_example_sweep_bad_flags_exit_2(argv, tmp_path, capsys):
 def test_docstring_examples():
     import doctest
 
-    from optaxsched import sweep
+    from optaxsched import _sweep as sweep
 
     result = doctest.testmod(sweep, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _io, _reductions, combinators
+from optaxsched import _checks, _combinators, _io, _numerics, _reductions
 from optaxsched._types import NormName, RefineKind
 
 __all__ = [
@@ -224,7 +224,8 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
       Scheduling by Refinement" (arXiv 2310.07831).
     """
     where = "record_grad_norms"
-    num_steps = _checks.check_int(where, "num_steps", num_steps, minimum=1, maximum=2**31 - 1)
+    num_steps = _checks.check_int(where, "num_steps", num_steps, minimum=1,
+                                  maximum=_numerics.INT32_MAX)
     if isinstance(norms, str):
         norms = (norms,)
     _checks.check_sequence(where, "norms", norms, min_length=1)
@@ -640,7 +641,7 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
     values = _as_norms(where, grad_norms, smoothing)
     multipliers = _closed_form(_smooth(values, smoothing), kind, where)
-    return combinators.tabulated(peak_value * multipliers, total_steps=total_steps)
+    return _combinators.tabulated(peak_value * multipliers, total_steps=total_steps)
 
 
 # ------------------------------------------------------------------------------------------------

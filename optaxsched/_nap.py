@@ -187,15 +187,10 @@ def _reduced_axes(where: str, shape: tuple[int, ...], axis: tuple[int, ...] | No
     return tuple(i for i in range(ndim) if i not in kept)
 
 
-def _norm_dtype(dtype: Any) -> Any:
-    """Norms are accumulated in float32, or float64 for float64 leaves."""
-    return jnp.promote_types(dtype, jnp.float32)
-
-
 def _sq_norm(x: jax.Array, reduced: tuple[int, ...]) -> jax.Array:
     """Sum of squares over ``reduced`` (kept axes remain, squeezed), in float32 or wider."""
     x = jnp.asarray(x)
-    x = x.astype(_norm_dtype(x.dtype))
+    x = x.astype(_numerics.compute_dtype(x.dtype))
     return jnp.sum(x * x, axis=reduced)
 
 
@@ -392,7 +387,7 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
       learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800), Section 4.
     """
     where = "project_to_init_norm"
-    every = _checks.check_int(where, "every", every, minimum=1, maximum=2**31 - 1)
+    every = _checks.check_int(where, "every", every, minimum=1, maximum=_numerics.INT32_MAX)
     kept = _check_axis(where, axis)
     if mask is not None and not callable(mask):
         _leaf_values_are_valid(where, mask)
@@ -400,7 +395,7 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
     def init_fn(params):
         layout = _layout(where, mask, kept, params)
         leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
-        leaves = [x.astype(_norm_dtype(x.dtype)) for x in leaves]
+        leaves = [x.astype(_numerics.compute_dtype(x.dtype)) for x in leaves]
         norms = [jnp.ravel(_block_norm(layout, b, leaves)) for b in range(len(layout.blocks))]
         if not norms:  # nothing selected (e.g. map_params' placeholder): an empty vector
             return ProjectToInitNormState(count=jnp.zeros((), jnp.int32),
@@ -460,7 +455,7 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
                         u_sel[k].dtype)
             return out
 
-        dtype = {i: _norm_dtype(u_leaves[i].dtype) for i in selected}
+        dtype = {i: _numerics.compute_dtype(u_leaves[i].dtype) for i in selected}
         position = {i: k for k, i in enumerate(selected)}
         u_sel = [jnp.asarray(u_leaves[i]) for i in selected]
         p_sel = [jnp.asarray(p_leaves[i]) for i in selected]
@@ -536,7 +531,7 @@ def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: in
     where = "nap"
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         _checks.fail(where, "optimizer", "an optax GradientTransformation", optimizer)
-    every = _checks.check_int(where, "every", every, minimum=1, maximum=2**31 - 1)
+    every = _checks.check_int(where, "every", every, minimum=1, maximum=_numerics.INT32_MAX)
     _check_axis(where, axis)
     if mask is not None and not callable(mask):
         _leaf_values_are_valid(where, mask)
@@ -636,7 +631,7 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
     lr = jnp.asarray(learning_rate, jnp.float32)
     out: list[Any] = [optax.MaskedNode()] * len(leaves)
     values = []
-    wide = [jnp.asarray(x).astype(_norm_dtype(jnp.asarray(x).dtype)) for x in leaves]
+    wide = [jnp.asarray(x).astype(_numerics.compute_dtype(jnp.asarray(x).dtype)) for x in leaves]
     for b, block in enumerate(layout.blocks):
         # η/‖w‖ and (η/‖w‖)/‖w‖ from an overflow-safe norm: Σw² overflows float32 long before
         # the result stops being representable. η = 0 gives 0 (not 0/0 for a zero block).

@@ -15,8 +15,8 @@ from typing import Any, Literal, get_args
 import optax
 
 from optaxsched import _checks, schedules
-from optaxsched.combinators import tabulated
-from optaxsched.hypergradient import hypergradient
+from optaxsched._combinators import tabulated
+from optaxsched._hypergradient import hypergradient
 from optaxsched.spikes import spam, stable_spam
 
 __all__ = [

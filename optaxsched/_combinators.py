@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _shapes
+from optaxsched import _checks, _numerics, _shapes
 from optaxsched._types import WarmupShape
 
 __all__ = [
@@ -511,7 +511,7 @@ def in_tokens(schedule: Callable, tokens_per_step: float) -> optax.Schedule:
 # Exact token counting in two int32 words: total = high * 2**30 + low, 0 <= low < 2**30.
 _LOW_BITS = 30
 _LOW_MASK = (1 << _LOW_BITS) - 1
-_INT32_MAX = (1 << 31) - 1
+_INT32_MAX = _numerics.INT32_MAX
 _MAX_TOKENS = ((1 << 31) - 1) << _LOW_BITS  # about 2.3e18 tokens.
 _LARGEST_FLOAT32_BELOW_2_31 = 2147483520.0
 

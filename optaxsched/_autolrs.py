@@ -87,7 +87,7 @@ def _require_sklearn():
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     except ImportError as err:  # pragma: no cover - exercised by a monkeypatched test
         raise ImportError(
-            "optaxsched.autolrs: the Gaussian-process learning-rate search needs scikit-learn, "
+            "optaxsched.LRSearch: the Gaussian-process learning-rate search needs scikit-learn, "
             "which is not installed; install the extra with `pip install 'optaxsched[autolrs]'` "
             "(or `pip install scikit-learn`).") from err
     return GaussianProcessRegressor, ConstantKernel, Matern, WhiteKernel

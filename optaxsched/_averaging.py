@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks
+from optaxsched import _checks, _numerics
 from optaxsched._types import AverageKind
 
 __all__ = [
@@ -144,8 +144,8 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
                                        _DEFAULT_DECAY if decay is None else decay,
                                        strict_max=True)
     start_step = _checks.check_int(where, "start_step", start_step, minimum=0,
-                                   maximum=2**31 - 1)
-    every = _checks.check_int(where, "every", every, minimum=1, maximum=2**31 - 1)
+                                   maximum=_numerics.INT32_MAX)
+    every = _checks.check_int(where, "every", every, minimum=1, maximum=_numerics.INT32_MAX)
     if not isinstance(debias, (bool, np.bool_)):
         _checks.fail(where, "debias", "True or False", debias)
     if kind == "tail" and not debias:
@@ -201,7 +201,7 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
             # average and the new iterate x = p + u never overflows (x - a can reach twice
             # the largest float), and w = 1 gives x exactly. x overflows only where the new
             # parameters themselves do.
-            compute = jnp.promote_types(a.dtype, jnp.float32)
+            compute = _numerics.compute_dtype(a.dtype)
             wc = w.astype(compute)
             x = p.astype(compute) + u.astype(compute)
             new = a.astype(compute) * (1.0 - wc) + x * wc

@@ -1,0 +1,37 @@
+"""The old public module paths, kept importable with a DeprecationWarning until 0.2.0 (private).
+
+Each method now lives in a private module (``optaxsched._nap``), and ``optaxsched`` is the one
+public surface. An entry maps an old module path to its public names and their new homes (a bare
+name is an attribute of ``optaxsched``). :mod:`optaxsched._deprecation` turns each entry into a
+stand-in module; a module moved later adds its entry here.
+"""
+
+from __future__ import annotations
+
+
+def _same(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
+
+
+MOVED: dict[str, dict[str, str]] = {
+    "optaxsched.nap": _same("ELR_KINDS", "SCALE_OFFSET_MODES", "ProjectToInitNormState",
+                            "project_to_init_norm", "nap", "EffectiveLearningRate",
+                            "effective_learning_rate", "nap_mask"),
+    "optaxsched.averaging": _same("AVERAGE_KINDS", "AverageParamsState", "average_params",
+                                  "averaged_params"),
+    "optaxsched.hypergradient": _same("HYPERGRADIENT_MODES", "HypergradientState",
+                                      "hypergradient"),
+    "optaxsched.refinement": _same("NORM_NAMES", "REFINE_KINDS", "RecordGradNormsState",
+                                   "record_grad_norms", "grad_norm_history", "latest_grad_norms",
+                                   "smooth_norms", "refine", "refined_schedule",
+                                   "load_grad_norms"),
+    "optaxsched.combinators": _same("tabulated", "with_warmup", "join", "multiply",
+                                    "sample_every", "in_tokens", "token_schedule",
+                                    "TokenSchedule", "TokenScheduleState", "rewarm"),
+    "optaxsched.autolrs": _same("ExponentialFit", "fit_exponential", "forecast_loss",
+                                "propose_learning_rates", "LRSearch", "AutoLRSStage",
+                                "autolrs_stages"),
+    "optaxsched.sweep": _same("vmap_hyperparams", "lr_sweep", "lr_sensitivity", "stack_params"),
+    "optaxsched.registry": _same("ScheduleName", "OptimizerName", "get_schedule",
+                                 "get_optimizer", "schedule_names", "optimizer_names"),
+}
