@@ -16,18 +16,7 @@ from optaxsched._autolrs import (
     propose_learning_rates,
 )
 from optaxsched._averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
-from optaxsched._combinators import (
-    TokenSchedule,
-    TokenScheduleState,
-    in_tokens,
-    join,
-    multiply,
-    rewarm,
-    sample_every,
-    tabulated,
-    token_schedule,
-    with_warmup,
-)
+from optaxsched._combinators import join, multiply, rewarm, sample_every, with_warmup
 from optaxsched._deprecation import REMOVED_IN as _REMOVED_IN
 from optaxsched._deprecation import register_moved_modules as _register_moved_modules
 from optaxsched._hypergradient import HYPERGRADIENT_MODES, HypergradientState, hypergradient
@@ -62,7 +51,16 @@ from optaxsched._registry import (
     optimizer_names,
     schedule_names,
 )
+from optaxsched._schedules.infinite import infinite
+from optaxsched._schedules.inverse_sqrt import inverse_sqrt
+from optaxsched._schedules.linear_decay import linear_decay
+from optaxsched._schedules.power import power
+from optaxsched._schedules.rex import rex
+from optaxsched._schedules.tabulated import tabulated
+from optaxsched._schedules.uba import uba
+from optaxsched._schedules.wsd import WsdSCheckpoint, wsd, wsd_s, wsd_s_checkpoints
 from optaxsched._sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
+from optaxsched._tokens import TokenSchedule, TokenScheduleState, in_tokens, token_schedule
 from optaxsched._types import (
     AverageKind,
     CooldownShape,
@@ -84,18 +82,6 @@ from optaxsched.forecast import (
 )
 from optaxsched.forecast import fit as fit_annealing_law
 from optaxsched.forecast import plan as plan_schedules
-from optaxsched.schedules import (
-    WsdSCheckpoint,
-    infinite,
-    inverse_sqrt,
-    linear_decay,
-    power,
-    rex,
-    uba,
-    wsd,
-    wsd_s,
-    wsd_s_checkpoints,
-)
 from optaxsched.spikes import (
     AdaptiveGradNormState,
     AdaptiveSpikeClipState,

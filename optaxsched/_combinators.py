@@ -17,11 +17,11 @@ Conventions shared by all of them:
 - Inner schedules are checked when the combinator is built: each must be a callable that JAX can
   trace on a float32 scalar count and that returns a numeric scalar (``jax.eval_shape``, nothing is
   computed). Stateful schedules (``optax.schedules.StatefulSchedule``) are refused; wrap plain
-  schedules and use :func:`token_schedule` for the stateful case.
+  schedules and use :func:`optaxsched.token_schedule` (in :mod:`optaxsched._tokens`) for the
+  stateful case.
 
-``token_schedule`` is the one stateful piece: an ``optax.schedules.StatefulSchedule`` that counts
-the tokens actually seen (read from an extra argument of ``update``) for runs whose batch size
-changes, for use with ``optax.inject_hyperparams``.
+:func:`check_schedule` and :func:`evaluate` are shared with :mod:`optaxsched._tokens`, whose
+``in_tokens`` is a combinator in token units.
 """
 
 from __future__ import annotations
@@ -29,39 +29,28 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _numerics, _shapes
+from optaxsched import _checks, _shapes
 from optaxsched._types import WarmupShape
 
-__all__ = [
-    "tabulated",
-    "with_warmup",
-    "join",
-    "multiply",
-    "sample_every",
-    "in_tokens",
-    "token_schedule",
-    "TokenSchedule",
-    "TokenScheduleState",
-    "rewarm",
-]
+__all__ = ["with_warmup", "join", "multiply", "sample_every", "rewarm"]
 
 _SCHEDULE_RULE = ("a schedule: a callable count -> scalar that JAX can trace on a float32 count "
                   "(not a stateful schedule)")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_MAX = _checks.FLOAT32_MAX
 
 
 # ------------------------------------------------------------------------------------------------
 # Private helpers.
 # ------------------------------------------------------------------------------------------------
 
-def _check_schedule(where: str, name: str, value: Any) -> Callable:
+def check_schedule(where: str, name: str, value: Any) -> Callable:
     """Checks that ``value`` is a plain (stateless) schedule; traces it once, computes nothing."""
     if (not callable(value) or isinstance(value, (str, bytes, type))
             or isinstance(value, optax.schedules.StatefulSchedule)):
@@ -78,7 +67,7 @@ def _check_schedule(where: str, name: str, value: Any) -> Callable:
     return value
 
 
-def _evaluate(schedule: Callable, count: jnp.ndarray) -> jnp.ndarray:
+def evaluate(schedule: Callable, count: jnp.ndarray) -> jnp.ndarray:
     """``schedule(count)`` as float32 with the count's shape (constant schedules return scalars)."""
     return jnp.broadcast_to(jnp.asarray(schedule(count), dtype=jnp.float32), jnp.shape(count))
 
@@ -108,106 +97,6 @@ def _check_steps(where: str, name: str, value: Any, *, minimum: int) -> tuple[in
     if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         _checks.fail(where, name, allowed, value)
     return tuple(steps)
-
-
-# ------------------------------------------------------------------------------------------------
-# tabulated
-# ------------------------------------------------------------------------------------------------
-
-def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
-    """A piecewise-linear schedule through a table of values, optionally resampled to a new length.
-
-    With ``n = len(values)`` and ``T = total_steps`` (``T = n`` when not given), the table is laid
-    out over the counts ``0 .. T - 1``: entry ``i`` sits at count ``i (T - 1) / (n - 1)``, so the
-    first value is the value at count 0, the last value the value at count ``T - 1``, and the
-    schedule interpolates linearly in between:
-
-    .. math::
-
-        p(c) = \\mathrm{clip}\\big(c\\,(n - 1)/(T - 1),\\ 0,\\ n - 1\\big),\\qquad
-        \\eta(c) = v_{\\lfloor p \\rfloor} + (p - \\lfloor p \\rfloor)\\,
-                   (v_{\\lfloor p \\rfloor + 1} - v_{\\lfloor p \\rfloor})
-
-    Without ``total_steps`` (or with ``total_steps == n``) this is ``values[count]`` at integer
-    counts. From count ``T - 1`` on the schedule holds the last value (and before count 0 the
-    first). A table of one entry is a constant schedule.
-
-    Values may be any finite numbers representable in float32: negative values are allowed because
-    a schedule can drive any hyperparameter through ``optax.inject_hyperparams``, not only a
-    learning rate. The table is stored in float32.
-
-    Args:
-      values: 1-D array-like of at least one finite number; ``values[i]`` is the value at count
-        ``i`` before resampling.
-      total_steps: optional length of the run to stretch or compress the table over; a positive
-        integer, at least 2 when the table has two or more entries (its first and last values
-        need distinct counts). ``None`` keeps ``len(values)``.
-
-    Returns:
-      An optax schedule ``count -> float32``.
-
-    Example:
-      >>> import optaxsched as oxs
-      >>> schedule = oxs.tabulated([1.0, 0.5, 0.0], total_steps=5)
-      >>> [float(schedule(c)) for c in range(6)]
-      [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
-
-    References:
-      Used by :func:`optaxsched.refined_schedule` for the schedules of Defazio et al., "When, Why
-      and How Much? Adaptive Learning Rate Scheduling by Refinement" (arXiv 2310.07831).
-    """
-    where = "tabulated"
-    allowed = "a 1-D sequence of at least 1 finite number (within the float32 range)"
-    if isinstance(values, (str, bytes)):
-        _checks.fail(where, "values", allowed, values)
-    try:
-        table = np.asarray(values, dtype=np.float64)
-    except Exception:  # not array-like, not numeric, or a tracer.
-        _checks.fail(where, "values", allowed, values)
-    if (table.ndim != 1 or table.size < 1 or not np.all(np.isfinite(table))
-            or np.any(np.abs(table) > _FLOAT32_MAX)):
-        _checks.fail(where, "values", allowed, values)
-    n = int(table.size)
-    if total_steps is None:
-        total = n
-    else:
-        total = _checks.check_int(where, "total_steps", total_steps, minimum=2 if n >= 2 else 1)
-    table32 = jnp.asarray(table, dtype=jnp.float32)
-
-    if n == 1:
-        only = float(table32[0])
-
-        def constant(count):
-            count = _shapes.as_float_count(count)
-            return jnp.full(jnp.shape(count), only, dtype=jnp.float32)
-
-        return constant
-
-    # The position count * (n - 1) / (T - 1) is split into a whole index and a remainder with
-    # float32 arithmetic that is exact for integer counts while count * (n - 1) < 2**24 (XLA
-    # turns a division by a constant into a multiplication, so the quotient is only used as a
-    # first guess and corrected): entries are hit exactly, the last one from count T - 1 on.
-    steps_per_entry = float(total - 1)  # counts between neighbouring entries, times (n - 1)
-    end = float((n - 1) * (total - 1))
-    starts = table32[:-1]
-    slopes = table32[1:] - table32[:-1]
-    last = table32[-1]
-
-    def schedule(count):
-        count = _shapes.as_float_count(count)
-        scaled = jnp.clip(count * float(n - 1), 0.0, end)
-        index = jnp.clip(jnp.floor(scaled / steps_per_entry), 0.0, float(n - 2))
-        # (Rounding up past a whole number needs count * (n - 1) near 2**24 or a float count;
-        # rounding down happens at ordinary sizes: 107 / 107 gives 0.99999994.)
-        index = jnp.where(index * steps_per_entry > scaled, index - 1.0, index)
-        index = jnp.where((index + 1.0) * steps_per_entry <= scaled,
-                          jnp.minimum(index + 1.0, float(n - 2)), index)
-        frac = (scaled - index * steps_per_entry) / steps_per_entry
-        i = index.astype(jnp.int32)
-        value = starts[i] + frac * slopes[i]
-        return jnp.where(scaled >= end, last, value)  # the last value exactly, not v + 1 * dv
-
-    return schedule
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +147,7 @@ def with_warmup(schedule: Callable, warmup_steps: int, shape: WarmupShape = "lin
       1706.02677), for gradual linear warmup.
     """
     where = "with_warmup"
-    schedule = _check_schedule(where, "schedule", schedule)
+    schedule = check_schedule(where, "schedule", schedule)
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     shape = _checks.check_choice(where, "shape", shape, _shapes.WARMUP_SHAPES)
     init = _checks.check_float(where, "init_value", init_value)
@@ -266,12 +155,13 @@ def with_warmup(schedule: Callable, warmup_steps: int, shape: WarmupShape = "lin
 
     def warmed(count):
         count = _shapes.as_float_count(count)
-        body = _evaluate(schedule, _shifted(count, length))
+        body = evaluate(schedule, _shifted(count, length))
         if warm == 0:
             return body
+        # The schedule's clock is shifted by W; the ramp is the one every optaxsched schedule
+        # overlays on its own first W counts.
         target = jnp.asarray(schedule(jnp.float32(0.0)), dtype=jnp.float32)
-        ramp = _shapes.warmup(shape, _shapes.progress(count, 0.0, length), init, target)
-        return jnp.asarray(jnp.where(count < length, ramp, body), dtype=jnp.float32)
+        return _shapes.overlay_warmup(count, body, warm, init, target, shape)
 
     return warmed
 
@@ -323,7 +213,7 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
     if not schedules:
         _checks.fail(where, "schedules", "a non-empty sequence of schedules", schedules)
     for i, schedule in enumerate(schedules):
-        _check_schedule(where, f"schedules[{i}]", schedule)
+        check_schedule(where, f"schedules[{i}]", schedule)
     if (isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__")
             or np.ndim(boundaries) == 0):
         _checks.fail_type(where, "boundaries",
@@ -339,7 +229,7 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> optax.Sche
     # integer or float dtype, and a clock that never runs backwards: optax hands the later
     # schedules ``count - b_i`` < 0 before their boundary (masked by ``where``, but a schedule
     # that takes sqrt or log of it would put NaN into ``grad``), here they see ``max(·, 0)``.
-    clocked = [lambda c, s=schedule: _evaluate(s, _shifted(c, 0.0)) for schedule in schedules]
+    clocked = [lambda c, s=schedule: evaluate(s, _shifted(c, 0.0)) for schedule in schedules]
     # float boundaries: one beyond int32 (a schedule in token units) must not overflow.
     inner = optax.join_schedules(clocked, [float(b) for b in bounds])
 
@@ -384,7 +274,7 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
     schedules: list[Callable] = []
     for i, factor in enumerate(factors):
         if callable(factor) and not isinstance(factor, type):
-            schedules.append(_check_schedule(where, f"factors[{i}]", factor))
+            schedules.append(check_schedule(where, f"factors[{i}]", factor))
         else:
             constant *= _checks.check_float(
                 where, f"factors[{i}]", factor)  # message: "a finite number"
@@ -397,7 +287,7 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
         count = _shapes.as_float_count(count)
         value = jnp.full(jnp.shape(count), constant, dtype=jnp.float32)
         for schedule in factors_in_order:
-            value = value * _evaluate(schedule, count)
+            value = value * evaluate(schedule, count)
         return value
 
     return product
@@ -440,7 +330,7 @@ def sample_every(schedule: Callable, interval: int) -> optax.Schedule:
       (arXiv 2107.04197).
     """
     where = "sample_every"
-    schedule = _check_schedule(where, "schedule", schedule)
+    schedule = check_schedule(where, "schedule", schedule)
     k = float(_checks.check_int(where, "interval", interval, minimum=1))
 
     def sampled(count):
@@ -448,219 +338,9 @@ def sample_every(schedule: Callable, interval: int) -> optax.Schedule:
         steps = jnp.floor(count / k)
         steps = jnp.where(steps * k > count, steps - 1.0, steps)  # c / k rounded up to an integer.
         steps = jnp.where((steps + 1.0) * k <= count, steps + 1.0, steps)
-        return _evaluate(schedule, jax.lax.stop_gradient(steps * k))
+        return evaluate(schedule, jax.lax.stop_gradient(steps * k))
 
     return sampled
-
-
-# ------------------------------------------------------------------------------------------------
-# in_tokens (stateless) and token_schedule (stateful)
-# ------------------------------------------------------------------------------------------------
-
-def in_tokens(schedule: Callable, tokens_per_step: float) -> optax.Schedule:
-    """Drives a schedule written in tokens with the optax step count, at a fixed batch size.
-
-    .. math::
-
-        \\eta(c) = s(c \\cdot \\text{tokens\\_per\\_step})
-
-    so ``s`` is evaluated at the number of tokens seen *before* this update (0 on the first
-    update, as the optax count is). Writing the schedule in tokens lets the batch size change
-    between runs without rewriting the schedule (allenai/OLMo#411); for a batch size that changes
-    *within* a run use :func:`token_schedule`, which counts the tokens actually seen.
-
-    Precision: the token count is computed in float32 (relative precision 2**-24, about
-    6e-8, and no overflow: float32 reaches 3e38). At 1e12 tokens the count is exact to within
-    65,536 tokens, far less than one step of any realistic batch, so a schedule of the token count
-    is as accurate as a schedule of the step count. The inner schedule must accept float counts
-    beyond 2**31: give its step arguments as Python floats where it would otherwise turn them into
-    int32 (``optax.linear_schedule(1.0, 0.0, transition_steps=2e12)``, not ``2 * 10**12``, which
-    overflows inside ``jnp.clip``).
-
-    Args:
-      schedule: a schedule whose count is a number of tokens.
-      tokens_per_step: tokens in each step (global batch size times sequence length); a positive
-        finite number.
-
-    Returns:
-      An optax schedule of the step count ``count -> float32``.
-
-    Example:
-      >>> import optax, optaxsched as oxs
-      >>> per_token = optax.linear_schedule(1.0, 0.0, transition_steps=1e9)
-      >>> schedule = oxs.in_tokens(per_token, tokens_per_step=2**20)
-      >>> round(float(schedule(476)), 4)  # 476 * 2**20 tokens, about half of 1e9
-      0.5009
-
-    References:
-      allenai/OLMo#411 (schedules in token units). Shen et al., "Power Scheduler: A Batch Size
-      and Token Number Agnostic Learning Rate Scheduler" (arXiv 2408.13359).
-    """
-    where = "in_tokens"
-    schedule = _check_schedule(where, "schedule", schedule)
-    per_step = _checks.check_float(where, "tokens_per_step", tokens_per_step, minimum=0.0,
-                                   strict_min=True)
-
-    def stepped(count):
-        count = _shapes.as_float_count(count)
-        return _evaluate(schedule, count * per_step)
-
-    return stepped
-
-
-# Exact token counting in two int32 words: total = high * 2**30 + low, 0 <= low < 2**30.
-_LOW_BITS = 30
-_LOW_MASK = (1 << _LOW_BITS) - 1
-_INT32_MAX = _numerics.INT32_MAX
-_MAX_TOKENS = ((1 << 31) - 1) << _LOW_BITS  # about 2.3e18 tokens.
-_LARGEST_FLOAT32_BELOW_2_31 = 2147483520.0
-
-
-class TokenScheduleState(NamedTuple):
-    """State of :func:`token_schedule`: the tokens seen before the current update.
-
-    Attributes:
-      tokens: float32 scalar, the token count the schedule is evaluated at (``high * 2**30 +
-        low`` rounded once to float32, never accumulated in float32); log it with
-        ``optax.tree.get(state, "tokens")``.
-      high: int32 scalar, the count's multiples of 2**30.
-      low: int32 scalar in [0, 2**30), the rest. ``high`` and ``low`` count exactly, beyond the
-        int32 range (up to about 2.3e18 tokens).
-    """
-
-    tokens: jax.Array
-    high: jax.Array
-    low: jax.Array
-
-
-class TokenSchedule:
-    """A stateful schedule of the tokens seen (``optax.schedules.StatefulSchedule``).
-
-    Build it with :func:`token_schedule`; see there for the semantics.
-    """
-
-    def __init__(self, schedule: Callable, extra_arg: str, initial_tokens: int):
-        self.schedule = schedule
-        self.extra_arg = extra_arg
-        self.initial_tokens = initial_tokens
-
-    def __repr__(self) -> str:
-        return (f"TokenSchedule(schedule={self.schedule!r}, extra_arg={self.extra_arg!r}, "
-                f"initial_tokens={self.initial_tokens!r})")
-
-    def init(self) -> TokenScheduleState:
-        """The state before the first update: ``initial_tokens`` seen."""
-        high, low = divmod(self.initial_tokens, 1 << _LOW_BITS)
-        return _token_state(jnp.asarray(high, jnp.int32), jnp.asarray(low, jnp.int32))
-
-    def update(self, state: TokenScheduleState, **extra_args) -> TokenScheduleState:
-        """Adds this step's tokens, read from the extra argument ``extra_arg``.
-
-        Negative or non-finite token counts add nothing; float counts are rounded to the nearest
-        integer; one step may add at most 2**31 - 1 tokens (larger values are clipped).
-        """
-        tokens = extra_args.get(self.extra_arg)
-        if tokens is None:
-            _checks.fail("token_schedule", self.extra_arg,
-                         f"passed to update() as the extra argument {self.extra_arg}=<number of "
-                         "tokens in this step> (e.g. tx.update(grads, state, params, "
-                         f"{self.extra_arg}=n))", tokens)
-        step = _as_token_increment(tokens, self.extra_arg)
-        low = state.low + (step & _LOW_MASK)           # < 2**31: no overflow.
-        high = state.high + (step >> _LOW_BITS) + (low >> _LOW_BITS)
-        return _token_state(high, low & _LOW_MASK)
-
-    def __call__(self, state: TokenScheduleState, **extra_args) -> jax.Array:
-        """The schedule at the tokens seen before this update (extra arguments are ignored)."""
-        del extra_args
-        return jnp.asarray(self.schedule(state.tokens), dtype=jnp.float32)
-
-
-def _token_state(high: jnp.ndarray, low: jnp.ndarray) -> TokenScheduleState:
-    tokens = (high.astype(jnp.float32) * float(1 << _LOW_BITS) + low.astype(jnp.float32))
-    return TokenScheduleState(tokens=tokens, high=high, low=low)
-
-
-def _as_token_increment(tokens: Any, name: str) -> jnp.ndarray:
-    """This step's token count as a non-negative int32 scalar (traceable)."""
-    if isinstance(tokens, (int, np.integer)) and not isinstance(tokens, bool):
-        tokens = min(max(int(tokens), 0), _INT32_MAX)  # Python ints beyond int32: clip first.
-    tokens = jnp.asarray(tokens)
-    if tokens.shape != ():
-        _checks.fail("token_schedule", name, "a scalar (the number of tokens in this step)",
-                     f"an array of shape {tokens.shape}")
-    if jnp.issubdtype(tokens.dtype, jnp.floating):
-        tokens = tokens.astype(jnp.float32)
-        tokens = jnp.where(jnp.isfinite(tokens), jnp.round(tokens), 0.0)
-        return jnp.clip(tokens, 0.0, _LARGEST_FLOAT32_BELOW_2_31).astype(jnp.int32)
-    if jnp.issubdtype(tokens.dtype, jnp.integer):
-        if jnp.iinfo(tokens.dtype).max > _INT32_MAX:  # uint32, int64, uint64 (with x64).
-            tokens = jnp.minimum(tokens, jnp.asarray(_INT32_MAX, tokens.dtype))
-        return jnp.maximum(tokens.astype(jnp.int32), 0)
-    _checks.fail("token_schedule", name, "a number (the number of tokens in this step)", tokens)
-
-
-def token_schedule(schedule: Callable, extra_arg: str = "tokens",
-                   initial_tokens: int = 0) -> TokenSchedule:
-    """A stateful schedule of the tokens actually seen, for runs whose batch size changes.
-
-    An ``optax.schedules.StatefulSchedule`` for ``optax.inject_hyperparams``: its state counts the
-    tokens seen so far, each ``update`` adds the tokens of the current step, read from the extra
-    argument ``tokens=`` (name configurable) that the training loop passes to the optimizer's
-    ``update``. The value used for an update is the schedule at the tokens seen *before* it:
-
-    .. math::
-
-        \\eta_t = s\\Big(N_0 + \\sum_{u < t} n_u\\Big)
-
-    with ``n_u`` the tokens of update ``u`` and ``N_0 = initial_tokens``. With a constant batch of
-    ``n`` tokens this equals ``in_tokens(s, n)`` at every step.
-
-    The count is kept exactly in two int32 words (``high * 2**30 + low``), so it neither overflows
-    at 2**31 tokens, as an int32 would, nor drifts, as a float32 running sum would (adding 4M
-    tokens to 1e12 in float32 rounds by up to 32,768 tokens each step); it works without
-    ``jax_enable_x64``. The schedule is evaluated at that count rounded once to float32
-    (``state.tokens``). Non-finite or negative token counts add nothing; float counts are rounded.
-
-    Under ``optax.MultiSteps`` only the micro-step that emits an update advances the inner state
-    (the others' states are discarded), so pass the token count of the whole accumulated batch
-    as ``tokens=`` at every micro-step.
-
-    Args:
-      schedule: a schedule whose count is a number of tokens.
-      extra_arg: name of the extra argument carrying the tokens of the current step; a Python
-        identifier (default ``'tokens'``).
-      initial_tokens: tokens already seen when the state is created (resuming a run whose
-        optimizer state is not restored); a non-negative integer below 2**61.
-
-    Returns:
-      A :class:`TokenSchedule` with ``init()``, ``update(state, **extra_args)`` and
-      ``__call__(state, **extra_args)``; its state is a :class:`TokenScheduleState`.
-
-    Example:
-      >>> import jax.numpy as jnp, optax, optaxsched as oxs
-      >>> per_token = optax.linear_schedule(1.0, 0.0, transition_steps=1000.0)
-      >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=oxs.token_schedule(per_token))
-      >>> params = jnp.zeros(2)
-      >>> state = tx.init(params)
-      >>> for n in (100, 300, 600):  # the batch grows
-      ...     _, state = tx.update(jnp.ones(2), state, params, tokens=n)
-      >>> round(float(state.hyperparams["learning_rate"]), 6)  # used for the last update: s(400)
-      0.6
-      >>> float(optax.tree.get(state, "tokens"))
-      1000.0
-
-    References:
-      allenai/OLMo#411 (schedules in token units, so that the batch size can change on restart).
-    """
-    where = "token_schedule"
-    schedule = _check_schedule(where, "schedule", schedule)
-    if not isinstance(extra_arg, str) or not extra_arg.isidentifier():
-        _checks.fail(where, "extra_arg", "a Python identifier (the extra argument's name)",
-                     extra_arg)
-    initial = _checks.check_int(where, "initial_tokens", initial_tokens, minimum=0,
-                                maximum=_MAX_TOKENS)
-    return TokenSchedule(schedule, extra_arg, initial)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -724,7 +404,7 @@ def rewarm(schedule: Callable, restart_steps: int | Sequence[int], warmup_steps:
       model?" (arXiv 2308.04014).
     """
     where = "rewarm"
-    schedule = _check_schedule(where, "schedule", schedule)
+    schedule = check_schedule(where, "schedule", schedule)
     restarts = _check_steps(where, "restart_steps", restart_steps, minimum=1)
     warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0)
     init = None if init_value is None else _checks.check_float(where, "init_value", init_value)
@@ -741,7 +421,7 @@ def rewarm(schedule: Callable, restart_steps: int | Sequence[int], warmup_steps:
 
     def rewarmed(count):
         count = _shapes.as_float_count(count)
-        at_anchors = _evaluate(schedule, jnp.asarray(anchors))
+        at_anchors = evaluate(schedule, jnp.asarray(anchors))
         target = at_anchors[-1]
         # Start value of each re-warmup (static recursion over the restarts).
         starts = []
@@ -759,7 +439,7 @@ def rewarm(schedule: Callable, restart_steps: int | Sequence[int], warmup_steps:
         j = jnp.maximum(phase - 1, 0)
         origin = jnp.where(phase > 0, jnp.asarray(restarts_f)[j], 0.0)
         local = jnp.maximum(count - origin, 0.0)
-        body = _evaluate(schedule, local)
+        body = evaluate(schedule, local)
         if warm == 0:
             return body
         warming = ramp(_shapes.progress(local, 0.0, length), starts[j], target)

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _combinators, _io, _numerics, _reductions
+from optaxsched import _checks, _io, _numerics, _reductions
+from optaxsched._schedules.tabulated import tabulated
 from optaxsched._types import NormName, RefineKind
 
 __all__ = [
@@ -641,7 +642,7 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
     values = _as_norms(where, grad_norms, smoothing)
     multipliers = _closed_form(_smooth(values, smoothing), kind, where)
-    return _combinators.tabulated(peak_value * multipliers, total_steps=total_steps)
+    return tabulated(peak_value * multipliers, total_steps=total_steps)
 
 
 # ------------------------------------------------------------------------------------------------

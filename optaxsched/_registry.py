@@ -14,9 +14,16 @@ from typing import Any, Literal, get_args
 
 import optax
 
-from optaxsched import _checks, schedules
-from optaxsched._combinators import tabulated
+from optaxsched import _checks
 from optaxsched._hypergradient import hypergradient
+from optaxsched._schedules.infinite import infinite
+from optaxsched._schedules.inverse_sqrt import inverse_sqrt
+from optaxsched._schedules.linear_decay import linear_decay
+from optaxsched._schedules.power import power
+from optaxsched._schedules.rex import rex
+from optaxsched._schedules.tabulated import tabulated
+from optaxsched._schedules.uba import uba
+from optaxsched._schedules.wsd import wsd, wsd_s
 from optaxsched.spikes import spam, stable_spam
 
 __all__ = [
@@ -38,14 +45,14 @@ OptimizerName = Literal["spam", "stable_spam", "hypergradient"]
 the learning rate)."""
 
 _SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
-    "linear_decay": schedules.linear_decay,
-    "wsd": schedules.wsd,
-    "wsd_s": schedules.wsd_s,
-    "rex": schedules.rex,
-    "power": schedules.power,
-    "infinite": schedules.infinite,
-    "uba": schedules.uba,
-    "inverse_sqrt": schedules.inverse_sqrt,
+    "linear_decay": linear_decay,
+    "wsd": wsd,
+    "wsd_s": wsd_s,
+    "rex": rex,
+    "power": power,
+    "infinite": infinite,
+    "uba": uba,
+    "inverse_sqrt": inverse_sqrt,
     "tabulated": tabulated,
 }
 

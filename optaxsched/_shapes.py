@@ -30,6 +30,7 @@ __all__ = [
     "decay_factor",
     "decay",
     "warmup",
+    "overlay_warmup",
     "validate_decay_shape",
 ]
 
@@ -186,3 +187,21 @@ def warmup(shape: str, x: jnp.ndarray, init_value: float, peak_value: float) -> 
     else:
         rise = 0.5 * (1.0 - jnp.cos(math.pi * x))
     return init_value + (peak_value - init_value) * rise
+
+
+def overlay_warmup(count: jnp.ndarray, body, warmup_steps: float, init_value, target,
+                   shape: str = "linear") -> jnp.ndarray:
+    """``body`` with its first ``warmup_steps`` counts replaced by a ramp from ``init_value``.
+
+    The ramp rises from ``init_value`` (count 0) to ``target`` (count ``warmup_steps``), linear or
+    cosine; from ``count == warmup_steps`` on ``body`` is used as it is, *not* shifted in time (a
+    schedule with its own ``warmup_steps`` argument keeps its horizons). With no warmup ``body`` is
+    returned unchanged. The public combinator :func:`optaxsched.with_warmup` shifts the wrapped
+    schedule by the warmup and then overlays this ramp.
+    """
+    if warmup_steps <= 0:
+        return body
+    # Step arguments are Python ints that may exceed int32 (schedules in token units): floats.
+    length = float(warmup_steps)
+    ramp = warmup(shape, progress(count, 0.0, length), init_value, target)
+    return jnp.asarray(jnp.where(count < length, ramp, body), dtype=jnp.float32)

@@ -56,8 +56,8 @@ import numpy as np
 import optax
 
 from optaxsched import _checks, _io, _shapes
+from optaxsched._schedules.wsd import wsd as _wsd
 from optaxsched._types import DecayShape
-from optaxsched.schedules import wsd as _wsd
 
 __all__ = [
     "DEFAULT_LAM",

@@ -51,3 +51,23 @@ def test_unknown_names_are_attribute_errors():
     module = importlib.import_module("optaxsched.sweep")
     with pytest.raises(AttributeError, match="no attribute '_private'"):
         module._private  # noqa: B018
+
+
+def test_the_old_schedule_submodules_import_and_warn():
+    with pytest.warns(DeprecationWarning, match="use optaxsched.wsd instead"):
+        from optaxsched.schedules.anytime import wsd
+    assert wsd is oxs.wsd
+    with pytest.warns(DeprecationWarning, match="use optaxsched.rex instead"):
+        from optaxsched.schedules.budgeted import rex
+    assert rex is oxs.rex
+
+
+def test_each_schedule_module_is_not_shadowed_by_its_function():
+    import types
+
+    import optaxsched._schedules as package
+    for name in ("linear_decay", "rex", "uba", "wsd", "power", "infinite", "inverse_sqrt",
+                 "tabulated"):
+        module = importlib.import_module(f"optaxsched._schedules.{name}")
+        assert isinstance(module, types.ModuleType) and getattr(package, name) is module
+        assert getattr(module, name) is getattr(oxs, name)

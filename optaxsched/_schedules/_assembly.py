@@ -1,16 +1,22 @@
 """Validation and assembly shared by the schedule family (private).
 
-Every schedule here is built the same way: validated Python floats are closed over, the count is
+Every schedule is built the same way: validated Python floats are closed over, the count is
 converted once with :func:`optaxsched._shapes.as_float_count`, each phase is computed on the whole
 array, and ``jnp.where`` picks the phase. Both sides of every ``where`` are finite with finite
 derivatives, so ``grad`` with respect to a float count never produces NaN.
+
+The budgeted schedules (linear decay, REX, UBA) differ only in their decay profile ``phi(z)``:
+:func:`check_budgeted` validates their common arguments and :func:`assemble_decay` builds
+"warmup, then ``end + (peak - end) * phi(z)``, then ``end``" around the profile.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax.numpy as jnp
+import optax
 
 from optaxsched import _checks, _shapes
 
@@ -48,21 +54,6 @@ def decay_length(where: str, length: int, cooldown_steps, decay_fraction,
     return max(1, math.floor(fraction * length + 0.5))
 
 
-def with_warmup(count: jnp.ndarray, body: jnp.ndarray, warmup_steps: float, init_value: float,
-                peak_value: float) -> jnp.ndarray:
-    """Linear ramp from ``init_value`` (count 0) to ``peak_value`` (count ``warmup_steps``).
-
-    ``body`` is used from ``count == warmup_steps`` on; with no warmup it is returned unchanged.
-    """
-    if warmup_steps <= 0:
-        return body
-    # Step arguments are Python ints that may exceed int32 (schedules in token units): floats.
-    warmup_steps = float(warmup_steps)
-    ramp = _shapes.warmup("linear", _shapes.progress(count, 0.0, warmup_steps), init_value,
-                          peak_value)
-    return jnp.where(count < warmup_steps, ramp, body)
-
-
 def terminal(count: jnp.ndarray, body: jnp.ndarray, horizon: float, value: float) -> jnp.ndarray:
     """``value`` exactly from ``count == horizon`` on (no rounding left over from the formula)."""
     return jnp.where(count >= float(horizon), jnp.float32(value), body)
@@ -71,3 +62,32 @@ def terminal(count: jnp.ndarray, body: jnp.ndarray, horizon: float, value: float
 def as_output(value) -> jnp.ndarray:
     """The schedule's result: float32, same shape as the count."""
     return jnp.asarray(value, dtype=jnp.float32)
+
+
+def check_budgeted(where: str, peak_value, total_steps, warmup_steps, end_value, init_value
+                   ) -> tuple[float, int, int, float, float]:
+    """The arguments every budgeted schedule takes: ``(peak, total, warmup, end, init)``."""
+    peak = check_peak(where, peak_value)
+    total = _checks.check_int(where, "total_steps", total_steps, minimum=1)
+    warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0, maximum=total - 1)
+    end = check_below(where, "end_value", end_value, peak, "peak_value")
+    init = check_below(where, "init_value", init_value, peak, "peak_value")
+    return peak, total, warm, end, init
+
+
+def assemble_decay(phi: Callable, peak: float, total: int, warm: int, end: float, init: float
+                   ) -> optax.Schedule:
+    """warmup -> ``end + (peak - end) * phi(z)`` -> ``end`` from ``total`` on.
+
+    ``z = (count - warm) / (total - warm)``, clipped to [0, 1]; ``phi(0) = 1``, ``phi(1) = 0``.
+    """
+    length = float(total - warm)
+
+    def schedule(count):
+        count = _shapes.as_float_count(count)
+        z = _shapes.progress(count, float(warm), length)
+        body = end + (peak - end) * phi(z)
+        value = _shapes.overlay_warmup(count, body, warm, init, peak)
+        return as_output(terminal(count, value, total, end))
+
+    return schedule
