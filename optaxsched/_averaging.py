@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _numerics
+from optaxsched import _checks, _find_state, _numerics
 from optaxsched._types import AverageKind
 
 __all__ = [
@@ -245,15 +245,9 @@ def averaged_params(opt_state: Any) -> Any:
       Sanyal et al., "Early Weight Averaging meets High Learning Rates for LLM Pre-training"
       (arXiv 2306.03241).
     """
-    where = "averaged_params"
-    is_state = lambda x: isinstance(x, AverageParamsState)
-    found = [leaf for leaf in jax.tree.leaves(opt_state, is_leaf=is_state) if is_state(leaf)]
-    if len(found) != 1:
-        raise ValueError(
-            f"{where}: opt_state must contain exactly one AverageParamsState (put "
-            f"optaxsched.average_params(...) last in the optimizer), found {len(found)} in a "
-            f"{type(opt_state).__name__}.")
-    average = found[0].average
+    average = _find_state.find_state(
+        "averaged_params", opt_state, AverageParamsState,
+        "put optaxsched.average_params(...) last in the optimizer").average
     try:  # nnx.Optimizer wraps state arrays in variables; hand back plain arrays.
         from flax import nnx
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _io, _numerics, _reductions
+from optaxsched import _checks, _find_state, _io, _numerics, _reductions
 from optaxsched._schedules.tabulated import tabulated
 from optaxsched._types import NormName, RefineKind
 
@@ -265,27 +265,11 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
 def _find_recorder(opt_state: Any, where: str, which: int | None) -> RecordGradNormsState:
     """The unique (or the ``which``-th) RecordGradNormsState inside an optimizer state.
 
-    Not ``optax.tree.get``: that finds a field by name and refuses several matches; this finds
-    the recorder by its state type, names the paths when there are several, and ``which``
-    chooses one (two recorders in one chain, e.g. before and after clipping)."""
-    is_record = lambda x: isinstance(x, RecordGradNormsState)
-    flat = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=is_record)[0]
-    found = [(path, leaf) for path, leaf in flat if is_record(leaf)]
-    if not found:
-        raise ValueError(
-            f"{where}: opt_state must contain a RecordGradNormsState (put "
-            f"optaxsched.record_grad_norms(...) in the optimizer), found none in a "
-            f"{type(opt_state).__name__}.")
-    if which is None:
-        if len(found) > 1:
-            paths = ", ".join(f"{i}: {jax.tree_util.keystr(p) or '<root>'}"
-                              for i, (p, _) in enumerate(found))
-            raise ValueError(
-                f"{where}: opt_state contains {len(found)} RecordGradNormsState ({paths}); "
-                f"pass which=<index> to choose one.")
-        return found[0][1]
-    which = _checks.check_int(where, "which", which, minimum=0, maximum=len(found) - 1)
-    return found[which][1]
+    Found by its type, wherever it sits; ``which`` chooses one of several recorders (two in one
+    chain, e.g. before and after clipping)."""
+    return _find_state.find_state(where, opt_state, RecordGradNormsState,
+                                  "put optaxsched.record_grad_norms(...) in the optimizer", which,
+                                  choosable=True)
 
 
 def _recorded_names(state: RecordGradNormsState) -> tuple[str, ...]:
