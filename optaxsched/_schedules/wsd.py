@@ -183,6 +183,10 @@ def wsd_s_checkpoints(decay_points: Sequence[int], cooldown_steps: int | None = 
       ...     print(checkpoint)
       WsdSCheckpoint(decay_start=900, save_after=1000)
       WsdSCheckpoint(decay_start=2800, save_after=3000)
+
+    References:
+      Wen, Li, Wang, Hall, Liang, Ma, "Understanding Warmup-Stable-Decay Learning Rates: A River
+      Valley Loss Landscape Perspective" (arXiv 2410.05192).
     """
     return _wsd_s_plan("wsd_s_checkpoints", decay_points, cooldown_steps, decay_fraction,
                        warmup_steps)[0]
