@@ -7,6 +7,7 @@ error.
 
 from __future__ import annotations
 
+import doctest
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ import optax
 import pytest
 from hypothesis import strategies as st
 
+import optaxsched as oxs
 from tests.reference import combinators_np as ref
 
 INT32_MAX = 2**31 - 1
@@ -103,3 +105,16 @@ def assert_named_error(build, message):
     with pytest.raises(ValueError, match="^" + message) as info:
         build()
     assert re.search(r", got .*\.$", str(info.value), re.S), str(info.value)
+
+
+def assert_examples_run(module):
+    """The module's docstring examples run (and there are some)."""
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def assert_exported(module):
+    """Every name in the module's ``__all__`` is the same object at the top level."""
+    for name in module.__all__:
+        assert getattr(oxs, name) is getattr(module, name)
+        assert name in oxs.__all__

@@ -10,7 +10,6 @@ once, on one fixed-shape array of counts; jit is used only on fixed configuratio
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import jax
@@ -29,6 +28,8 @@ from tests._schedule_helpers import (
     INT32_MAX,
     OK,
     Stateful,
+    assert_examples_run,
+    assert_exported,
     assert_named_error,
     close,
     decreasing,
@@ -328,8 +329,7 @@ def test_past_the_horizon(built):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(combinators, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_run(combinators)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,6 +410,4 @@ def test_bad_inputs(build, message):
 
 
 def test_public_api_is_exported():
-    for name in combinators.__all__:
-        assert getattr(oxs, name) is getattr(combinators, name)
-        assert name in oxs.__all__
+    assert_exported(combinators)

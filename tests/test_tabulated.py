@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import jax.numpy as jnp
@@ -13,7 +12,15 @@ from hypothesis import strategies as st
 
 import optaxsched as oxs
 from optaxsched._schedules import tabulated as tabulated_module
-from tests._schedule_helpers import COUNTS, assert_named_error, close, nonincreasing, values
+from tests._schedule_helpers import (
+    COUNTS,
+    assert_examples_run,
+    assert_exported,
+    assert_named_error,
+    close,
+    nonincreasing,
+    values,
+)
 from tests.reference import combinators_np as ref
 
 # ------------------------------------------------------------------------------------------------
@@ -106,11 +113,8 @@ def test_bad_inputs(build, message):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(tabulated_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_run(tabulated_module)
 
 
 def test_public_api_is_exported():
-    for name in tabulated_module.__all__:
-        assert getattr(oxs, name) is getattr(tabulated_module, name)
-        assert name in oxs.__all__
+    assert_exported(tabulated_module)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import jax
@@ -20,6 +19,8 @@ from tests._schedule_helpers import (
     INT32_MAX,
     OK,
     Stateful,
+    assert_examples_run,
+    assert_exported,
     assert_named_error,
     close,
     inner,
@@ -185,11 +186,8 @@ def test_bad_inputs(build, message):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(_tokens, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_run(_tokens)
 
 
 def test_public_api_is_exported():
-    for name in _tokens.__all__:
-        assert getattr(oxs, name) is getattr(_tokens, name)
-        assert name in oxs.__all__
+    assert_exported(_tokens)

@@ -22,6 +22,35 @@ _COOLDOWN_SHAPES = ("cosine", "inverse_sqrt") + tuple(
     s for s in _shapes.DECAY_SHAPES if s != "cosine")
 
 
+def _check_anneal(where: str, anneal_start, anneal_steps, end_value, anneal_shape,
+                  plateau: float, warm: int, cool: int):
+    """The anneal's ``(start, steps, end, shape)``; ``start`` is None when there is no anneal."""
+    plateau_start = warm + cool
+    end = None
+    if anneal_start is None:
+        if anneal_steps not in (0, None):
+            _checks.fail(where, "anneal_steps", "0 when anneal_start is None (no anneal)",
+                         anneal_steps)
+        if end_value is not None:
+            _checks.fail(where, "end_value", "None when anneal_start is None (no anneal)",
+                         end_value)
+        _shapes.validate_decay_shape(where, anneal_shape, plateau, plateau, "anneal_shape")
+    else:
+        anneal_start = _checks.check_int(where, "anneal_start", anneal_start, minimum=0)
+        if anneal_start < plateau_start:
+            _checks.fail(where, "anneal_start",
+                         f"an integer >= warmup_steps + cooldown_steps = {warm} + {cool} = "
+                         f"{plateau_start}", anneal_start)
+        anneal_steps = _checks.check_int(where, "anneal_steps", anneal_steps, minimum=1)
+        if end_value is None:
+            _checks.fail(where, "end_value",
+                         "a number in [0, constant_value] when anneal_start is given", end_value)
+        end = _assembly.check_below(where, "end_value", end_value, plateau, "constant_value")
+        anneal_shape = _shapes.validate_decay_shape(where, anneal_shape, plateau, end,
+                                                    "anneal_shape")
+    return anneal_start, anneal_steps, end, anneal_shape
+
+
 def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldown_steps: int,
              cooldown_shape: CooldownShape = "cosine", anneal_start: int | None = None,
              anneal_steps: int = 0, end_value: float | None = None,
@@ -98,28 +127,8 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
                                      end_name="constant_value")
     init = _assembly.check_below(where, "init_value", init_value, peak, "peak_value")
     plateau_start = warm + cool
-    if anneal_start is None:
-        if anneal_steps not in (0, None):
-            _checks.fail(where, "anneal_steps", "0 when anneal_start is None (no anneal)",
-                         anneal_steps)
-        if end_value is not None:
-            _checks.fail(where, "end_value", "None when anneal_start is None (no anneal)",
-                         end_value)
-        _shapes.validate_decay_shape(where, anneal_shape, plateau, plateau, "anneal_shape")
-    else:
-        anneal_start = _checks.check_int(where, "anneal_start", anneal_start, minimum=0)
-        if anneal_start < plateau_start:
-            _checks.fail(where, "anneal_start",
-                         f"an integer >= warmup_steps + cooldown_steps = {warm} + {cool} = "
-                         f"{plateau_start}", anneal_start)
-        anneal_steps = _checks.check_int(where, "anneal_steps", anneal_steps, minimum=1)
-        if end_value is None:
-            _checks.fail(where, "end_value",
-                         "a number in [0, constant_value] when anneal_start is given", end_value)
-        end = _assembly.check_below(where, "end_value", end_value, plateau, "constant_value")
-        anneal_shape = _shapes.validate_decay_shape(where, anneal_shape, plateau, end,
-                                                    "anneal_shape")
-
+    anneal_start, anneal_steps, end, anneal_shape = _check_anneal(
+        where, anneal_start, anneal_steps, end_value, anneal_shape, plateau, warm, cool)
     h_one = 1.0 / math.sqrt(1.0 + alpha) - 1.0
 
     def cooldown_factor(x):

@@ -17,6 +17,25 @@ from optaxsched._schedules import _assembly
 __all__ = ["power"]
 
 
+def _check_token_budget(where: str, warmup_tokens, decay_tokens, total_tokens
+                        ) -> tuple[float, float, float | None]:
+    """``(warmup, decay, total)`` in tokens: a decay needs ``total_tokens``, and both phases fit."""
+    warm_tokens = _checks.check_float(where, "warmup_tokens", warmup_tokens, minimum=0.0)
+    decay_tok = _checks.check_float(where, "decay_tokens", decay_tokens, minimum=0.0)
+    total_tok = None
+    if total_tokens is not None:
+        total_tok = _checks.check_float(where, "total_tokens", total_tokens, minimum=0.0,
+                                        strict_min=True)
+    elif decay_tok > 0:
+        _checks.fail(where, "total_tokens",
+                     "a positive number when decay_tokens > 0 (the decay ends there)",
+                     total_tokens)
+    if total_tok is not None and warm_tokens + decay_tok > total_tok:
+        _checks.fail(where, "total_tokens",
+                     f">= warmup_tokens + decay_tokens = {warm_tokens + decay_tok:g}", total_tokens)
+    return warm_tokens, decay_tok, total_tok
+
+
 @_deprecation.renamed_arguments(max_value="peak_value")
 def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float = 4.0,
           b: float = -0.51, warmup_tokens: float = 0, decay_tokens: float = 0,
@@ -88,19 +107,8 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
                                    strict_min=True)
     a = _checks.check_float(where, "a", a, minimum=0.0, strict_min=True)
     b = _checks.check_float(where, "b", b, maximum=0.0, strict_max=True)
-    warm_tokens = _checks.check_float(where, "warmup_tokens", warmup_tokens, minimum=0.0)
-    decay_tok = _checks.check_float(where, "decay_tokens", decay_tokens, minimum=0.0)
-    total_tok = None
-    if total_tokens is not None:
-        total_tok = _checks.check_float(where, "total_tokens", total_tokens, minimum=0.0,
-                                        strict_min=True)
-    elif decay_tok > 0:
-        _checks.fail(where, "total_tokens",
-                     "a positive number when decay_tokens > 0 (the decay ends there)",
-                     total_tokens)
-    if total_tok is not None and warm_tokens + decay_tok > total_tok:
-        _checks.fail(where, "total_tokens",
-                     f">= warmup_tokens + decay_tokens = {warm_tokens + decay_tok:g}", total_tokens)
+    warm_tokens, decay_tok, total_tok = _check_token_budget(where, warmup_tokens, decay_tokens,
+                                                            total_tokens)
 
     # Everything below is in steps: n = count * tokens_per_step, so n**b = per_step**b * count**b
     # and eta_pow = min(cap, exp(log_k + b log count)). Taking the minimum on the exponent keeps
