@@ -43,7 +43,6 @@ __all__ = ["with_warmup", "join", "multiply", "sample_every", "rewarm"]
 
 _SCHEDULE_RULE = ("a schedule: a callable count -> scalar that JAX can trace on a float32 count "
                   "(not a stateful schedule)")
-_FLOAT32_MAX = _checks.FLOAT32_MAX
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,7 +277,7 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
         else:
             constant *= _checks.check_float(
                 where, f"factors[{i}]", factor)  # message: "a finite number"
-    if not math.isfinite(constant) or abs(constant) > _FLOAT32_MAX:
+    if not math.isfinite(constant) or abs(constant) > _checks.FLOAT32_MAX:
         _checks.fail(where, "factors", "numbers whose product is within the float32 range",
                      factors)
     factors_in_order = tuple(schedules)

@@ -77,7 +77,7 @@ def in_tokens(schedule: Callable, tokens_per_step: float) -> optax.Schedule:
 _LOW_BITS = 30
 _LOW_MASK = (1 << _LOW_BITS) - 1
 _INT32_MAX = _numerics.INT32_MAX
-_MAX_TOKENS = ((1 << 31) - 1) << _LOW_BITS  # about 2.3e18 tokens.
+_MAX_TOKENS = _INT32_MAX << _LOW_BITS  # about 2.3e18 tokens.
 _LARGEST_FLOAT32_BELOW_2_31 = 2147483520.0
 
 

@@ -16,7 +16,6 @@ from optaxsched import _checks, _shapes
 
 __all__ = ["tabulated"]
 
-_FLOAT32_MAX = _checks.FLOAT32_MAX
 
 
 def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
@@ -70,7 +69,7 @@ def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
     except Exception:  # not array-like, not numeric, or a tracer.
         _checks.fail(where, "values", allowed, values)
     if (table.ndim != 1 or table.size < 1 or not np.all(np.isfinite(table))
-            or np.any(np.abs(table) > _FLOAT32_MAX)):
+            or np.any(np.abs(table) > _checks.FLOAT32_MAX)):
         _checks.fail(where, "values", allowed, values)
     n = int(table.size)
     if total_steps is None:
