@@ -301,70 +301,34 @@ def _replicated(x: jax.Array) -> jax.Array:
 
 def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Sequence[int] | None
                          = None) -> optax.GradientTransformationExtraArgs:
-    """Projects the selected parameters back to the norm they had at initialisation.
+    r"""Projects the selected parameters back to the norm they had at initialisation.
 
-    Placed **last** in a chain, after any optimizer, it turns the incoming updates ``u`` into
+    The *project* half of NaP, placed **last** in a chain, after any optimizer. For each block the
+    mask selects (a leaf, or the leaves sharing a label), with the norm :math:`\|w_0\|` that ``init``
+    records, the incoming update :math:`u` becomes :math:`u'` so that ``optax.apply_updates`` lands
+    on the sphere of the initial norm, the paper's :math:`W_l \leftarrow W_l \|W_l^{(0)}\| / \|W_l\|`
+    (per layer, Frobenius). Leaves the mask does not select pass through bit for bit. With ``axis``
+    the norm is per unit (over every axis but ``axis``), an exact reparameterisation only for
+    per-channel normalisers (BatchNorm); keep the per-block default for LayerNorm/RMSNorm.
 
-        u' = proj(w + u) - w,    proj(v) = v · ‖w₀‖ / ‖v‖   for each selected block,
+    .. math::
 
-    so that ``optax.apply_updates(w, u')`` lands on the sphere of the initial norm ``‖w₀‖``
-    (Frobenius norm, recorded by ``init`` in the state). Leaves the mask does not select pass
-    through unchanged (bit for bit). Selected leaves that are not rescaled (steps between
-    projections, zero-norm blocks) get ``(w + u) - w``: equal to ``u`` up to rounding, and
-    giving exactly the parameters ``w + u`` would whenever ``w + u`` is within a factor 2 of
-    ``w`` (Sterbenz).
+      u' = \Pi(w + u) - w, \qquad \Pi(v) = v \, \frac{\|w_0\|}{\|v\|}
 
-    Blocks (see the module docstring for masks): by default each leaf is one block (per-layer
-    Frobenius norm, the paper's choice); leaves sharing a string label are projected jointly.
-    With ``axis``, the norm is taken per unit: over every axis except ``axis`` (e.g. ``axis=-1``
-    for the output units of a ``(in, out)`` kernel or of a ``(h, w, in, out)`` convolution).
-    Per-unit projection is an exact reparameterisation only for per-channel normalisers (e.g.
-    BatchNorm); for LayerNorm/RMSNorm, which mix the units, use the per-leaf default.
-
-    Policies:
-
-    * **Zero norms.** A block (or unit) whose initial norm is zero is never projected: its update
-      passes through (as ``(w + u) - w``), since a zero target would pin it at zero forever. A
-      block whose norm after the update is exactly zero is left there (it has no direction to
-      rescale).
-    * **Non-finite updates** are not hidden: a ``nan``/``inf`` in a block makes that block's
-      whole output ``nan`` on projecting steps (other blocks are unaffected). Wrap the chain in
-      ``optax.apply_if_finite`` to skip such steps.
-    * **Finite updates of any size** give finite outputs and state (float32, bfloat16,
-      float16; tested up to 3e38): ``w + u`` is formed as ``2·(w/2 + u/2)`` so it cannot
-      overflow, and where the block's sum of squares overflows (a norm above about 1.8e19 in
-      float32) the norm is recomputed rescaled by a power of two near the block's largest
-      entry, under ``lax.cond``: the common path keeps its single fused reduction.
-    * **Every k steps.** With ``every=k`` the projection runs after updates ``k, 2k, 3k, …``
-      (optax counts ``k-1, 2k-1, …``); in between, updates pass through bit for bit and a
-      ``lax.cond`` skips the norms. It is there to follow the paper's recipe, not to save time:
-      the cond's operand, the optimizer's direction, must be materialised on every step, so on
-      CPU ``every > 1`` costs more per step than ``every = 1`` (update alone at 5.8M
-      parameters: 2.9× Adam's against 1.55×). The paper found projecting every update and
-      every 1000 Rainbow steps nearly identical.
-    * **Cost.** Per projected leaf: ``w + u`` is materialised (one parameter-sized temporary,
-      into which XLA fuses the optimizer's direction), reduced, and read once more by
-      ``apply_updates``: about three extra memory passes over the projected leaves
-      (``benchmarks/RESULTS.md`` has measurements). On CPU, a new temporary costs more than its
-      traffic: glibc serves large allocations with fresh ``mmap`` pages, faulted in one 4 KiB
-      page at a time on every step (22 ms for 64 MiB on the project's machine, against 3 ms to
-      write it); ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` cuts that by 50×.
-    * **dtype.** Norms are accumulated in float32 (float64 for float64 leaves); outputs take the
-      updates' dtype. In bfloat16 the norm is restored only to bfloat16 precision. Halving
-      ``w`` and ``u`` is exact except below 2.4e-38, where XLA's CPU backend flushes the
-      halves to zero.
-    * **Sharding.** The state is one small float32 vector of target norms; under ``jit`` the
-      norms are global reductions over sharded leaves and the outputs keep the leaves' sharding.
+    Policies (:ref:`design-nap`): a block whose initial or new norm is zero is not rescaled; a
+    non-finite update makes its block ``nan`` (wrap the chain in ``optax.apply_if_finite``); finite
+    inputs of any size give finite outputs and state; norms accumulate in float32 (float64 for
+    float64 leaves). ``every=k`` projects after updates ``k, 2k, …`` only, as the paper's recipe
+    allows; on CPU it costs more per step than ``every=1`` (``benchmarks/RESULTS.md``).
 
     Args:
       mask: which leaves to project: a pytree of booleans / string labels with the structure of
         the parameters (or a prefix of it), or a callable ``params -> mask`` (as in
-        ``optax.masked``). ``None`` projects every leaf, each on its own, which is only right if
-        every leaf is scale-invariant: exclude the output layer and normalisation scale/offset
-        (:func:`nap_mask` builds the mask for a Flax model).
+        ``optax.masked``). ``None`` projects every leaf on its own, which is only right if every
+        leaf is scale-invariant (:func:`nap_mask` builds the mask of a Flax model).
       every: project after every ``every``-th update (a positive integer).
-      axis: ``None`` for one norm per block, or the kept axis (an integer or a tuple) for one
-        norm per unit along it.
+      axis: ``None`` for one norm per block, or the kept axis (an integer or a tuple) for one norm
+        per unit along it.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a
@@ -383,8 +347,8 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
       5.0 [0.5 0.5]
 
     References:
-      Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-      learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800), Section 4.
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 4).
     """
     where = "project_to_init_norm"
     every = _checks.check_int(where, "every", every, minimum=1, maximum=_numerics.INT32_MAX)
@@ -488,18 +452,18 @@ def _leaf_values_are_valid(where: str, mask: Any) -> None:
 
 def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: int = 1,
         axis: int | Sequence[int] | None = None) -> optax.GradientTransformationExtraArgs:
-    """Normalize-and-Project: ``optimizer`` followed by :func:`project_to_init_norm`.
+    r"""Normalize-and-Project (NaP): ``optimizer`` followed by :func:`project_to_init_norm`.
 
-    The full recipe has two halves. *Normalise*: the network has a normalisation layer (LayerNorm,
-    RMSNorm) before each nonlinearity, which makes the weights feeding it scale-invariant (this
-    part is the model's business). *Project*: after each update, each scale-invariant block is
-    rescaled to its initial norm,
+    NaP has two halves. *Normalise*: the network has a normalisation layer (LayerNorm, RMSNorm)
+    before each nonlinearity, which makes the weights feeding it scale-invariant (the model's
+    business). *Project*: after each update, each scale-invariant block is rescaled to its initial
+    norm, so its effective learning rate (:math:`\eta/\|w_0\|^2` for SGD, :math:`\eta/\|w_0\|` for
+    Adam) follows the optimizer's own schedule instead of decaying as the norm grows. The paper pairs
+    it with an explicit schedule (e.g. a warmup-cosine restarted at every task change).
 
-        w ← w · ‖w₀‖ / ‖w‖,
+    .. math::
 
-    so the effective learning rate (η/‖w₀‖² for SGD, η/‖w₀‖ for Adam) follows the optimizer's
-    own schedule instead of decaying as the norm grows. The paper pairs it with an explicit
-    schedule (e.g. a warmup-cosine restarted at every task change).
+      W_l \leftarrow W_l \, \frac{\|W_l^{(0)}\|}{\|W_l\|}
 
     Args:
       optimizer: any optax transformation producing the updates (e.g. ``optax.adam(...)``).
@@ -525,8 +489,8 @@ def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: in
       5.6569
 
     References:
-      Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-      learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800).
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024.
     """
     where = "nap"
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
@@ -563,25 +527,20 @@ class EffectiveLearningRate(NamedTuple):
 def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
                             kind: ElrKind = "sgd", *, axis: int | Sequence[int] | None = None
                             ) -> EffectiveLearningRate:
-    """Effective learning rate of each scale-invariant block: η/‖w‖² (SGD) or η/‖w‖ (Adam).
+    r"""Effective learning rate of each scale-invariant block: η/‖w‖² (SGD) or η/‖w‖ (Adam).
 
-    For a block with ``f(c·w) = f(w)`` the gradient is ``∇f(w) = P_u ∇f(u) / ‖w‖`` with
-    ``u = w/‖w‖`` and ``P_u`` the projection orthogonal to ``u``. A step ``w - η ∇f(w)`` moves the
-    direction by ``Δu ≈ -(η/‖w‖²) P_u ∇f(u)``: SGD with learning rate η on ``w`` is SGD with
+    For a block with :math:`f(cw) = f(w)` the gradient is orthogonal to :math:`w` and scales as
+    :math:`1/\|w\|`, so a step of learning rate :math:`\eta` on :math:`w` moves the direction
+    :math:`w/\|w\|` like a step of :math:`\eta_{\mathrm{eff}}` on the unit sphere. Adam-type updates
+    have a magnitude set by :math:`\eta` alone, hence the second form. Without NaP the effective
+    learning rate decays as the norms grow; with NaP it stays at :math:`\eta/\|w_0\|^2` (or
+    :math:`\eta/\|w_0\|`) up to the schedule. A zero-norm block gets ``inf`` (``0`` when η = 0);
+    norms cannot overflow, so finite parameters give a finite result wherever it is representable.
 
-        η_eff = η / ‖w‖²
+    .. math::
 
-    on the unit sphere. Adam-type updates have a magnitude set by η alone (not by the gradient's
-    scale), so ``Δu ≈ -(η/‖w‖) P_u d`` for a scale-free direction ``d`` and
-
-        η_eff = η / ‖w‖.
-
-    Useful for logging in runs with or without projection: without NaP the effective learning
-    rate decays as the norms grow; with NaP it equals η/‖w₀‖² (or η/‖w₀‖) up to the schedule.
-    Blocks whose norm is zero get ``inf`` (``0`` when η = 0). Norms are computed so that they
-    cannot overflow: for any finite parameters the result is finite and non-NaN wherever its
-    true value is representable in float32 (``inf`` only for zero norms and true values above
-    float32's range; tested).
+      \eta_{\mathrm{eff}} = \frac{\eta}{\|w\|^2} \ \text{(SGD)}, \qquad
+      \eta_{\mathrm{eff}} = \frac{\eta}{\|w\|} \ \text{(Adam)}
 
     Args:
       learning_rate: the current learning rate η: a non-negative number, or a scalar array
@@ -604,9 +563,11 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
       0.1 0.025 0.1
 
     References:
-      Lyle et al., "Normalization and effective learning rates in reinforcement learning"
-      (arXiv 2407.01800), Section 3; van Laarhoven, "L2 Regularization versus Batch and Weight
-      Normalization" (arXiv 1706.05350).
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 3).
+
+      van Laarhoven, `L2 Regularization versus Batch and Weight Normalization
+      <https://arxiv.org/abs/1706.05350>`_, 2017.
     """
     where = "effective_learning_rate"
     kind = _checks.check_choice(where, "kind", kind, ELR_KINDS)
@@ -664,54 +625,43 @@ def nap_mask(model_or_params: Any, *, pairs: Sequence[tuple[Any, Any]] | None = 
              select: Any = None, scale_offset: ScaleOffsetMode = "exclude") -> Any:
     r"""The NaP mask of a Flax model: the kernels that feed a normalisation layer.
 
-    A kernel ``W`` whose output is normalised is scale-invariant, :math:`\mathrm{Norm}(cWx) =
-    \mathrm{Norm}(Wx)` for :math:`c > 0`, so :func:`nap` may pin its norm. A layer's kernel and
-    bias are scale-invariant only jointly, :math:`\mathrm{Norm}(c(Wx + b)) = \mathrm{Norm}(Wx +
-    b)`, and form one block. The output layer and normalisation scale/offset are never selected
-    unless asked for. Three ways to say which kernels are projected:
+    A kernel whose output is normalised is scale-invariant, :math:`\mathrm{Norm}(cWx) =
+    \mathrm{Norm}(Wx)` for :math:`c > 0`, so :func:`nap` may pin its norm; a layer's kernel and bias
+    are scale-invariant only jointly and form one block. Say which kernels with ``pairs`` (checked:
+    a projection layer and a normalisation layer of the kernel's output width) or ``select`` (an nnx
+    filter, unchecked); both ignore attribute order. Without either, the automatic rule reads the
+    module structure (no forward pass): within one parent module, a projection layer (``nnx.Linear``,
+    ``LinearGeneral``, ``Conv``, ``ConvTranspose``, ``Einsum``) is selected when its next sibling in
+    **definition order** (parameter-free modules skipped) is a normalisation layer (``nnx.LayerNorm``,
+    ``RMSNorm``, ``BatchNorm``, ``GroupNorm``, ``InstanceNorm``) of matching width; a residual
+    projection at the end of a submodule is never paired with its parent's next norm, and
+    ``nnx.MultiHeadAttention`` is read by its known data flow (with ``normalize_qk``, query and key
+    feed ``query_ln`` and ``key_ln``). The rule cannot follow a call order that differs from the
+    definition order within one module: use ``pairs`` or ``select`` there (:ref:`design-nap`).
 
-    * ``pairs``: explicit ``(kernel, norm)`` paths, e.g. ``[("mlp/fc1", "mlp/norm")]``, checked
-      at build time (the kernel must be a projection layer, the norm a normalisation layer of the
-      kernel's output width). Attribute order does not matter.
-    * ``select``: an nnx filter over the parameters, as ``nnx.state(model, select)`` would apply
-      it, e.g. ``nnx.All(nnx.Param, nnx.PathContains("fc1"))``. Leaves it selects in one layer
-      form one joint block (select a layer's bias along with its kernel when both feed the norm);
-      nothing is checked for scale invariance.
-    * Neither (the automatic rule): reads the module structure, not the data flow (no forward
-      pass). Within one parent module, a projection layer (``nnx.Linear``, ``LinearGeneral``,
-      ``Conv``, ``ConvTranspose``, ``Einsum``) is selected when the next sibling in
-      **definition order** (the order ``__init__`` assigned them; parameter-free modules such as
-      dropout skipped) is a normalisation layer (``nnx.LayerNorm``, ``RMSNorm``, ``BatchNorm``,
-      ``GroupNorm``, ``InstanceNorm``) whose width matches the kernel's last dimension. The
-      order of a module's submodules among themselves does not matter, and a projection at the
-      end of a submodule (a residual projection) is never paired with its parent's next norm.
-      ``nnx.MultiHeadAttention`` is read by its known data flow: with ``normalize_qk=True`` the
-      query and key kernels feed ``query_ln`` and ``key_ln``; otherwise none of its kernels is
-      scale-invariant. The rule cannot see a call order that differs from the definition order
-      within one module: use ``pairs`` or ``select`` there.
+    .. math::
 
-    Given a Flax **linen** (or plain) parameter dict, the same rules run on its nesting and
-    insertion order (linen records modules in call order): a sub-dict holding a ``kernel`` of
-    rank >= 2 is a projection layer, one holding a ``scale`` and no kernel a normalisation layer,
-    one holding ``query``, ``key`` and ``value`` an attention layer; ``select`` sees ``(path,
-    array)``.
+      \mathrm{Norm}(c\,(Wx + b)) = \mathrm{Norm}(Wx + b) \quad \text{for all } c > 0
 
     Args:
-      model_or_params: an ``nnx.Module``, or a linen/plain nested dict of parameters (an
-        ``nnx.State`` is refused: it is sorted by name).
-      pairs: optional ``(kernel, norm)`` paths (``'a/b'`` or ``('a', 'b')``; a kernel path may
-        end in ``'kernel'``). The kernel, with its bias if it has one, is one block.
-      select: optional nnx filter choosing parameter leaves to project.
-      scale_offset: ``'exclude'`` (default): the norms' scale and offset ``(γ, β)`` are left to
-        the optimizer (they are not scale-invariant). ``'joint'``: the ``(γ, β)`` of each norm of
-        ``pairs`` or of the automatic rule are projected jointly (label ``'<norm>:scale_offset'``),
-        exact for ReLU-type activations when the next layer is normalised.
+      model_or_params: an ``nnx.Module``, or a linen/plain nested dict of parameters (the same rules
+        on its nesting and insertion order: a sub-dict with a ``kernel`` of rank >= 2 is a
+        projection, one with a ``scale`` and no kernel a norm; ``select`` sees ``(path, array)``).
+        An ``nnx.State`` is refused: it is sorted by name.
+      pairs: ``(kernel, norm)`` layer paths (``'a/b'`` or ``('a', 'b')``; a kernel path may end in
+        ``'kernel'``), e.g. ``[("mlp/fc1", "mlp/norm")]``.
+      select: an nnx filter over the parameters, applied as ``nnx.state(model, select)`` would,
+        e.g. ``nnx.All(nnx.Param, nnx.PathContains("fc1"))``; the leaves it selects in one layer
+        form one joint block. ``pairs`` and ``select`` combine (their union).
+      scale_offset: ``'exclude'`` (default) leaves the norms' scale and offset (γ, β), which are not
+        scale-invariant, to the optimizer; ``'joint'`` projects the (γ, β) of each norm of ``pairs``
+        or of the automatic rule jointly (label ``'<norm>:scale_offset'``), an exact
+        reparameterisation for ReLU-type activations when the next layer is normalised.
 
     Returns:
       For a module, an ``nnx.State`` of booleans / labels with the structure of
       ``nnx.state(model, nnx.Param)`` (``nnx.Optimizer`` accepts it); for a dict, a dict with the
-      same nesting. ``pairs`` and ``select`` may be combined (their union); the automatic rule
-      runs only when neither is given.
+      same nesting.
 
     Example:
       >>> import jax, optax, optaxsched as oxs
@@ -732,7 +682,7 @@ def nap_mask(model_or_params: Any, *, pairs: Sequence[tuple[Any, Any]] | None = 
 
     References:
       Lyle et al., `Normalization and effective learning rates in reinforcement learning
-      <https://arxiv.org/abs/2407.01800>`_, 2024 (Section 4 and its discussion of scale and
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 4 and its discussion of scale and
       offset parameters).
     """
     where = "nap_mask"
