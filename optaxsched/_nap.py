@@ -304,12 +304,13 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
     r"""Projects the selected parameters back to the norm they had at initialisation.
 
     The *project* half of NaP, placed **last** in a chain, after any optimizer. For each block the
-    mask selects (a leaf, or the leaves sharing a label), with the norm :math:`\|w_0\|` that ``init``
-    records, the incoming update :math:`u` becomes :math:`u'` so that ``optax.apply_updates`` lands
-    on the sphere of the initial norm, the paper's :math:`W_l \leftarrow W_l \|W_l^{(0)}\| / \|W_l\|`
-    (per layer, Frobenius). Leaves the mask does not select pass through bit for bit. With ``axis``
-    the norm is per unit (over every axis but ``axis``), an exact reparameterisation only for
-    per-channel normalisers (BatchNorm); keep the per-block default for LayerNorm/RMSNorm.
+    mask selects (a leaf, or the leaves sharing a label), with the norm :math:`\|w_0\|` that
+    ``init`` records, the incoming update :math:`u` becomes :math:`u'` so that
+    ``optax.apply_updates`` lands on the sphere of the initial norm, the paper's :math:`W_l
+    \leftarrow W_l \|W_l^{(0)}\| / \|W_l\|` (per layer, Frobenius). Leaves the mask does not select
+    pass through bit for bit. With ``axis`` the norm is per unit (over every axis but ``axis``), an
+    exact reparameterisation only for per-channel normalisers (BatchNorm); keep the per-block
+    default for LayerNorm/RMSNorm.
 
     .. math::
 
@@ -458,8 +459,8 @@ def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: in
     before each nonlinearity, which makes the weights feeding it scale-invariant (the model's
     business). *Project*: after each update, each scale-invariant block is rescaled to its initial
     norm, so its effective learning rate (:math:`\eta/\|w_0\|^2` for SGD, :math:`\eta/\|w_0\|` for
-    Adam) follows the optimizer's own schedule instead of decaying as the norm grows. The paper pairs
-    it with an explicit schedule (e.g. a warmup-cosine restarted at every task change).
+    Adam) follows the optimizer's own schedule instead of decaying as the norm grows. The paper
+    pairs it with an explicit schedule (e.g. a warmup-cosine restarted at every task change).
 
     .. math::
 
@@ -630,14 +631,15 @@ def nap_mask(model_or_params: Any, *, pairs: Sequence[tuple[Any, Any]] | None = 
     are scale-invariant only jointly and form one block. Say which kernels with ``pairs`` (checked:
     a projection layer and a normalisation layer of the kernel's output width) or ``select`` (an nnx
     filter, unchecked); both ignore attribute order. Without either, the automatic rule reads the
-    module structure (no forward pass): within one parent module, a projection layer (``nnx.Linear``,
-    ``LinearGeneral``, ``Conv``, ``ConvTranspose``, ``Einsum``) is selected when its next sibling in
-    **definition order** (parameter-free modules skipped) is a normalisation layer (``nnx.LayerNorm``,
-    ``RMSNorm``, ``BatchNorm``, ``GroupNorm``, ``InstanceNorm``) of matching width; a residual
-    projection at the end of a submodule is never paired with its parent's next norm, and
-    ``nnx.MultiHeadAttention`` is read by its known data flow (with ``normalize_qk``, query and key
-    feed ``query_ln`` and ``key_ln``). The rule cannot follow a call order that differs from the
-    definition order within one module: use ``pairs`` or ``select`` there (:ref:`design-nap`).
+    module structure (no forward pass): within one parent module, a projection layer
+    (``nnx.Linear``, ``LinearGeneral``, ``Conv``, ``ConvTranspose``, ``Einsum``) is selected when
+    its next sibling in **definition order** (parameter-free modules skipped) is a normalisation
+    layer (``nnx.LayerNorm``, ``RMSNorm``, ``BatchNorm``, ``GroupNorm``, ``InstanceNorm``) of
+    matching width; a residual projection at the end of a submodule is never paired with its
+    parent's next norm, and ``nnx.MultiHeadAttention`` is read by its known data flow (with
+    ``normalize_qk``, query and key feed ``query_ln`` and ``key_ln``). The rule cannot follow a call
+    order that differs from the definition order within one module: use ``pairs`` or ``select``
+    there (:ref:`design-nap`).
 
     .. math::
 
