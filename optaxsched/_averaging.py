@@ -10,13 +10,14 @@ average in the optimizer state:
 * :func:`averaged_params` reads the average back out of an optimizer state, for evaluation.
 
 References:
-  Sanyal, Neerkaje, Kaddour, Kumar, Sanghavi, "Early Weight Averaging meets High Learning Rates
-  for LLM Pre-training" (arXiv 2306.03241).
-  Hägele, Bakouch, Kosson, Ben Allal, Von Werra, Jaggi, "Scaling Laws and Compute-Optimal
-  Training beyond Fixed Training Durations" (arXiv 2405.18392), Section 4 (SWA / EMA vs
-  cooldown).
-  Izmailov, Podoprikhin, Garipov, Vetrov, Wilson, "Averaging Weights Leads to Wider Optima and
-  Better Generalization" (arXiv 1803.05407).
+  Sanyal et al., `Early Weight Averaging meets High Learning Rates for LLM Pre-training
+  <https://arxiv.org/abs/2306.03241>`_, 2023.
+
+  Hägele et al., `Scaling Laws and Compute-Optimal Training beyond Fixed Training Durations
+  <https://arxiv.org/abs/2405.18392>`_, 2024 (Section 4: SWA / EMA vs cooldown).
+
+  Izmailov et al., `Averaging Weights Leads to Wider Optima and Better Generalization
+  <https://arxiv.org/abs/1803.05407>`_, 2018.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ The learning rate is itself a parameter, trained by gradient descent on the loss
 previous update moved the parameters by ``-α u_{t-1}``, the derivative of the current loss with
 respect to α is ``-g_t · u_{t-1}``, so descending on α adds ``β g_t · u_{t-1}``. The learning rate
 grows while successive directions agree and shrinks when they oppose (overshooting).
+
+References:
+  Baydin et al., `Online Learning Rate Adaptation with Hypergradient Descent
+  <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
 """
 
 from __future__ import annotations

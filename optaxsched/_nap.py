@@ -15,7 +15,8 @@ optimizer's learning rate (and its schedule) alone.
 * :func:`nap` wraps an optimizer with it (``optax.chain(optimizer, projection)``).
 * :func:`effective_learning_rate` computes ``η/‖w‖²`` or ``η/‖w‖`` per block, for logging.
 * :func:`nap_mask` selects the scale-invariant blocks of a Flax model (kernels that feed a
-  normalisation layer; never the output layer; norm scale/offset on request, jointly).
+  normalisation layer, found by a rule or named by (kernel, norm) pairs or an nnx filter; never
+  the output layer; norm scale/offset on request, jointly).
 
 Masks. Every function here selects leaves with a *mask*: a pytree with the structure of the
 parameters (or a prefix of it), or a callable ``params -> mask``, as for ``optax.masked``. Its
@@ -29,8 +30,8 @@ leaves are
   offset) pair of a normalisation layer.
 
 References:
-  Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-  learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800).
+  Lyle et al., `Normalization and effective learning rates in reinforcement learning
+  <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024.
 """
 
 from __future__ import annotations
