@@ -13,10 +13,8 @@ learning rate is ``η/‖W‖²`` (SGD) or ``η/‖W‖`` (Adam) and NaP can pin
   concatenated), with ``Linear → LayerNorm → ReLU`` hidden layers; every hidden kernel is
   scale-invariant.
 
-``optaxsched.nap_mask`` finds the scale-invariant kernels from the modules' definition order (a
-projection directly followed by a normalisation layer of matching width). The attributes below
-are assigned in an order that makes that rule select exactly the kernels named above; a test
-pins the selection.
+:func:`nap_pairs` states which kernel feeds which normalisation layer; the trainer passes it to
+``optaxsched.nap_mask(model, pairs=...)``, so the attributes below keep their natural order.
 """
 
 from __future__ import annotations
@@ -25,7 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["MODELS", "Transformer", "MLP", "build_model", "scale_invariant_kernels", "generate"]
+__all__ = ["MODELS", "Transformer", "MLP", "build_model", "nap_pairs", "scale_invariant_kernels",
+           "generate"]
 
 MODELS: tuple[str, ...] = ("transformer", "mlp")
 """Model names accepted by :func:`build_model` (the trainer's ``--model``)."""
@@ -59,12 +58,10 @@ class CausalSelfAttention(nnx.Module):
             raise ValueError(f"CausalSelfAttention: d_model ({d_model}) must be a multiple of "
                              f"num_heads ({num_heads}).")
         self.num_heads = num_heads
-        # `out` is assigned before `qkv`: the block's last projection in definition order is then
-        # `qkv` (width 3·d_model), which no normalisation layer of width d_model can pair with.
-        self.out = nnx.Linear(d_model, d_model, use_bias=False, kernel_init=_normal(out_std),
-                              rngs=rngs)
         self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False,
                               kernel_init=_normal(_INIT_STD), rngs=rngs)
+        self.out = nnx.Linear(d_model, d_model, use_bias=False, kernel_init=_normal(out_std),
+                              rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         batch, time, width = x.shape
@@ -83,13 +80,10 @@ class Block(nnx.Module):
                  rngs: nnx.Rngs):
         # GPT-2's scaled initialisation of the projections that write to the residual stream.
         out_std = _INIT_STD / (2.0 * num_layers) ** 0.5
-        # Definition order (what nap_mask reads): the norms first, then the MLP (fc1 -> its norm
-        # is the pair NaP projects), then attention (out, qkv). No projection of width d_model is
-        # directly followed by one of these norms, so the residual projections are not selected.
         self.attn_norm = nnx.RMSNorm(d_model, rngs=rngs)
+        self.attn = CausalSelfAttention(d_model, num_heads, out_std, rngs=rngs)
         self.mlp_norm = nnx.RMSNorm(d_model, rngs=rngs)
         self.mlp = NormalisedMLP(d_model, d_ff, out_std, rngs=rngs)
-        self.attn = CausalSelfAttention(d_model, num_heads, out_std, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x + self.attn(self.attn_norm(x))
@@ -195,17 +189,23 @@ def build_model(name: str, vocab_size: int, *, seq_len: int, d_model: int, num_l
     raise ValueError(f"build_model: name must be one of {MODELS}, got {name!r}.")
 
 
-def scale_invariant_kernels(model: nnx.Module) -> list[str]:
-    """Paths (``'a/b/kernel'``) of the kernels that feed a normalisation layer, by construction.
+def nap_pairs(model: nnx.Module) -> list[tuple[str, str]]:
+    """``(kernel, norm)`` layer paths: each kernel feeds that normalisation layer, by construction.
 
-    The model's own statement of which blocks NaP may project, used to check what
-    ``optaxsched.nap_mask`` infers from the structure.
+    The model's own statement of which blocks NaP may project, for
+    ``optaxsched.nap_mask(model, pairs=nap_pairs(model))``.
     """
     if isinstance(model, Transformer):
-        return [f"blocks/{i}/mlp/fc1/kernel" for i in range(len(model.blocks))]
+        return [(f"blocks/{i}/mlp/fc1", f"blocks/{i}/mlp/norm") for i in range(len(model.blocks))]
     if isinstance(model, MLP):
-        return [f"hidden/{i}/kernel" for i in range(0, len(model.hidden), 2)]
-    raise TypeError(f"scale_invariant_kernels: unknown model {type(model).__name__}.")
+        return [(f"hidden/{i}", f"hidden/{i + 1}") for i in range(0, len(model.hidden), 2)]
+    raise TypeError(f"nap_pairs: unknown model {type(model).__name__}.")
+
+
+def scale_invariant_kernels(model: nnx.Module) -> list[str]:
+    """Paths (``'a/b/kernel'``) of the kernels that feed a normalisation layer, from
+    :func:`nap_pairs`."""
+    return [f"{kernel}/kernel" for kernel, _ in nap_pairs(model)]
 
 
 def generate(model: nnx.Module, prompt: list[int], length: int, *, key: jax.Array,

@@ -28,7 +28,7 @@ from flax import nnx
 
 import optaxsched as oxs
 from examples.config import ConfigError, TrainConfig, library_error
-from examples.model import scale_invariant_kernels
+from examples.model import nap_pairs, scale_invariant_kernels
 
 __all__ = ["Optimizer", "build_schedule", "build_optimizer", "load_refine_norms",
            "clipped_count"]
@@ -203,8 +203,9 @@ def _selected_paths(mask: Any) -> list[str]:
 
 
 def nap_mask_of(model: nnx.Module) -> Any:
-    """``optaxsched.nap_mask`` of the model as a pure dict, checked against the model's design."""
-    mask = nnx.to_pure_dict(oxs.nap_mask(model))
+    """``optaxsched.nap_mask`` of the model's (kernel, norm) pairs as a pure dict, checked against
+    the model's design."""
+    mask = nnx.to_pure_dict(oxs.nap_mask(model, pairs=nap_pairs(model)))
     found, expected = _selected_paths(mask), sorted(scale_invariant_kernels(model))
     if found != expected:
         raise RuntimeError(f"nap_mask selected {found}, but the scale-invariant kernels of "

@@ -1,55 +1,24 @@
 """AutoLRS: a learning-rate schedule searched stage by stage with Bayesian optimization.
 
 Jin et al., "AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly",
-ICLR 2021, arXiv 2105.10762. Training is cut into stages of ``τ`` steps, each trained at one
-constant learning rate. At the start of a stage, ``k`` candidate learning rates are each trained
-for ``τ' = τ/10`` steps from the same state (the stage's checkpoint); an exponential model
-``L(t) = a·exp(b·t) + c`` (``b < 0``) fitted to each candidate's loss curve forecasts its loss
-at the end of the stage, ``t = τ``; a Gaussian process over ``log η`` chooses the next candidate
-(lower confidence bound); the stage is then trained from the checkpoint at the candidate with the
-lowest forecast. Stages double in length up to ``τ_max``.
+ICLR 2021 (https://arxiv.org/abs/2105.10762). Training is cut into stages of ``τ`` steps, each
+at one constant learning rate. At the start of a stage, ``k`` candidate learning rates are each
+trained for ``τ' = τ/10`` steps from the stage's checkpoint; an exponential fitted to each
+candidate's loss curve forecasts its loss at ``t = τ``; a Gaussian process over ``log η``
+chooses the next candidate (lower confidence bound); the stage is trained at the candidate with
+the lowest forecast. Stages double in length up to ``τ_max``.
 
-This module holds the host-side pieces a user drives from their own training loop:
-
-* :func:`fit_exponential` / :func:`forecast_loss`: the paper's forecasting model;
-* :func:`propose_learning_rates`: the GP proposal (scikit-learn's ``GaussianProcessRegressor``,
-  an optional dependency: ``pip install optaxsched[autolrs]``);
-* :class:`LRSearch`: one stage's search, ``ask`` / ``tell``, sequential (``ask(1)``, the paper's
-  procedure) or all candidates at once (``ask(k)``, for trials vmapped from the same state);
-* :func:`autolrs_stages`: the stage plan within a step budget that counts the trials' steps, as
-  the paper does.
-
-Training the candidates is the user's: with an optimizer built by
-``optax.inject_hyperparams``, the trials of a stage can run as ONE vmapped program from the same
-state, ``optax.tree.set(optaxsched.stack_params(opt_state, k), learning_rate=lrs)`` with
-``optaxsched.stack_params(params, k)`` (see ``examples/autolrs_run.py``). The authors' code runs
-the candidates one after another, saving and restoring a checkpoint between them.
-
-Where this departs from the paper and the authors' code (github.com/YuchenJin/autolrs), and why:
-
-* The forecast's rate is bounded below by ``1 / (trial length)`` (the authors' fit is
-  unbounded): on a short trial whose curve has not yet bent, an unbounded fit extrapolates a
-  straight line tenfold; with 10-step trials on the example trainer it forecast -6 nats of
-  cross-entropy and the search chose that diverging-prone learning rate.
-* The forecast fits the raw loss curve by variable projection (``(a, c)`` by least squares for
-  each rate, the rate by a log-grid search refined by golden section). The authors first smooth
-  training losses with an iterated spline that drops outliers (3% of the points per pass); that
-  filter is not reproduced (it needs scipy, and with trials of 6-20 points it would drop 0-1
-  point); its effect on the choices was not measured. Pass smoothed losses to use such a filter.
-* A diverged trial (a non-finite loss) is told to the GP as the worst finite forecast of the stage
-  plus the spread of the stage's forecasts (or the stage's first loss plus one when none is
-  finite), not the authors' 1e6: a value far outside the others' range dominates the GP's
-  normalised targets and flattens its posterior elsewhere.
-* Candidates are proposed on a dense grid of ``log10 η`` (the GP's input, scaled to [0, 1]) rather
-  than by skopt's sampled-plus-L-BFGS acquisition optimisation: in one dimension a grid is
-  simple and deterministic, and its resolution (1/1023 of the log range) is finer than the
-  search needs. The first candidate is the centre of the range (skopt draws it at
-  random), so a search is deterministic.
-* ``ask(n)`` with ``n > 1`` (the vmapped trials, which the paper does not have) chooses a batch by
-  the "kriging believer" rule: each pick is added to the GP with its posterior mean as a fantasy
-  observation before the next pick. With no observation yet, it returns the midpoints of ``n``
-  equal bins of ``log η``: a space-filling design, the kind that maximum-uncertainty picks
-  (the authors' κ = 1e6) spread towards.
+The host-side pieces a user drives from their own training loop: :func:`fit_exponential` /
+:func:`forecast_loss` (the forecasting model), :func:`propose_learning_rates` (the GP proposal,
+scikit-learn's ``GaussianProcessRegressor``: ``pip install optaxsched[autolrs]``),
+:class:`LRSearch` (one stage's search, ``ask`` / ``tell``, sequential as in the paper or all
+candidates at once for vmapped trials) and :func:`autolrs_stages` (the stage plan within a step
+budget that counts the trials' steps). Training the candidates is the user's: with an optimizer
+built by ``optax.inject_hyperparams``, a stage's trials can run as one vmapped program
+(``optax.tree.set(optaxsched.stack_params(opt_state, k), learning_rate=lrs)``; see
+``examples/autolrs_run.py``). Where this departs from the paper and the authors' code (a lower
+bound on the forecast's rate, no spline smoothing, a finite penalty for diverged trials, a grid
+acquisition, batch proposals) and why: :ref:`design-autolrs`.
 """
 
 from __future__ import annotations
@@ -142,19 +111,19 @@ def _profile(t: np.ndarray, y: np.ndarray, rate: float) -> tuple[float, float, f
 
 
 def fit_exponential(losses: Any, steps: Any = None, *, min_rate: Any = None) -> ExponentialFit:
-    """Fits ``L(t) = a·exp(b·t) + c`` (``b < 0``) to a loss curve by least squares.
+    r"""Fits ``L(t) = a·exp(b·t) + c`` (``b < 0``) to a loss curve by least squares.
 
     For each rate ``r = -b`` the best ``(a, c)`` is a linear least-squares problem, so the fit
-    searches ``r`` alone (variable projection, as the authors' code does): a grid of
-    ``log r`` over ``[min_rate, 10 / step]``, then a golden-section refinement around the best
-    grid point. The default ``min_rate`` is ``1 / span`` (``span`` the observed range of ``t``):
-    the curve's time constant is at most what was observed, so the fit must see the curve bend
-    and the forecast beyond the data falls by at most ``1/e`` of the fitted amplitude. Without
-    that bound a short, still straight trial extrapolates linearly to the horizon: on the
-    example trainer a 10-step trial forecast a cross-entropy of -6 nats 100 steps ahead.
+    searches ``r`` alone (variable projection, as the authors' code does): a grid of ``log r`` over
+    ``[min_rate, 10 / step]``, then a golden-section refinement around the best grid point. The
+    default ``min_rate = 1 / span`` (``span`` the observed range of ``t``) keeps the curve's time
+    constant within what was observed, so the forecast beyond the data falls by at most ``1/e`` of
+    the fitted amplitude; an unbounded fit extrapolates a short, still straight trial linearly
+    (:ref:`design-autolrs`).
 
-    Paper: Jin et al., "AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the
-    Fly", ICLR 2021, arXiv 2105.10762 (its exponential forecasting model).
+    .. math::
+
+      \min_{a,\, b < 0,\, c} \sum_i \big(a\, e^{b t_i} + c - L_i\big)^2
 
     Args:
       losses: 1-D array of at least 3 finite losses.
@@ -176,6 +145,10 @@ def fit_exponential(losses: Any, steps: Any = None, *, min_rate: Any = None) -> 
       >>> fit = oxs.fit_exponential(2.0 * np.exp(-0.1 * t) + 1.0)
       >>> round(fit.a, 3), round(fit.b, 3), round(fit.c, 3)
       (2.0, -0.1, 1.0)
+
+    References:
+      Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly
+      <https://arxiv.org/abs/2105.10762>`_, ICLR 2021 (its exponential forecasting model).
     """
     y = _as_curve("fit_exponential", "losses", losses)
     if y.size < 3:
@@ -229,7 +202,11 @@ def fit_exponential(losses: Any, steps: Any = None, *, min_rate: Any = None) -> 
 
 def forecast_loss(losses: Any, horizon: Any, steps: Any = None, *,
                   min_rate: Any = None) -> float:
-    """AutoLRS's forecast: the loss at step ``horizon`` of the exponential fitted to ``losses``.
+    r"""AutoLRS's forecast: the loss at step ``horizon`` of the exponential fitted to ``losses``.
+
+    .. math::
+
+      \hat L(\tau) = a\, e^{b \tau} + c, \qquad (a, b, c) = \text{fit\_exponential}(L_{0..\tau'})
 
     Args:
       losses: a trial's loss curve (1-D, at least 3 values).
@@ -242,6 +219,16 @@ def forecast_loss(losses: Any, horizon: Any, steps: Any = None, *,
 
     Raises:
       ValueError: as :func:`fit_exponential`, or a non-finite ``horizon``.
+
+    Example:
+      >>> import numpy as np, optaxsched as oxs
+      >>> t = np.arange(20)
+      >>> round(oxs.forecast_loss(2.0 * np.exp(-0.1 * t) + 1.0, horizon=100), 3)
+      1.0
+
+    References:
+      Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly
+      <https://arxiv.org/abs/2105.10762>`_, ICLR 2021.
     """
     if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or \
             not math.isfinite(horizon):
@@ -270,7 +257,7 @@ def _check_range(where: str, min_lr: Any, max_lr: Any) -> tuple[float, float]:
 def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[float],
                            min_lr: float, max_lr: float, num: int = 1, *,
                            kappa: float = DEFAULT_KAPPA, seed: int = 0) -> np.ndarray:
-    """The next ``num`` learning rates a Gaussian process over ``log η`` proposes to try.
+    r"""The next ``num`` learning rates a Gaussian process over ``log η`` proposes to try.
 
     A ``GaussianProcessRegressor`` (constant × Matérn-5/2 + white noise, normalised targets,
     hyperparameters by maximum likelihood) is fitted to ``(x_i, values_i)``, ``x`` being
@@ -279,6 +266,11 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
     excluded). For ``num > 1`` each pick is added as a fantasy observation at its posterior mean
     before the next ("kriging believer"). With no observation, the midpoints of ``num`` equal
     bins of ``log η`` (the centre for ``num = 1``).
+
+    .. math::
+
+      x_{\mathrm{next}} = \arg\min_x \; \mu(x) - \kappa\, \sigma(x), \qquad
+      x = \frac{\log \eta - \log \eta_{\min}}{\log \eta_{\max} - \log \eta_{\min}}
 
     Args:
       learning_rates: the learning rates tried so far in this stage.
@@ -300,6 +292,10 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
       >>> import optaxsched as oxs
       >>> [round(float(x), 6) for x in oxs.propose_learning_rates([], [], 1e-4, 1e-2, 2)]
       [0.000316, 0.003162]
+
+    References:
+      Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly
+      <https://arxiv.org/abs/2105.10762>`_, ICLR 2021.
     """
     min_lr, max_lr = _check_range("propose_learning_rates", min_lr, max_lr)
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
@@ -381,6 +377,10 @@ class LRSearch:
       ...     forecasts = search.tell(lrs, [2 + np.exp(-rate * t)])
       >>> round(search.best_lr, 5)
       0.00316
+
+    References:
+      Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly
+      <https://arxiv.org/abs/2105.10762>`_, ICLR 2021.
     """
 
     min_lr: float
@@ -527,7 +527,7 @@ class AutoLRSStage(NamedTuple):
 def autolrs_stages(total_steps: int, *, first_stage_steps: int, max_stage_steps: int,
                    num_candidates: int = 10, trial_fraction: float = 0.1,
                    min_trial_steps: int = 3) -> list[AutoLRSStage]:
-    """The stages of an AutoLRS run that spends exactly ``total_steps`` steps, trials included.
+    r"""The stages of an AutoLRS run that spends exactly ``total_steps`` steps, trials included.
 
     As in the paper and the authors' code, stage ``i`` trains ``τ_i`` steps after
     ``num_candidates`` trials of ``τ'_i = trial_fraction · τ_i`` steps; ``τ`` starts at
@@ -536,6 +536,11 @@ def autolrs_stages(total_steps: int, *, first_stage_steps: int, max_stage_steps:
     training step costs). The last stage is shrunk to the budget left; when its trials would be
     shorter than ``min_trial_steps``, it has no search and trains the rest at the previous
     stage's learning rate.
+
+    .. math::
+
+      \tau_{i+1} = \min(2\tau_i, \tau_{\max}), \qquad \tau'_i = \text{trial\_fraction}\cdot\tau_i,
+      \qquad \text{cost}_i = k\,\tau'_i + \tau_i
 
     Args:
       total_steps: the run's budget in steps, trials included.
@@ -557,6 +562,10 @@ def autolrs_stages(total_steps: int, *, first_stage_steps: int, max_stage_steps:
       >>> [(s.trial_steps, s.train_steps) for s in oxs.autolrs_stages(
       ...     700, first_stage_steps=100, max_stage_steps=200, num_candidates=5)]
       [(10, 100), (20, 200), (16, 170)]
+
+    References:
+      Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the Fly
+      <https://arxiv.org/abs/2105.10762>`_, ICLR 2021.
     """
     where = "autolrs_stages"
     for name, value, minimum in (("total_steps", total_steps, 1),

@@ -10,13 +10,14 @@ average in the optimizer state:
 * :func:`averaged_params` reads the average back out of an optimizer state, for evaluation.
 
 References:
-  Sanyal, Neerkaje, Kaddour, Kumar, Sanghavi, "Early Weight Averaging meets High Learning Rates
-  for LLM Pre-training" (arXiv 2306.03241).
-  Hägele, Bakouch, Kosson, Ben Allal, Von Werra, Jaggi, "Scaling Laws and Compute-Optimal
-  Training beyond Fixed Training Durations" (arXiv 2405.18392), Section 4 (SWA / EMA vs
-  cooldown).
-  Izmailov, Podoprikhin, Garipov, Vetrov, Wilson, "Averaging Weights Leads to Wider Optima and
-  Better Generalization" (arXiv 1803.05407).
+  Sanyal et al., `Early Weight Averaging meets High Learning Rates for LLM Pre-training
+  <https://arxiv.org/abs/2306.03241>`_, 2023.
+
+  Hägele et al., `Scaling Laws and Compute-Optimal Training beyond Fixed Training Durations
+  <https://arxiv.org/abs/2405.18392>`_, 2024 (Section 4: SWA / EMA vs cooldown).
+
+  Izmailov et al., `Averaging Weights Leads to Wider Optima and Better Generalization
+  <https://arxiv.org/abs/1803.05407>`_, 2018.
 """
 
 from __future__ import annotations
@@ -63,47 +64,25 @@ class AverageParamsState(NamedTuple):
 def average_params(kind: AverageKind = "ema", *, decay: float | None = None, start_step: int = 0,
                    every: int = 1, debias: bool = True, dtype: Any = None
                    ) -> optax.GradientTransformationExtraArgs:
-    """Passes updates through and keeps an average of the post-update parameters.
+    r"""Passes updates through and keeps an average of the post-update parameters.
 
-    Placed **last** in a chain, the transform sees the updates that will be applied, so the
-    iterate after the update with optax count ``c`` (0 for the first update) is
-    ``x_c = params + updates``. Iterates with ``c >= start_step`` and
-    ``(c - start_step) % every == 0`` enter the average; with ``n`` the number of iterates
-    entered so far, including this one,
+    Placed **last** in a chain, it sees the updates that will be applied, so the iterate after the
+    update with optax count ``c`` (0 first) is :math:`x_c = w + u`. Iterates with ``c >=
+    start_step`` and ``(c - start_step) % every == 0`` enter the average; with :math:`n` the number
+    entered so far, this one included, the average moves towards :math:`x_c` with weight
+    :math:`w_n`: the uniform tail average of stochastic weight averaging (``'tail'``), the
+    bias-corrected EMA :math:`\sum_k \beta^{n-k} x_k / \sum_k \beta^{n-k}` (``'ema'``, the first
+    iterate gets weight 1) or the plain EMA started from the parameters before the first averaged
+    iterate (``debias=False``). Before that iterate the average tracks the current parameters, so
+    :func:`averaged_params` always returns something usable. Keep it last (after
+    :func:`optaxsched.nap`'s projection, for instance). Non-finite parameters propagate into the
+    average; finite ones of any size keep it finite where representable (:ref:`design-averaging`).
 
-        a ← a + w_n · (x_c - a),
+    .. math::
 
-    where
-
-    * ``kind='tail'``: ``w_n = 1/n``, the uniform average of the iterates from ``start_step`` on
-      (stochastic weight averaging with a constant learning rate, Izmailov et al.; the "tail
-      average" of Polyak–Juditsky);
-    * ``kind='ema'``, ``debias=True`` (default): ``w_n = (1 - β)/(1 - βⁿ)``, the bias-corrected
-      exponential moving average ``Σ_k βⁿ⁻ᵏ x_k / Σ_k βⁿ⁻ᵏ`` over the iterates entered (the
-      first iterate gets weight 1, so no zero initialisation leaks in);
-    * ``kind='ema'``, ``debias=False``: ``w_n = 1 - β``, the plain EMA started from the parameters
-      as they were before the first averaged iterate (the ``init`` parameters when
-      ``start_step=0``), which it forgets at rate β.
-
-    Before the first averaged iterate the average simply tracks the current parameters, so
-    :func:`averaged_params` always returns something usable. Placed before other transforms of
-    a chain, it would average the wrong thing: keep it last (after :func:`optaxsched.nap`'s
-    projection, for instance).
-
-    Policies:
-
-    * **Non-finite parameters** propagate into the average (as into the parameters). Wrap the
-      chain in ``optax.apply_if_finite`` to skip such steps.
-    * **Finite parameters and updates of any size** keep the average finite wherever the
-      averaged value is representable in the state's dtype (the update is computed as
-      ``(1 - w)·a + w·(p + u)``, which has no overflowing intermediate while the new
-      parameters ``p + u`` are finite; tested up to 3e38 in float32, bfloat16 and float16).
-      A 16-bit average of iterates beyond its range saturates at the dtype's largest finite
-      value.
-    * **Memory**: one copy of the parameters (in ``dtype``, by default the parameters' dtype);
-      the average is a plain pytree that checkpoints and shards like the parameters. For
-      bfloat16 parameters pass ``dtype=jnp.float32``: small weights ``w_n`` vanish in bfloat16.
-    * Arithmetic is float32 (or the state dtype, if wider).
+      a_n = (1 - w_n)\, a_{n-1} + w_n\, x_c, \qquad
+      w_n = \begin{cases} 1/n & \text{tail} \\ (1-\beta)/(1-\beta^n) & \text{EMA, debiased} \\
+      1-\beta & \text{EMA} \end{cases}
 
     Args:
       kind: ``'ema'`` or ``'tail'``, see :data:`AVERAGE_KINDS`.
@@ -111,8 +90,10 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
         horizon is about ``1/(1 - β)`` averaged iterates.
       start_step: optax count of the first iterate averaged (a non-negative integer).
       every: average every ``every``-th iterate from ``start_step`` on (a positive integer).
-      debias: for ``kind='ema'``, whether to use the bias-corrected weights (see above).
-      dtype: dtype of the stored average; ``None`` keeps each parameter's dtype.
+      debias: for ``kind='ema'``, whether to use the bias-corrected weights.
+      dtype: dtype of the stored average (one copy of the parameters); ``None`` keeps each
+        parameter's dtype. Pass ``jnp.float32`` for bfloat16 parameters: small weights
+        :math:`w_n` vanish in bfloat16.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is an
@@ -130,10 +111,14 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
       [2. 2.] [1.5 1. ]
 
     References:
-      Sanyal et al., "Early Weight Averaging meets High Learning Rates for LLM Pre-training"
-      (arXiv 2306.03241); Hägele et al., "Scaling Laws and Compute-Optimal Training beyond
-      Fixed Training Durations" (arXiv 2405.18392); Izmailov et al., "Averaging Weights Leads to
-      Wider Optima and Better Generalization" (arXiv 1803.05407).
+      Sanyal et al., `Early Weight Averaging meets High Learning Rates for LLM Pre-training
+      <https://arxiv.org/abs/2306.03241>`_, 2023.
+
+      Hägele et al., `Scaling Laws and Compute-Optimal Training beyond Fixed Training Durations
+      <https://arxiv.org/abs/2405.18392>`_, 2024 (Section 4).
+
+      Izmailov et al., `Averaging Weights Leads to Wider Optima and Better Generalization
+      <https://arxiv.org/abs/1803.05407>`_, 2018.
     """
     where = "average_params"
     kind = _checks.check_choice(where, "kind", kind, AVERAGE_KINDS)
@@ -223,10 +208,9 @@ def averaged_params(opt_state: Any) -> Any:
 
     Finds the unique :class:`AverageParamsState` anywhere inside ``opt_state`` (a chain, a
     ``MultiSteps`` or ``inject_hyperparams`` state, the state of an ``nnx.Optimizer``) and returns
-    its ``average``: a pytree like the parameters, to evaluate with (e.g.
-    ``nnx.update(eval_model, oxs.averaged_params(optimizer.opt_state))`` in Flax NNX; the
-    optimizer's variable wrappers are removed). It is a pure read: training continues from
-    the raw parameters.
+    its ``average``, a pytree like the parameters to evaluate with (in Flax NNX:
+    ``nnx.update(eval_model, oxs.averaged_params(optimizer.opt_state))``; the optimizer's variable
+    wrappers are removed). A pure read: training continues from the raw parameters.
 
     Args:
       opt_state: an optimizer state containing exactly one :class:`AverageParamsState`.
@@ -242,8 +226,8 @@ def averaged_params(opt_state: Any) -> Any:
       Array([1., 1., 1.], dtype=float32)
 
     References:
-      Sanyal et al., "Early Weight Averaging meets High Learning Rates for LLM Pre-training"
-      (arXiv 2306.03241).
+      Sanyal et al., `Early Weight Averaging meets High Learning Rates for LLM Pre-training
+      <https://arxiv.org/abs/2306.03241>`_, 2023.
     """
     average = _find_state.find_state(
         "averaged_params", opt_state, AverageParamsState,

@@ -4,6 +4,10 @@ The learning rate is itself a parameter, trained by gradient descent on the loss
 previous update moved the parameters by ``-α u_{t-1}``, the derivative of the current loss with
 respect to α is ``-g_t · u_{t-1}``, so descending on α adds ``β g_t · u_{t-1}``. The learning rate
 grows while successive directions agree and shrinks when they oppose (overshooting).
+
+References:
+  Baydin et al., `Online Learning Rate Adaptation with Hypergradient Descent
+  <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
 """
 
 from __future__ import annotations
@@ -147,58 +151,30 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
                   max_lr: float | None = None,
                   base: optax.GradientTransformation | None = None
                   ) -> optax.GradientTransformationExtraArgs:
-    """An optimizer whose global learning rate is adapted online by hypergradient descent.
+    r"""An optimizer whose global learning rate is adapted online by hypergradient descent.
 
-    With ``g_t`` the incoming gradient at update ``t`` (the optax count, from 0), ``u_t`` the
-    base direction (``base``'s output for ``g_t``; the gradient itself when ``base`` is None),
-    ``u_{-1} = 0`` and ``s(t)`` the base rate (``learning_rate``, or its value at ``t`` for a
-    schedule):
+    The learning rate is trained by gradient descent on the loss: the previous update moved the
+    parameters by :math:`-\alpha u_{t-1}`, so the loss's derivative with respect to α is
+    :math:`-g_t^\top u_{t-1}`, and the rate grows while successive directions agree and shrinks when
+    they oppose. :math:`g_t` is the gradient at update ``t`` (the optax count), :math:`u_t` the
+    ``base`` direction for it (the gradient itself for ``base=None``, SGD-HD;
+    ``optax.scale_by_adam()`` gives Adam-HD), :math:`u_{-1} = 0`. For a constant ``learning_rate``
+    :math:`\alpha_0` this is the paper's rule with :math:`\eta_t = \alpha_t`. A **schedule**
+    ``s(t)`` sets the base the adaptation acts on: additive mode adds the learned offset to
+    ``s(t)``, multiplicative mode multiplies ``s(t)`` by the learned factor (a warmup keeps its
+    shape); a rate injected with ``optax.inject_hyperparams`` acts the same way. The rate is clipped
+    to ``[min_lr, max_lr]`` (FedHyper's safeguard; without ``max_lr`` one large aligned gradient can
+    raise the additive rate by :math:`\beta h_t`). A non-finite or unrepresentable :math:`h_t`
+    leaves the rate unchanged; the updates themselves are not sanitised
+    (:ref:`design-hypergradient`).
 
-        h_t = g_t · u_{t-1}                                      (global dot product)
-        additive:        o_t = o_{t-1} + β h_t,             η_t = clip(s(t) + o_t, min_lr, max_lr)
-        multiplicative:  c_t = c_{t-1} (1 + β cos_t),        η_t = clip(s(t) · c_t, min_lr, max_lr)
-        update_t = -η_t u_t
+    .. math::
 
-    with ``o_{-1} = 0``, ``c_{-1} = 1`` and ``cos_t = h_t / (‖g_t‖ ‖u_{t-1}‖)``. For a constant
-    ``learning_rate`` α_0 this is exactly the rule of the paper, ``α_t = clip(α_{t-1} + β h_t)``
-    (additive) or ``α_t = clip(α_{t-1} (1 + β cos_t))`` (multiplicative), with ``α_t = η_t``.
-    A **schedule** sets the base the adaptation acts on: additive mode adds the learned
-    offset to the scheduled rate, multiplicative mode multiplies the scheduled rate by the
-    learned factor (so a warmup or a cooldown keeps its shape, scaled or shifted by what the
-    hypergradient learned). When ``η_t`` is clipped, the offset (or the factor) is set so that
-    it gives the clipped rate, as the paper's clipping of α does. The same holds for a rate
-    injected with ``optax.inject_hyperparams``: the injected value is ``s(t)`` of the update
-    it is injected for, so changing it takes effect at once, with the adaptation on top.
-
-    With ``base=None`` this is SGD-HD; with ``base=optax.trace(0.9)`` SGD-HD with momentum
-    (h uses the previous momentum buffer, as the reference code does); with
-    ``base=optax.scale_by_adam()`` Adam-HD, whose ``u_{t-1} = m̂_{t-1} / (sqrt(v̂_{t-1}) + ε)`` is
-    the previous Adam direction with the previous bias corrections. The reference code applies
-    the Adam-HD rule per parameter tensor in turn to the shared learning rate; without clipping
-    in between this equals the global dot product used here. Its ε sits inside the bias
-    correction (``ε / sqrt(1 - β2^t)`` in these terms); here the base's own direction is used.
-
-    The multiplicative rule normalises the hypergradient to the cosine between the gradient and
-    the previous direction (0 when either is zero), which makes it independent of the scale of
-    the gradients: the paper states it in terms of the normalised hypergradient; this reading
-    (factor ``1 + β cos``, ``0 ≤ β < 1`` so the factor stays positive) is the one implemented.
-
-    ``min_lr``/``max_lr`` are the safeguard FedHyper adds (clipping the adapted rate); the
-    original HD has none (``min_lr=0, max_lr=None`` keeps only η ≥ 0). Without ``max_lr`` the
-    additive rate is unbounded: one large, aligned gradient can raise it by ``β·h``, so set
-    ``max_lr`` for spiky runs.
-
-    Non-finite and huge gradients: the hypergradient is computed so that finite gradients of
-    any size give a finite ``h_t`` (its float32 dot product overflows for a gradient of 1e20;
-    then, and only then, it is recomputed rescaled by the largest magnitudes). When ``h_t`` is
-    not finite, or (additive mode) its true value is beyond float32's range, or the increment
-    is not finite, the adaptation is left unchanged for that update; the state stays finite
-    for finite inputs. The updates themselves are not sanitised (wrap in
-    ``optax.apply_if_finite`` to skip such steps).
-
-    The adaptation is accumulated in float32 with compensated summation, so increments much
-    smaller than its float32 resolution (``β = 1e-8`` with ``α = 1e-3`` is common) are not
-    rounded away.
+      h_t = g_t^\top u_{t-1}, \qquad
+      \alpha_t = \begin{cases} \alpha_{t-1} + \beta\, h_t & \text{additive} \\
+      \alpha_{t-1} \big(1 + \beta\, h_t / (\|g_t\| \|u_{t-1}\|)\big) & \text{multiplicative}
+      \end{cases}, \qquad
+      \theta_t = \theta_{t-1} - \alpha_t u_t
 
     Args:
       learning_rate: the base rate ``s``: the initial learning rate α_0 (a non-negative
@@ -207,11 +183,12 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
       hyper_lr: the hypergradient learning rate β (non-negative; below 1 for
         ``mode='multiplicative'``). The paper used α_0 = 1e-3 with β = 1e-3 (SGD-HD) and
         β = 1e-7 (Adam-HD); the reference code's defaults are 1e-6 and 1e-8.
-      mode: ``'additive'`` (the paper's main rule) or ``'multiplicative'``.
+      mode: ``'additive'`` (the paper's main rule) or ``'multiplicative'`` (the hypergradient
+        normalised to a cosine), see :data:`HYPERGRADIENT_MODES`.
       min_lr: lower bound of the learning rate (non-negative).
       max_lr: upper bound (positive), or ``None`` for no upper bound.
       base: the transform giving the direction ``u_t`` (without the learning rate and without
-        the minus sign), e.g. ``optax.scale_by_adam()``; ``None`` for plain SGD.
+        the minus sign), e.g. ``optax.scale_by_adam()`` or ``optax.trace(0.9)``; ``None`` for SGD.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (a complete optimizer: its updates include
@@ -230,10 +207,11 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
       >>> warm = oxs.hypergradient(optax.linear_schedule(0.0, 0.1, 100), hyper_lr=0.01)
 
     References:
-      Baydin, Cornish, Martínez Rubio, Schmidt, Wood, "Online Learning Rate Adaptation with
-      Hypergradient Descent" (ICLR 2018, arXiv 1703.04782).
-      Wang, Wang, Li, "FedHyper: A Universal and Robust Learning Rate Scheduler for Federated
-      Learning with Hypergradient Descent" (ICLR 2024, arXiv 2310.03156).
+      Baydin et al., `Online Learning Rate Adaptation with Hypergradient Descent
+      <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
+
+      Wang et al., `FedHyper: A Universal and Robust Learning Rate Scheduler for Federated Learning
+      with Hypergradient Descent <https://arxiv.org/abs/2310.03156>`_, ICLR 2024.
     """
     where = "hypergradient"
     mode = _checks.check_choice(where, "mode", mode, HYPERGRADIENT_MODES)

@@ -15,7 +15,8 @@ optimizer's learning rate (and its schedule) alone.
 * :func:`nap` wraps an optimizer with it (``optax.chain(optimizer, projection)``).
 * :func:`effective_learning_rate` computes ``η/‖w‖²`` or ``η/‖w‖`` per block, for logging.
 * :func:`nap_mask` selects the scale-invariant blocks of a Flax model (kernels that feed a
-  normalisation layer; never the output layer; norm scale/offset on request, jointly).
+  normalisation layer, found by a rule or named by (kernel, norm) pairs or an nnx filter; never
+  the output layer; norm scale/offset on request, jointly).
 
 Masks. Every function here selects leaves with a *mask*: a pytree with the structure of the
 parameters (or a prefix of it), or a callable ``params -> mask``, as for ``optax.masked``. Its
@@ -29,8 +30,8 @@ leaves are
   offset) pair of a normalisation layer.
 
 References:
-  Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-  learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800).
+  Lyle et al., `Normalization and effective learning rates in reinforcement learning
+  <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024.
 """
 
 from __future__ import annotations
@@ -301,70 +302,35 @@ def _replicated(x: jax.Array) -> jax.Array:
 
 def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Sequence[int] | None
                          = None) -> optax.GradientTransformationExtraArgs:
-    """Projects the selected parameters back to the norm they had at initialisation.
+    r"""Projects the selected parameters back to the norm they had at initialisation.
 
-    Placed **last** in a chain, after any optimizer, it turns the incoming updates ``u`` into
+    The *project* half of NaP, placed **last** in a chain, after any optimizer. For each block the
+    mask selects (a leaf, or the leaves sharing a label), with the norm :math:`\|w_0\|` that
+    ``init`` records, the incoming update :math:`u` becomes :math:`u'` so that
+    ``optax.apply_updates`` lands on the sphere of the initial norm, the paper's :math:`W_l
+    \leftarrow W_l \|W_l^{(0)}\| / \|W_l\|` (per layer, Frobenius). Leaves the mask does not select
+    pass through bit for bit. With ``axis`` the norm is per unit (over every axis but ``axis``), an
+    exact reparameterisation only for per-channel normalisers (BatchNorm); keep the per-block
+    default for LayerNorm/RMSNorm.
 
-        u' = proj(w + u) - w,    proj(v) = v · ‖w₀‖ / ‖v‖   for each selected block,
+    .. math::
 
-    so that ``optax.apply_updates(w, u')`` lands on the sphere of the initial norm ``‖w₀‖``
-    (Frobenius norm, recorded by ``init`` in the state). Leaves the mask does not select pass
-    through unchanged (bit for bit). Selected leaves that are not rescaled (steps between
-    projections, zero-norm blocks) get ``(w + u) - w``: equal to ``u`` up to rounding, and
-    giving exactly the parameters ``w + u`` would whenever ``w + u`` is within a factor 2 of
-    ``w`` (Sterbenz).
+      u' = \Pi(w + u) - w, \qquad \Pi(v) = v \, \frac{\|w_0\|}{\|v\|}
 
-    Blocks (see the module docstring for masks): by default each leaf is one block (per-layer
-    Frobenius norm, the paper's choice); leaves sharing a string label are projected jointly.
-    With ``axis``, the norm is taken per unit: over every axis except ``axis`` (e.g. ``axis=-1``
-    for the output units of a ``(in, out)`` kernel or of a ``(h, w, in, out)`` convolution).
-    Per-unit projection is an exact reparameterisation only for per-channel normalisers (e.g.
-    BatchNorm); for LayerNorm/RMSNorm, which mix the units, use the per-leaf default.
-
-    Policies:
-
-    * **Zero norms.** A block (or unit) whose initial norm is zero is never projected: its update
-      passes through (as ``(w + u) - w``), since a zero target would pin it at zero forever. A
-      block whose norm after the update is exactly zero is left there (it has no direction to
-      rescale).
-    * **Non-finite updates** are not hidden: a ``nan``/``inf`` in a block makes that block's
-      whole output ``nan`` on projecting steps (other blocks are unaffected). Wrap the chain in
-      ``optax.apply_if_finite`` to skip such steps.
-    * **Finite updates of any size** give finite outputs and state (float32, bfloat16,
-      float16; tested up to 3e38): ``w + u`` is formed as ``2·(w/2 + u/2)`` so it cannot
-      overflow, and where the block's sum of squares overflows (a norm above about 1.8e19 in
-      float32) the norm is recomputed rescaled by a power of two near the block's largest
-      entry, under ``lax.cond``: the common path keeps its single fused reduction.
-    * **Every k steps.** With ``every=k`` the projection runs after updates ``k, 2k, 3k, …``
-      (optax counts ``k-1, 2k-1, …``); in between, updates pass through bit for bit and a
-      ``lax.cond`` skips the norms. It is there to follow the paper's recipe, not to save time:
-      the cond's operand, the optimizer's direction, must be materialised on every step, so on
-      CPU ``every > 1`` costs more per step than ``every = 1`` (update alone at 5.8M
-      parameters: 2.9× Adam's against 1.55×). The paper found projecting every update and
-      every 1000 Rainbow steps nearly identical.
-    * **Cost.** Per projected leaf: ``w + u`` is materialised (one parameter-sized temporary,
-      into which XLA fuses the optimizer's direction), reduced, and read once more by
-      ``apply_updates``: about three extra memory passes over the projected leaves
-      (``benchmarks/RESULTS.md`` has measurements). On CPU, a new temporary costs more than its
-      traffic: glibc serves large allocations with fresh ``mmap`` pages, faulted in one 4 KiB
-      page at a time on every step (22 ms for 64 MiB on the project's machine, against 3 ms to
-      write it); ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` cuts that by 50×.
-    * **dtype.** Norms are accumulated in float32 (float64 for float64 leaves); outputs take the
-      updates' dtype. In bfloat16 the norm is restored only to bfloat16 precision. Halving
-      ``w`` and ``u`` is exact except below 2.4e-38, where XLA's CPU backend flushes the
-      halves to zero.
-    * **Sharding.** The state is one small float32 vector of target norms; under ``jit`` the
-      norms are global reductions over sharded leaves and the outputs keep the leaves' sharding.
+    Policies (:ref:`design-nap`): a block whose initial or new norm is zero is not rescaled; a
+    non-finite update makes its block ``nan`` (wrap the chain in ``optax.apply_if_finite``); finite
+    inputs of any size give finite outputs and state; norms accumulate in float32 (float64 for
+    float64 leaves). ``every=k`` projects after updates ``k, 2k, …`` only, as the paper's recipe
+    allows; on CPU it costs more per step than ``every=1`` (``benchmarks/RESULTS.md``).
 
     Args:
       mask: which leaves to project: a pytree of booleans / string labels with the structure of
         the parameters (or a prefix of it), or a callable ``params -> mask`` (as in
-        ``optax.masked``). ``None`` projects every leaf, each on its own, which is only right if
-        every leaf is scale-invariant: exclude the output layer and normalisation scale/offset
-        (:func:`nap_mask` builds the mask for a Flax model).
+        ``optax.masked``). ``None`` projects every leaf on its own, which is only right if every
+        leaf is scale-invariant (:func:`nap_mask` builds the mask of a Flax model).
       every: project after every ``every``-th update (a positive integer).
-      axis: ``None`` for one norm per block, or the kept axis (an integer or a tuple) for one
-        norm per unit along it.
+      axis: ``None`` for one norm per block, or the kept axis (an integer or a tuple) for one norm
+        per unit along it.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a
@@ -383,8 +349,8 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
       5.0 [0.5 0.5]
 
     References:
-      Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-      learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800), Section 4.
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 4).
     """
     where = "project_to_init_norm"
     every = _checks.check_int(where, "every", every, minimum=1, maximum=_numerics.INT32_MAX)
@@ -488,18 +454,18 @@ def _leaf_values_are_valid(where: str, mask: Any) -> None:
 
 def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: int = 1,
         axis: int | Sequence[int] | None = None) -> optax.GradientTransformationExtraArgs:
-    """Normalize-and-Project: ``optimizer`` followed by :func:`project_to_init_norm`.
+    r"""Normalize-and-Project (NaP): ``optimizer`` followed by :func:`project_to_init_norm`.
 
-    The full recipe has two halves. *Normalise*: the network has a normalisation layer (LayerNorm,
-    RMSNorm) before each nonlinearity, which makes the weights feeding it scale-invariant (this
-    part is the model's business). *Project*: after each update, each scale-invariant block is
-    rescaled to its initial norm,
+    NaP has two halves. *Normalise*: the network has a normalisation layer (LayerNorm, RMSNorm)
+    before each nonlinearity, which makes the weights feeding it scale-invariant (the model's
+    business). *Project*: after each update, each scale-invariant block is rescaled to its initial
+    norm, so its effective learning rate (:math:`\eta/\|w_0\|^2` for SGD, :math:`\eta/\|w_0\|` for
+    Adam) follows the optimizer's own schedule instead of decaying as the norm grows. The paper
+    pairs it with an explicit schedule (e.g. a warmup-cosine restarted at every task change).
 
-        w ← w · ‖w₀‖ / ‖w‖,
+    .. math::
 
-    so the effective learning rate (η/‖w₀‖² for SGD, η/‖w₀‖ for Adam) follows the optimizer's
-    own schedule instead of decaying as the norm grows. The paper pairs it with an explicit
-    schedule (e.g. a warmup-cosine restarted at every task change).
+      W_l \leftarrow W_l \, \frac{\|W_l^{(0)}\|}{\|W_l\|}
 
     Args:
       optimizer: any optax transformation producing the updates (e.g. ``optax.adam(...)``).
@@ -525,8 +491,8 @@ def nap(optimizer: optax.GradientTransformation, mask: Mask = None, *, every: in
       5.6569
 
     References:
-      Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu, Dabney, "Normalization and effective
-      learning rates in reinforcement learning", NeurIPS 2024 (arXiv 2407.01800).
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024.
     """
     where = "nap"
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
@@ -563,25 +529,20 @@ class EffectiveLearningRate(NamedTuple):
 def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
                             kind: ElrKind = "sgd", *, axis: int | Sequence[int] | None = None
                             ) -> EffectiveLearningRate:
-    """Effective learning rate of each scale-invariant block: η/‖w‖² (SGD) or η/‖w‖ (Adam).
+    r"""Effective learning rate of each scale-invariant block: η/‖w‖² (SGD) or η/‖w‖ (Adam).
 
-    For a block with ``f(c·w) = f(w)`` the gradient is ``∇f(w) = P_u ∇f(u) / ‖w‖`` with
-    ``u = w/‖w‖`` and ``P_u`` the projection orthogonal to ``u``. A step ``w - η ∇f(w)`` moves the
-    direction by ``Δu ≈ -(η/‖w‖²) P_u ∇f(u)``: SGD with learning rate η on ``w`` is SGD with
+    For a block with :math:`f(cw) = f(w)` the gradient is orthogonal to :math:`w` and scales as
+    :math:`1/\|w\|`, so a step of learning rate :math:`\eta` on :math:`w` moves the direction
+    :math:`w/\|w\|` like a step of :math:`\eta_{\mathrm{eff}}` on the unit sphere. Adam-type updates
+    have a magnitude set by :math:`\eta` alone, hence the second form. Without NaP the effective
+    learning rate decays as the norms grow; with NaP it stays at :math:`\eta/\|w_0\|^2` (or
+    :math:`\eta/\|w_0\|`) up to the schedule. A zero-norm block gets ``inf`` (``0`` when η = 0);
+    norms cannot overflow, so finite parameters give a finite result wherever it is representable.
 
-        η_eff = η / ‖w‖²
+    .. math::
 
-    on the unit sphere. Adam-type updates have a magnitude set by η alone (not by the gradient's
-    scale), so ``Δu ≈ -(η/‖w‖) P_u d`` for a scale-free direction ``d`` and
-
-        η_eff = η / ‖w‖.
-
-    Useful for logging in runs with or without projection: without NaP the effective learning
-    rate decays as the norms grow; with NaP it equals η/‖w₀‖² (or η/‖w₀‖) up to the schedule.
-    Blocks whose norm is zero get ``inf`` (``0`` when η = 0). Norms are computed so that they
-    cannot overflow: for any finite parameters the result is finite and non-NaN wherever its
-    true value is representable in float32 (``inf`` only for zero norms and true values above
-    float32's range; tested).
+      \eta_{\mathrm{eff}} = \frac{\eta}{\|w\|^2} \ \text{(SGD)}, \qquad
+      \eta_{\mathrm{eff}} = \frac{\eta}{\|w\|} \ \text{(Adam)}
 
     Args:
       learning_rate: the current learning rate η: a non-negative number, or a scalar array
@@ -604,9 +565,11 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
       0.1 0.025 0.1
 
     References:
-      Lyle et al., "Normalization and effective learning rates in reinforcement learning"
-      (arXiv 2407.01800), Section 3; van Laarhoven, "L2 Regularization versus Batch and Weight
-      Normalization" (arXiv 1706.05350).
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 3).
+
+      van Laarhoven, `L2 Regularization versus Batch and Weight Normalization
+      <https://arxiv.org/abs/1706.05350>`_, 2017.
     """
     where = "effective_learning_rate"
     kind = _checks.check_choice(where, "kind", kind, ELR_KINDS)
@@ -654,57 +617,54 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
 
 _NNX_PROJECTIONS = ("Linear", "LinearGeneral", "Conv", "ConvTranspose", "Einsum")
 _NNX_NORMS = ("LayerNorm", "RMSNorm", "BatchNorm", "GroupNorm", "InstanceNorm")
+_PAIRS_ALLOWED = ("a non-empty sequence of (kernel, norm) pairs, each a path ('a/b/c' or a tuple "
+                  "of keys)")
+_SELECT_ALLOWED = ("an nnx filter over the parameters (a Variable type, nnx.PathContains, "
+                   "nnx.All / nnx.Any / nnx.Not of filters, or a callable (path, value) -> bool)")
 
 
-def nap_mask(model_or_params: Any, *, scale_offset: ScaleOffsetMode = "exclude") -> Any:
-    """The NaP mask of a Flax model: kernels that feed a normalisation layer.
+def nap_mask(model_or_params: Any, *, pairs: Sequence[tuple[Any, Any]] | None = None,
+             select: Any = None, scale_offset: ScaleOffsetMode = "exclude") -> Any:
+    r"""The NaP mask of a Flax model: the kernels that feed a normalisation layer.
 
-    Detection rule (structural, no forward pass). The layers are listed in **definition order**:
-    attributes in the order ``__init__`` assigned them, list and ``nnx.Sequential`` entries in
-    order, depth first. A layer is a module that owns parameters directly, or a normalisation
-    layer. A projection layer (``nnx.Linear``, ``LinearGeneral``, ``Conv``, ``ConvTranspose``,
-    ``Einsum``) is selected when the **next** layer in that list is a normalisation layer
-    (``nnx.LayerNorm``, ``RMSNorm``, ``BatchNorm``, ``GroupNorm``, ``InstanceNorm``) whose
-    ``num_features`` equals the kernel's last dimension and both are **siblings** (attributes of
-    the same parent module). Parameter-free modules in between (dropout) are skipped; any other
-    layer in between breaks the pair. Consequences:
+    A kernel whose output is normalised is scale-invariant, :math:`\mathrm{Norm}(cWx) =
+    \mathrm{Norm}(Wx)` for :math:`c > 0`, so :func:`nap` may pin its norm; a layer's kernel and bias
+    are scale-invariant only jointly and form one block. Say which kernels with ``pairs`` (checked:
+    a projection layer and a normalisation layer of the kernel's output width) or ``select`` (an nnx
+    filter, unchecked); both ignore attribute order. Without either, the automatic rule reads the
+    module structure (no forward pass): within one parent module, a projection layer
+    (``nnx.Linear``, ``LinearGeneral``, ``Conv``, ``ConvTranspose``, ``Einsum``) is selected when
+    its next sibling in **definition order** (parameter-free modules skipped) is a normalisation
+    layer (``nnx.LayerNorm``, ``RMSNorm``, ``BatchNorm``, ``GroupNorm``, ``InstanceNorm``) of
+    matching width; a residual projection at the end of a submodule is never paired with its
+    parent's next norm, and ``nnx.MultiHeadAttention`` is read by its known data flow (with
+    ``normalize_qk``, query and key feed ``query_ln`` and ``key_ln``). The rule cannot follow a call
+    order that differs from the definition order within one module: use ``pairs`` or ``select``
+    there (:ref:`design-nap`).
 
-    * The output layer is never selected (nothing normalises its output), nor is a projection at
-      the end of a submodule (an attention block's output projection, an MLP's second layer):
-      it feeds a residual stream, not the norm its parent defines next. Pre-norm transformers
-      built from attention and MLP submodules therefore select nothing and raise an error
-      (their scale-invariant blocks need a different architecture, see the paper's Section 5).
-      The rule reads the module structure, not the data flow: a block that holds a residual
-      projection and the next norm as siblings (``ln1, qkv, out, ln2, ...`` all attributes of
-      one module) would pair ``out`` with ``ln2``; pass an explicit mask for such a model.
-    * If the selected layer has a bias, kernel and bias form **one joint block** (label = the
-      layer's path): only the pair is scale-invariant, ``LN(c·(Wx + b)) = LN(Wx + b)``. The paper
-      removes such biases; build the layer with ``use_bias=False`` to follow it exactly.
-    * Normalisation **scale and offset** (γ, β) are not scale-invariant. With
-      ``scale_offset='exclude'`` (default) they are never projected: the optimizer updates them
-      freely (add weight decay on them, e.g. with ``optax.add_decayed_weights(..., mask=...)``,
-      to regularise them as the paper discusses). With ``scale_offset='joint'`` the (γ, β) of each
-      normalisation layer found by the rule are projected **jointly** to their initial norm (one
-      block per layer, label ``'<path>:scale_offset'``). For positively homogeneous activations
-      (ReLU) jointly scaling (γ, β) by ``c`` scales the layer's output by ``c``, which the next
-      normalisation layer undoes, so this is an exact reparameterisation when the next layer is
-      normalised and bias-free; before the output layer it is a constraint on the output scale
-      that the output layer's unconstrained weights can absorb.
+    .. math::
 
-    Given a Flax **linen** (or plain) parameter dict instead of an ``nnx.Module``, the same rule
-    runs on the dict's insertion order (linen records modules in call order): a sub-dict holding
-    a ``kernel`` of rank >= 2 is a projection layer, one holding a ``scale`` and no kernel is a
-    normalisation layer. An ``nnx.State`` is refused: it is sorted by name, so the layer order is
-    lost; pass the module.
+      \mathrm{Norm}(c\,(Wx + b)) = \mathrm{Norm}(Wx + b) \quad \text{for all } c > 0
 
     Args:
-      model_or_params: an ``nnx.Module``, or a linen/plain nested dict of parameters.
-      scale_offset: ``'exclude'`` or ``'joint'``, see :data:`SCALE_OFFSET_MODES`.
+      model_or_params: an ``nnx.Module``, or a linen/plain nested dict of parameters (the same rules
+        on its nesting and insertion order: a sub-dict with a ``kernel`` of rank >= 2 is a
+        projection, one with a ``scale`` and no kernel a norm; ``select`` sees ``(path, array)``).
+        An ``nnx.State`` is refused: it is sorted by name.
+      pairs: ``(kernel, norm)`` layer paths (``'a/b'`` or ``('a', 'b')``; a kernel path may end in
+        ``'kernel'``), e.g. ``[("mlp/fc1", "mlp/norm")]``.
+      select: an nnx filter over the parameters, applied as ``nnx.state(model, select)`` would,
+        e.g. ``nnx.All(nnx.Param, nnx.PathContains("fc1"))``; the leaves it selects in one layer
+        form one joint block. ``pairs`` and ``select`` combine (their union).
+      scale_offset: ``'exclude'`` (default) leaves the norms' scale and offset (γ, β), which are not
+        scale-invariant, to the optimizer; ``'joint'`` projects the (γ, β) of each norm of ``pairs``
+        or of the automatic rule jointly (label ``'<norm>:scale_offset'``), an exact
+        reparameterisation for ReLU-type activations when the next layer is normalised.
 
     Returns:
       For a module, an ``nnx.State`` of booleans / labels with the structure of
-      ``nnx.state(model, nnx.Param)`` (it is also a prefix of the ``Param``-wrapped state, so
-      ``nnx.Optimizer`` accepts it); for a dict, a dict with the same nesting.
+      ``nnx.state(model, nnx.Param)`` (``nnx.Optimizer`` accepts it); for a dict, a dict with the
+      same nesting.
 
     Example:
       >>> import jax, optax, optaxsched as oxs
@@ -712,60 +672,200 @@ def nap_mask(model_or_params: Any, *, scale_offset: ScaleOffsetMode = "exclude")
       >>> class MLP(nnx.Module):
       ...   def __init__(self, rngs):
       ...     self.hidden = nnx.Linear(4, 16, use_bias=False, rngs=rngs)
-      ...     self.norm = nnx.LayerNorm(16, rngs=rngs)
       ...     self.out = nnx.Linear(16, 3, rngs=rngs)
+      ...     self.norm = nnx.LayerNorm(16, rngs=rngs)
       ...   def __call__(self, x):
       ...     return self.out(jax.nn.relu(self.norm(self.hidden(x))))
       >>> model = MLP(nnx.Rngs(0))
-      >>> mask = oxs.nap_mask(model)
+      >>> mask = oxs.nap_mask(model, pairs=[("hidden", "norm")])
       >>> print(mask["hidden"]["kernel"], mask["out"]["kernel"], mask["norm"]["scale"])
       True False False
+      >>> same = oxs.nap_mask(model, select=nnx.PathContains("hidden"))
       >>> optimizer = nnx.Optimizer(model, oxs.nap(optax.adam(1e-3), mask), wrt=nnx.Param)
 
     References:
-      Lyle et al., "Normalization and effective learning rates in reinforcement learning"
-      (arXiv 2407.01800), Section 4 (NaP) and its discussion of scale and offset parameters.
+      Lyle et al., `Normalization and effective learning rates in reinforcement learning
+      <https://arxiv.org/abs/2407.01800>`_, NeurIPS 2024 (Section 4 and its discussion of scale and
+      offset parameters).
     """
     where = "nap_mask"
     scale_offset = _checks.check_choice(where, "scale_offset", scale_offset, SCALE_OFFSET_MODES)
     from flax import nnx  # flax is a runtime dependency; imported lazily to keep import cheap
 
-    if isinstance(model_or_params, nnx.Module):
-        return _nnx_mask(where, model_or_params, scale_offset, nnx)
     if isinstance(model_or_params, nnx.State):
         _checks.fail(where, "model_or_params", "an nnx.Module or a linen/plain parameter dict "
                      "(an nnx.State is sorted by name, which loses the layer order: pass the "
                      "module)", type(model_or_params).__name__)
-    if isinstance(model_or_params, Mapping):
-        return _dict_mask(where, model_or_params, scale_offset)
-    _checks.fail(where, "model_or_params", "an nnx.Module or a linen/plain parameter dict",
-                 type(model_or_params).__name__)
-    return None  # pragma: no cover
+    if isinstance(model_or_params, nnx.Module):
+        structure = _nnx_structure(model_or_params, nnx)
+        hint = "Definition order is the order in which __init__ assigns the layers."
+    elif isinstance(model_or_params, Mapping):
+        structure = _dict_structure(model_or_params)
+        hint = "For a dict the order is the dict's insertion order."
+    else:
+        _checks.fail(where, "model_or_params", "an nnx.Module or a linen/plain parameter dict",
+                     type(model_or_params).__name__)
+    if scale_offset == "joint" and pairs is None and select is not None:
+        _checks.fail(where, "scale_offset", "'exclude' when only select is given (the norms of "
+                     "'joint' are those of pairs or of the automatic rule; a filter may select "
+                     "a norm's scale and bias itself, which are then projected jointly)",
+                     scale_offset)
+    labels: dict[tuple, Any] = {}
+    if select is not None:
+        labels.update(_filter_labels(where, structure, select, nnx))
+    if pairs is not None:
+        chosen = _explicit_pairs(where, structure, pairs)
+    elif select is None:
+        chosen = structure.known_pairs + _adjacent_pairs(structure.sequence)
+        if not chosen:
+            raise ValueError(
+                f"{where}: model_or_params must contain a projection layer followed by a "
+                f"normalisation layer (definition order), found none. {hint} Name the kernels "
+                f"with pairs=[(kernel, norm), ...] or select=<an nnx filter>.")
+    else:
+        chosen = []
+    for proj, norm in chosen:  # a kernel with its bias is one joint block, labelled by the layer
+        has_bias = "bias" in proj.fields
+        labels[proj.path + ("kernel",)] = _path_name(proj.path) if has_bias else True
+        if has_bias:
+            labels[proj.path + ("bias",)] = _path_name(proj.path)
+        if scale_offset == "joint":
+            for field in norm.fields:
+                labels[norm.path + (field,)] = _path_name(norm.path) + ":scale_offset"
+    if isinstance(model_or_params, nnx.Module):
+        pure = nnx.as_pure(nnx.state(model_or_params, nnx.Param))
+        return nnx.from_flat_state([(path, labels.get(tuple(path), False))
+                                    for path, _ in nnx.to_flat_state(pure)])
+
+    def build(node, path):
+        return {k: (build(v, path + (k,)) if isinstance(v, Mapping)
+                    else labels.get(path + (k,), False)) for k, v in node.items()}
+
+    return build(model_or_params, ())
 
 
-def _pair_layers(where: str, layers: list[tuple[str, Any, Any, tuple]], no_pair_msg: str
-                 ) -> list[tuple[Any, Any]]:
-    """``layers``: (kind, key, info, path) with kind 'proj' (info = out features), 'norm' (info =
-    num features) or 'other', and the layer's path. Returns the (projection key, norm key) pairs
-    of neighbours that are siblings (same parent path)."""
+class _Layer(NamedTuple):
+    """A module (or parameter sub-dict) that owns parameters, or a normalisation layer."""
+
+    path: tuple  # keys as in the parameter tree (integers for list entries)
+    kind: str  # 'proj', 'norm' or 'other'
+    width: int | None  # proj: the kernel's last dimension; norm: its num_features (or None)
+    fields: tuple[str, ...]  # names of the parameters it owns directly
+
+
+class _Structure(NamedTuple):
+    """What the mask rules read from a model or a parameter dict."""
+
+    sequence: list[_Layer]  # definition order, depth first; an attention layer is one 'other'
+    layers: dict[tuple[str, ...], _Layer]  # every layer, by its path as strings
+    known_pairs: list[tuple[_Layer, _Layer]]  # from layers whose data flow is known (attention)
+    leaves: list[tuple[tuple, Any]]  # (path, value) of every parameter, for filters
+
+
+def _path_name(path: tuple) -> str:
+    return "/".join(str(k) for k in path)
+
+
+def _adjacent_pairs(sequence: list[_Layer]) -> list[tuple[_Layer, _Layer]]:
+    """(projection, norm) neighbours in definition order that are siblings of matching width."""
     pairs = []
-    for i in range(len(layers) - 1):
-        (kind, key, info, path), (next_kind, next_key, next_info, next_path) = layers[i:i + 2]
+    for layer, following in zip(sequence[:-1], sequence[1:], strict=True):
         # Siblings only: a projection at the end of a submodule (attention's output, an MLP's
         # second layer) feeds a residual stream, not the norm that the parent defines next.
-        siblings = path[:-1] == next_path[:-1]
-        if (kind == "proj" and next_kind == "norm" and siblings
-                and (next_info is None or next_info == info)):
-            pairs.append((key, next_key))
-    if not pairs:
-        raise ValueError(f"{where}: model_or_params must contain a projection layer followed by "
-                         f"a normalisation layer (definition order), found none. {no_pair_msg}")
+        if (layer.kind == "proj" and following.kind == "norm"
+                and layer.path[:-1] == following.path[:-1]
+                and following.width in (None, layer.width)):
+            pairs.append((layer, following))
     return pairs
 
 
-def _nnx_mask(where: str, model: Any, scale_offset: str, nnx: Any) -> Any:
+def _path_key(where: str, path: Any, entry: Any) -> tuple[str, ...]:
+    """A user's path (``'a/b/0'`` or ``('a', 'b', 0)``) as a tuple of strings."""
+    if isinstance(path, str):
+        keys = tuple(k for k in path.split("/") if k)
+    elif isinstance(path, (tuple, list)) and all(
+            isinstance(k, (str, int, np.integer)) and not isinstance(k, bool) for k in path):
+        keys = tuple(str(k) for k in path)
+    else:
+        keys = ()
+    if not keys:
+        _checks.fail(where, "pairs", _PAIRS_ALLOWED, entry)
+    return keys
+
+
+def _listing(layers: list[_Layer]) -> str:
+    names = [repr(_path_name(layer.path)) for layer in layers]
+    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+
+
+def _explicit_pairs(where: str, structure: _Structure, pairs: Any
+                    ) -> list[tuple[_Layer, _Layer]]:
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs:
+        _checks.fail(where, "pairs", _PAIRS_ALLOWED, pairs)
+    layers = structure.layers
+    projections = [layer for layer in layers.values() if layer.kind == "proj"]
+    norms = [layer for layer in layers.values() if layer.kind == "norm"]
+    chosen: list[tuple[_Layer, _Layer]] = []
+    for entry in pairs:
+        if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence) or len(entry) != 2:
+            _checks.fail(where, "pairs", _PAIRS_ALLOWED, entry)
+        kernel_key, norm_key = _path_key(where, entry[0], entry), _path_key(where, entry[1], entry)
+        if kernel_key not in layers and kernel_key[-1] == "kernel":
+            kernel_key = kernel_key[:-1]
+        proj, norm = layers.get(kernel_key), layers.get(norm_key)
+        if proj is None or proj.kind != "proj":
+            _checks.fail(where, "pairs", "(kernel, norm) pairs whose kernel is the path of a "
+                         f"projection layer (here: {_listing(projections) or 'none'})", entry)
+        if norm is None or norm.kind != "norm":
+            _checks.fail(where, "pairs", "(kernel, norm) pairs whose norm is the path of a "
+                         f"normalisation layer (here: {_listing(norms) or 'none'})", entry)
+        if norm.width is not None and norm.width != proj.width:
+            _checks.fail(where, "pairs", "(kernel, norm) pairs whose norm has the kernel's "
+                         f"output width ({_path_name(proj.path)!r} has {proj.width} outputs, "
+                         f"{_path_name(norm.path)!r} normalises {norm.width})", entry)
+        if any(proj is p for p, _ in chosen):
+            _checks.fail(where, "pairs", "(kernel, norm) pairs that name each kernel once", entry)
+        chosen.append((proj, norm))
+    return chosen
+
+
+def _filter_labels(where: str, structure: _Structure, select: Any, nnx: Any) -> dict[tuple, Any]:
+    """The leaves ``select`` chooses: each a block, or one joint block per layer (its path)."""
+    try:
+        predicate = nnx.filterlib.to_predicate(select)
+    except (TypeError, ValueError):  # flax raises either for a value that is not a filter
+        _checks.fail(where, "select", _SELECT_ALLOWED, select)
+    chosen = []
+    for path, value in structure.leaves:
+        try:
+            hit = predicate(path, value)
+        except Exception as err:  # a user's predicate: report it against the argument
+            raise ValueError(
+                f"{where}: select must be {_SELECT_ALLOWED}, got {select!r}, which raised "
+                f"{type(err).__name__}: {err} on the parameter {_path_name(path)!r}.") from None
+        if hit:
+            chosen.append(tuple(path))
+    if not chosen:
+        why = ("it selects no parameter (filters see each parameter as (path, value), "
+               "as in nnx.state; a module type matches none: use nnx.PathContains or a "
+               "path predicate)")
+        _checks.fail(where, "select", f"{_SELECT_ALLOWED} that selects parameters; {why}",
+                     select)
+    by_layer: dict[tuple, list[tuple]] = {}
+    for path in chosen:
+        by_layer.setdefault(path[:-1], []).append(path)
+    labels: dict[tuple, Any] = {}
+    for layer_path, paths in by_layer.items():
+        joint = len(paths) > 1 and layer_path
+        for path in paths:
+            labels[path] = _path_name(layer_path) if joint else True
+    return labels
+
+
+def _nnx_structure(model: Any, nnx: Any) -> _Structure:
     projections = tuple(getattr(nnx, n) for n in _NNX_PROJECTIONS if hasattr(nnx, n))
     norms = tuple(getattr(nnx, n) for n in _NNX_NORMS if hasattr(nnx, n))
+    attention = getattr(nnx, "MultiHeadAttention", ())
     paths = {}
     for path, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Module) and id(node) not in paths:
@@ -775,104 +875,101 @@ def _nnx_mask(where: str, model: Any, scale_offset: str, nnx: Any) -> Any:
         return {k: v for k, v in vars(module).items()
                 if not k.startswith("_pytree__") and isinstance(v, nnx.Param)}
 
-    layers: list[tuple[str, Any, Any, tuple]] = []
-    seen: set[int] = set()
+    sequence: list[_Layer] = []
+    by_id: dict[int, _Layer] = {}
+    known_pairs: list[tuple[_Layer, _Layer]] = []
 
-    def visit(obj):
+    def visit(obj, out):
         if isinstance(obj, nnx.Module):
-            if id(obj) in seen:
+            if id(obj) in by_id or id(obj) not in paths:
                 return
-            seen.add(id(obj))
             params = own_params(obj)
-            path = paths.get(id(obj), ())
+            path = paths[id(obj)]
             if isinstance(obj, norms):
-                layers.append(("norm", obj, getattr(obj, "num_features", None), path))
+                layer = _Layer(path, "norm", getattr(obj, "num_features", None), tuple(params))
             elif isinstance(obj, projections) and "kernel" in params:
                 kernel = params["kernel"]
                 value = kernel.get_value() if hasattr(kernel, "get_value") else kernel.value
-                layers.append(("proj", obj, int(np.shape(value)[-1]), path))
-            elif params:
-                layers.append(("other", obj, None, path))
-            children = (v for k, v in vars(obj).items() if not k.startswith("_pytree__"))
-        elif isinstance(obj, (list, tuple)):
-            children = iter(obj)
-        elif isinstance(obj, Mapping):
-            children = iter(obj.values())
-        elif hasattr(nnx, "Pytree") and isinstance(obj, nnx.Pytree):  # nnx.List / nnx.Dict
-            children = (v for k, v in vars(obj).items() if not k.startswith("_pytree__"))
-        else:
-            return
-        for child in children:
-            visit(child)
+                layer = _Layer(path, "proj", int(np.shape(value)[-1]), tuple(params))
+            else:
+                layer = _Layer(path, "other", None, tuple(params))
+            by_id[id(obj)] = layer
+            if layer.kind != "other" or params:
+                out.append(layer)
+            if attention and isinstance(obj, attention):
+                # Known data flow: with normalize_qk the query and key projections feed
+                # query_ln / key_ln; value and out feed no norm. Definition order (query, key,
+                # value, query_ln, key_ln, out) would pair value with query_ln instead.
+                inside: list[_Layer] = []
+                for child in _children(obj, nnx):
+                    visit(child, inside)
+                out.append(_Layer(path, "other", None, ()))
+                for proj_name, norm_name in (("query", "query_ln"), ("key", "key_ln")):
+                    proj = by_id.get(id(getattr(obj, proj_name, None)))
+                    norm = by_id.get(id(getattr(obj, norm_name, None)))
+                    if proj is not None and norm is not None and proj.kind == "proj" \
+                            and norm.kind == "norm":
+                        known_pairs.append((proj, norm))
+                return
+        for child in _children(obj, nnx):
+            visit(child, out)
 
-    visit(model)
-    pairs = _pair_layers(where, layers, "Definition order is the order in which __init__ "
-                         "assigns the layers; see the docstring for the rule.")
-    labels: dict[tuple, Any] = {}
-    for proj, norm in pairs:
-        base = paths[id(proj)]
-        name = "/".join(str(k) for k in base)
-        has_bias = isinstance(getattr(proj, "bias", None), nnx.Param)
-        labels[base + ("kernel",)] = name if has_bias else True
-        if has_bias:
-            labels[base + ("bias",)] = name
-        if scale_offset == "joint":
-            norm_base = paths[id(norm)]
-            label = "/".join(str(k) for k in norm_base) + ":scale_offset"
-            for field in own_params(norm):
-                labels[norm_base + (field,)] = label
-    pure = nnx.as_pure(nnx.state(model, nnx.Param))
-    flat = [(path, labels.get(tuple(path), False)) for path, _ in nnx.to_flat_state(pure)]
-    return nnx.from_flat_state(flat)
+    visit(model, sequence)
+    layers = {tuple(str(k) for k in layer.path): layer for layer in by_id.values()}
+    leaves = [(tuple(path), value) for path, value in
+              nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    return _Structure(sequence, layers, known_pairs, leaves)
 
 
-def _dict_mask(where: str, params: Mapping, scale_offset: str) -> Any:
-    layers: list[tuple[str, Any, Any, tuple]] = []
+def _children(obj: Any, nnx: Any) -> list[Any]:
+    """The attributes / entries of a module or container, in definition order."""
+    if isinstance(obj, nnx.Module) or (hasattr(nnx, "Pytree") and isinstance(obj, nnx.Pytree)):
+        return [v for k, v in vars(obj).items() if not k.startswith("_pytree__")]
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    if isinstance(obj, Mapping):
+        return list(obj.values())
+    return []
+
+
+def _dict_structure(params: Mapping) -> _Structure:
+    sequence: list[_Layer] = []
+    layers: dict[tuple[str, ...], _Layer] = {}
+    known_pairs: list[tuple[_Layer, _Layer]] = []
 
     def is_array(x):
         return hasattr(x, "shape") and hasattr(x, "dtype")
 
-    def visit(node, path):
+    def visit(node, path, out):
         arrays = {k: v for k, v in node.items() if is_array(v)}
         if arrays:
-            kernel = arrays.get("kernel")
+            kernel, scale = arrays.get("kernel"), arrays.get("scale")
             if kernel is not None and np.ndim(kernel) >= 2:
-                layers.append(("proj", path, int(np.shape(kernel)[-1]), path))
-            elif "scale" in arrays and kernel is None:
-                layers.append(("norm", path, int(np.shape(arrays["scale"])[-1])
-                               if np.ndim(arrays["scale"]) else None, path))
+                layer = _Layer(path, "proj", int(np.shape(kernel)[-1]), tuple(arrays))
+            elif scale is not None and kernel is None:
+                width = int(np.shape(scale)[-1]) if np.ndim(scale) else None
+                layer = _Layer(path, "norm", width, tuple(arrays))
             else:
-                layers.append(("other", path, None, path))
-        for k, v in node.items():
-            if isinstance(v, Mapping):
-                visit(v, path + (k,))
+                layer = _Layer(path, "other", None, tuple(arrays))
+            layers[tuple(str(k) for k in path)] = layer
+            out.append(layer)
+        children = {k: v for k, v in node.items() if isinstance(v, Mapping)}
+        if all(isinstance(children.get(k), Mapping) for k in ("query", "key", "value")):
+            # An attention layer (linen's MultiHeadDotProductAttention): see _nnx_structure.
+            for k, v in children.items():
+                visit(v, path + (k,), [])
+            out.append(_Layer(path, "other", None, ()))
+            for proj_name, norm_name in (("query", "query_ln"), ("key", "key_ln")):
+                proj = layers.get(tuple(str(k) for k in path + (proj_name,)))
+                norm = layers.get(tuple(str(k) for k in path + (norm_name,)))
+                if proj is not None and norm is not None and proj.kind == "proj" \
+                        and norm.kind == "norm":
+                    known_pairs.append((proj, norm))
+            return
+        for k, v in children.items():
+            visit(v, path + (k,), out)
 
-    visit(params, ())
-    pairs = _pair_layers(where, layers, "For a dict the order is the dict's insertion order.")
-    labels: dict[tuple, Any] = {}
-
-    def get(path):
-        node = params
-        for k in path:
-            node = node[k]
-        return node
-
-    for proj, norm in pairs:
-        node = get(proj)
-        name = "/".join(str(k) for k in proj)
-        has_bias = "bias" in node and is_array(node["bias"])
-        labels[proj + ("kernel",)] = name if has_bias else True
-        if has_bias:
-            labels[proj + ("bias",)] = name
-        if scale_offset == "joint":
-            label = "/".join(str(k) for k in norm) + ":scale_offset"
-            for field, value in get(norm).items():
-                if is_array(value):
-                    labels[norm + (field,)] = label
-
-    def build(node, path):
-        return {k: (build(v, path + (k,)) if isinstance(v, Mapping)
-                    else labels.get(path + (k,), False)) for k, v in node.items()}
-
-    return build(params, ())
-
+    visit(params, (), sequence)
+    leaves = [(tuple(getattr(k, "key", k) for k in path), value) for path, value in
+              jax.tree_util.tree_flatten_with_path(params)[0]]
+    return _Structure(sequence, layers, known_pairs, leaves)

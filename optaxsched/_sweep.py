@@ -85,6 +85,10 @@ def stack_params(params: Any, num_runs: int) -> Any:
 
     Returns:
       The pytree with every leaf of shape ``(num_runs, *leaf.shape)``.
+
+    References:
+      Wortsman et al., `Small-scale proxies for large-scale Transformer training instabilities
+      <https://arxiv.org/abs/2309.14322>`_, 2023 (one initialisation for every run).
     """
     if isinstance(num_runs, bool) or not isinstance(num_runs, numbers.Integral) or num_runs < 1:
         fail("stack_params", "num_runs", "a positive integer", num_runs)
@@ -132,6 +136,10 @@ def vmap_hyperparams(factory: Callable[..., optax.GradientTransformation], /,
       >>> updates, state = tx.update({"w": jnp.ones((3, 2))}, state, params)
       >>> [round(float(u), 2) for u in updates["w"][:, 0]]
       [-0.1, -0.2, -0.4]
+
+    References:
+      Wortsman et al., `Small-scale proxies for large-scale Transformer training instabilities
+      <https://arxiv.org/abs/2309.14322>`_, 2023 (its hyperparameter sweeps).
     """
     values, size = _sweep_values("vmap_hyperparams", hyperparams)
     _check_factory("vmap_hyperparams", factory, list(values))
@@ -202,6 +210,10 @@ def lr_sweep(factory: Callable[..., optax.GradientTransformation],
       >>> updates, state = tx.update({"w": jnp.ones((2, 1))}, tx.init(params), params)
       >>> updates["w"][:, 0].tolist()
       [-1.0, -2.0]
+
+    References:
+      Wortsman et al., `Small-scale proxies for large-scale Transformer training instabilities
+      <https://arxiv.org/abs/2309.14322>`_, 2023 (its learning-rate sweeps).
     """
     values, _ = _sweep_values("lr_sweep", {"learning_rates": learning_rates})
     if np.any(values["learning_rates"] <= 0):
@@ -220,20 +232,18 @@ def lr_sweep(factory: Callable[..., optax.GradientTransformation],
 
 
 def lr_sensitivity(final_losses: Any, initial_loss: Any) -> float:
-    """LR sensitivity of a sweep: the mean excess of the final loss over the best one.
+    r"""LR sensitivity of a sweep: the mean excess of the final loss over the best one.
 
-    With ``L_i`` the final loss of the run with learning rate ``η_i`` (a log-spaced grid) and
-    ``L_0`` the loss at initialisation::
+    With :math:`L_i` the final loss of the run with learning rate :math:`\eta_i` (a log-spaced grid
+    of K values) and :math:`L_0` the loss at initialisation, the Monte Carlo estimate over the grid
+    of :math:`\mathbb{E}_\eta[\min(\ell(A(\eta)), \ell_0) - \min_\eta \ell(A(\eta))]`: 0 when every
+    learning rate of the grid reaches the same loss, large when only a narrow range trains. A
+    non-finite :math:`L_i` (a diverged run) counts as :math:`L_0`; the capped minimum keeps a sweep
+    in which every run diverged at 0. Computed in float64 on the host.
 
-        sensitivity = mean_i min(L_i, L_0) - min_i min(L_i, L_0)
+    .. math::
 
-    A non-finite ``L_i`` (a diverged run) counts as ``L_0``. This is the Monte Carlo estimate over
-    the grid of ``E_η[min(ℓ(A(η)), ℓ_0) - min_η ℓ(A(η))]``: 0 when every learning rate of the
-    grid reaches the same loss, large when only a narrow range trains. The capped minimum keeps a
-    sweep in which every run diverged at 0. Computed in float64 on the host.
-
-    Paper: Wortsman et al., "Small-scale proxies for large-scale Transformer training
-    instabilities", arXiv 2309.14322 (the "LR sensitivity" metric).
+      \mathrm{sensitivity} = \frac{1}{K}\sum_i \min(L_i, L_0) - \min_i \min(L_i, L_0)
 
     Args:
       final_losses: 1-D array of K >= 1 real final losses (NaN and ±inf allowed: diverged runs).
@@ -250,6 +260,10 @@ def lr_sensitivity(final_losses: Any, initial_loss: Any) -> float:
       >>> import optaxsched as oxs
       >>> oxs.lr_sensitivity([3.0, 2.0, float("nan"), 2.5], initial_loss=4.0)
       0.875
+
+    References:
+      Wortsman et al., `Small-scale proxies for large-scale Transformer training instabilities
+      <https://arxiv.org/abs/2309.14322>`_, 2023 (the "LR sensitivity" metric).
     """
     losses = _real_array("final_losses", final_losses)
     if losses.ndim != 1 or losses.size == 0:

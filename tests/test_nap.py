@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -698,3 +699,188 @@ def test_nap_mask_never_pairs_a_residual_projection_with_the_next_blocks_norm():
 
     with pytest.raises(ValueError, match="model_or_params must contain a projection layer"):
         oxs.nap_mask(Gpt(8, nnx.Rngs(0)))
+
+
+# ------------------------------------------------------------------------------------------
+# nap_mask's explicit forms: (kernel, norm) pairs and nnx filters
+# ------------------------------------------------------------------------------------------
+
+
+class _Mlp(nnx.Module):
+    """``fc2(gelu(norm(fc1 x)))`` (NaP's norm before the nonlinearity) or ``fc2(gelu(fc1 x))``."""
+
+    def __init__(self, d, rngs, *, inner_norm=True, order=("fc1", "norm", "fc2")):
+        make = {"fc1": lambda: nnx.Linear(d, 4 * d, rngs=rngs),
+                "norm": lambda: nnx.LayerNorm(4 * d, rngs=rngs) if inner_norm else None,
+                "fc2": lambda: nnx.Linear(4 * d, d, rngs=rngs)}
+        for name in order:
+            setattr(self, name, make[name]())
+
+    def __call__(self, x):
+        h = self.fc1(x)
+        return self.fc2(jax.nn.gelu(self.norm(h) if self.norm is not None else h))
+
+
+class _PreNormBlock(nnx.Module):
+    """A standard pre-norm transformer block: ``x + attn(ln1 x)``, then ``x + mlp(ln2 x)``."""
+
+    def __init__(self, d, rngs, *, qk_norm=True, inner_norm=True,
+                 order=("ln1", "attn", "ln2", "mlp"), mlp_order=("fc1", "norm", "fc2")):
+        make = {"ln1": lambda: nnx.LayerNorm(d, rngs=rngs),
+                "attn": lambda: nnx.MultiHeadAttention(2, d, normalize_qk=qk_norm, decode=False,
+                                                       rngs=rngs),
+                "ln2": lambda: nnx.LayerNorm(d, rngs=rngs),
+                "mlp": lambda: _Mlp(d, rngs, inner_norm=inner_norm, order=mlp_order)}
+        for name in order:
+            setattr(self, name, make[name]())
+
+    def __call__(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+_BLOCK_PAIRS = [("attn/query", "attn/query_ln"), ("attn/key", "attn/key_ln"),
+                ("mlp/fc1", "mlp/norm")]
+_BLOCK_FILTER = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("query"), nnx.PathContains("key"),
+                                           nnx.PathContains("fc1")))
+
+
+def _selection(mask) -> dict[str, object]:
+    pure = nnx.to_pure_dict(mask) if isinstance(mask, nnx.State) else mask
+    return {"/".join(str(getattr(k, "key", k)) for k in path): value
+            for path, value in jax.tree_util.tree_flatten_with_path(pure)[0] if value is not False}
+
+
+def _scaled(model, path, c):
+    """A copy of ``model`` with the parameters under ``path`` (a layer) multiplied by ``c``."""
+    graphdef, state = nnx.split(model)
+    pure = nnx.to_pure_dict(state)
+    node = pure
+    for key in path.split("/"):
+        node = node[key]
+    for field in node:
+        node[field] = node[field] * c
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(graphdef, state)
+
+
+def test_nap_mask_covers_a_pre_norm_block_with_multi_head_attention():
+    model = _PreNormBlock(8, nnx.Rngs(0))
+    by_pairs = _selection(oxs.nap_mask(model, pairs=_BLOCK_PAIRS))
+    want = {f"{layer}/{field}": layer for layer in ("attn/query", "attn/key", "mlp/fc1")
+            for field in ("kernel", "bias")}  # each kernel joint with its bias
+    assert by_pairs == want
+    assert _selection(oxs.nap_mask(model, select=_BLOCK_FILTER)) == want
+    # The automatic rule reads attention's known data flow (query -> query_ln, key -> key_ln),
+    # not its definition order (query, key, value, query_ln, key_ln, out).
+    assert _selection(oxs.nap_mask(model)) == want
+    joint = _selection(oxs.nap_mask(model, pairs=_BLOCK_PAIRS, scale_offset="joint"))
+    assert joint["attn/query_ln/scale"] == "attn/query_ln:scale_offset"
+    assert joint["mlp/norm/scale"] == joint["mlp/norm/bias"] == "mlp/norm:scale_offset"
+    assert "ln1/scale" not in joint and "attn/value/kernel" not in joint
+
+    # The paper's definition, f(c·w) = f(w): scaling a selected block leaves the output
+    # unchanged; scaling the kernels the masks leave out (value, out, fc2) changes it.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 8)), jnp.float32)
+    y = model(x)
+    for layer in ("attn/query", "attn/key", "mlp/fc1"):
+        np.testing.assert_allclose(_scaled(model, layer, 3.0)(x), y, rtol=2e-4, atol=2e-4)
+    for layer in ("attn/value", "attn/out", "mlp/fc2"):
+        assert float(jnp.max(jnp.abs(_scaled(model, layer, 3.0)(x) - y))) > 1e-2, layer
+
+
+def test_nap_mask_on_a_pre_norm_block_drives_nap():
+    model = _PreNormBlock(8, nnx.Rngs(1))
+    mask = oxs.nap_mask(model, pairs=_BLOCK_PAIRS)
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    opt = nnx.Optimizer(model, oxs.nap(optax.adam(0.05), mask), wrt=nnx.Param)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 8)), jnp.float32)
+    for _ in range(2):
+        opt.update(model, nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model))
+    after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    joint = lambda s, layer, sub: np.hypot(_norm(s[layer][sub]["kernel"]),
+                                           _norm(s[layer][sub]["bias"]))
+    for layer, sub in (("attn", "query"), ("attn", "key"), ("mlp", "fc1")):
+        np.testing.assert_allclose(joint(after, layer, sub), joint(before, layer, sub),
+                                   rtol=1e-5)
+    for layer, sub in (("attn", "value"), ("attn", "out"), ("mlp", "fc2")):
+        assert abs(joint(after, layer, sub) - joint(before, layer, sub)) > 1e-4, sub
+
+
+def test_nap_mask_without_qk_or_inner_norms_finds_none_and_points_to_the_explicit_forms():
+    # LayerNorm -> attention -> residual; LayerNorm -> MLP: no kernel feeds a norm on its own.
+    model = _PreNormBlock(8, nnx.Rngs(0), qk_norm=False, inner_norm=False)
+    with pytest.raises(ValueError, match=r"found none.*pairs=\[\(kernel, norm\).*select="):
+        oxs.nap_mask(model)
+    # A filter still says which kernels to project (nothing checks scale invariance then).
+    chosen = _selection(oxs.nap_mask(model, select=nnx.All(nnx.PathContains("fc1"),
+                                                           lambda path, x: path[-1] == "kernel")))
+    assert chosen == {"mlp/fc1/kernel": True}
+
+
+@pytest.mark.parametrize("order, mlp_order", [
+    (("mlp", "ln2", "attn", "ln1"), ("fc1", "norm", "fc2")),
+    (("ln1", "ln2", "mlp", "attn"), ("fc1", "norm", "fc2")),
+    (("attn", "mlp", "ln1", "ln2"), ("fc2", "norm", "fc1")),
+])
+def test_nap_mask_does_not_depend_on_attribute_order(order, mlp_order):
+    natural = _selection(oxs.nap_mask(_PreNormBlock(8, nnx.Rngs(0)), pairs=_BLOCK_PAIRS))
+    model = _PreNormBlock(8, nnx.Rngs(0), order=order, mlp_order=mlp_order)
+    assert _selection(oxs.nap_mask(model, pairs=_BLOCK_PAIRS)) == natural
+    assert _selection(oxs.nap_mask(model, select=_BLOCK_FILTER)) == natural
+    if mlp_order == ("fc1", "norm", "fc2"):
+        # The automatic rule pairs siblings only: the order of a module's submodules among
+        # themselves does not matter (within one module it does, see nap_mask's docstring).
+        assert _selection(oxs.nap_mask(model)) == natural
+
+
+def test_nap_mask_explicit_forms_on_a_linen_params_dict():
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = x + nn.MultiHeadDotProductAttention(2, normalize_qk=True)(nn.LayerNorm()(x))
+            h = jax.nn.relu(nn.LayerNorm(name="norm")(nn.Dense(16, name="fc1")(x)))
+            return nn.Dense(3, name="head")(h)
+
+    params = Net().init(jax.random.key(0), jnp.ones((1, 3, 8)))["params"]
+    attn = "MultiHeadDotProductAttention_0"
+    want = {f"{layer}/{field}": layer for layer in (f"{attn}/query", f"{attn}/key", "fc1")
+            for field in ("kernel", "bias")}
+    assert _selection(oxs.nap_mask(params)) == want
+    pairs = [(f"{attn}/query", f"{attn}/query_ln"), ((attn, "key", "kernel"), (attn, "key_ln")),
+             ("fc1", "norm")]
+    assert _selection(oxs.nap_mask(params, pairs=pairs)) == want
+    chosen = nnx.Any(nnx.PathContains("query"), nnx.PathContains("key"), nnx.PathContains("fc1"))
+    assert _selection(oxs.nap_mask(params, select=chosen)) == want
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pairs": "mlp/fc1"}, "pairs must be a non-empty sequence of (kernel, norm) pairs"),
+    ({"pairs": []}, "pairs must be a non-empty sequence of (kernel, norm) pairs"),
+    ({"pairs": [("mlp/fc1",)]}, "pairs must be a non-empty sequence of (kernel, norm) pairs"),
+    ({"pairs": [(3.5, "mlp/norm")]}, "pairs must be a non-empty sequence of (kernel, norm) pairs"),
+    ({"pairs": [("mlp/fc3", "mlp/norm")]}, "whose kernel is the path of a projection layer "
+                                           "(here: 'attn/query', "),
+    ({"pairs": [("mlp/fc1", "mlp/fc2")]}, "whose norm is the path of a normalisation layer "
+                                          "(here: 'ln1', "),
+    ({"pairs": [("mlp/fc1", "ln2")]}, "whose norm has the kernel's output width ('mlp/fc1' "
+                                      "has 32 outputs, 'ln2' normalises 8)"),
+    ({"pairs": [("mlp/fc1", "mlp/norm"), ("mlp/fc1/kernel", "mlp/norm")]},
+     "pairs that name each kernel once"),
+    ({"select": 3.5}, "select must be an nnx filter over the parameters"),
+    ({"select": nnx.Linear}, "that selects parameters; it selects no parameter"),
+    ({"select": lambda path: True}, "which raised TypeError"),
+    ({"select": nnx.PathContains("fc1"), "scale_offset": "joint"},
+     "scale_offset must be 'exclude' when only select is given"),
+])
+def test_nap_mask_bad_pairs_and_filters(kwargs, message):
+    model = _PreNormBlock(8, nnx.Rngs(0))
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        oxs.nap_mask(model, **kwargs)
+    assert str(info.value).startswith("nap_mask: ")
+    name = "select" if "select" in kwargs and "scale_offset" not in kwargs else (
+        "scale_offset" if "scale_offset" in kwargs else "pairs")
+    assert f": {name} must be" in str(info.value)
+    assert ", got " in str(info.value)  # the offending value is named

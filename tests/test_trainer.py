@@ -18,6 +18,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import optaxsched as oxs
 from examples import data as data_lib
@@ -140,6 +141,16 @@ def test_nap_mask_selects_exactly_the_kernels_that_feed_a_norm(name):
     mask = optim.nap_mask_of(model)  # raises if oxs.nap_mask disagrees with the design
     selected = [v for v in jax.tree.leaves(mask) if v is not False]
     assert len(selected) == 3
+
+
+@pytest.mark.parametrize("name", model_lib.MODELS)
+def test_automatic_nap_mask_agrees_with_the_models_pairs(name):
+    # The models keep their natural attribute order; the automatic rule (siblings in definition
+    # order) finds the same kernels as the pairs the trainer passes.
+    model = model_lib.build_model(name, 20, seq_len=8, d_model=16, num_layers=2, num_heads=2,
+                                  d_ff=32, context=3, seed=0)
+    automatic = nnx.to_pure_dict(oxs.nap_mask(model))
+    assert automatic == optim.nap_mask_of(model)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES[:-1])
