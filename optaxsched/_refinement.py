@@ -6,7 +6,8 @@ The refinement loop crosses a process boundary on purpose:
    the gradient norm of every step lands in fixed-size buffers of the optimizer state.
 2. The norms leave the run, either read from the state with :func:`grad_norm_history` or written
    per step to ``metrics.jsonl`` by the trainer (keys ``grad_norm_l2`` / ``grad_norm_l1``) and
-   read back with :func:`load_grad_norms`.
+   read back with :func:`optaxsched.load_grad_norms` (in :mod:`optaxsched._io`, the one log
+   reader).
 3. :func:`refine` turns the norms into multipliers that peak at 1 and end at 0 (NumPy only).
 4. :func:`refined_schedule` wraps them in an optax schedule for run 2, resampled to its length.
 
@@ -15,10 +16,8 @@ Each step is usable on its own; the console script ``optaxsched refine`` runs st
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, get_args
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _combinators, _io, _numerics, _reductions
+from optaxsched import _checks, _combinators, _numerics, _reductions
 from optaxsched._types import NormName, RefineKind
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "smooth_norms",
     "refine",
     "refined_schedule",
-    "load_grad_norms",
 ]
 
 NORM_NAMES: tuple[NormName, ...] = get_args(NormName)
@@ -642,208 +640,3 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
     values = _as_norms(where, grad_norms, smoothing)
     multipliers = _closed_form(_smooth(values, smoothing), kind, where)
     return _combinators.tabulated(peak_value * multipliers, total_steps=total_steps)
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading norm logs from files.
-# ------------------------------------------------------------------------------------------------
-
-_EXTENSIONS = (".npy", ".csv", ".txt", ".jsonl")
-
-
-def _parse_number(value: Any) -> float | None:
-    """A float from a CSV cell or a JSON value (empty/null: nan); ``None`` if not a number."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # a JSON integer beyond the float range: an infinite norm
-            return math.inf
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return math.nan
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _place_by_step(where: str, path: str, steps: list[tuple[str, Any]], values: list[float]
-                   ) -> np.ndarray:
-    """Puts values at their integer steps: later duplicates win, gaps are interpolated.
-
-    ``steps`` holds ``(where in the file, logged step)`` pairs; each step must be a
-    non-negative integer (at most 2**53) and together they may span at most 10^8 entries.
-    """
-    by_step: dict[int, float] = {}
-    for (at, step), value in zip(steps, values, strict=True):
-        step = _io.parse_step(where, path, at, "step", step)
-        by_step[step] = value  # a resumed run logs some steps again: keep the last
-    order = sorted(by_step)
-    first, last = order[0], order[-1]
-    _io.check_step_span(where, path, first, last)
-    known = np.asarray(order, dtype=np.float64)
-    known_values = np.asarray([by_step[s] for s in order], dtype=np.float64)
-    if known.size == last - first + 1:
-        return known_values
-    # Not every step was logged: interpolate between logged finite values; logged non-finite
-    # values stay where they were so that refine reports them.
-    finite = np.isfinite(known_values)
-    grid = np.arange(first, last + 1, dtype=np.float64)
-    out = (np.interp(grid, known[finite], known_values[finite]) if finite.any()
-           else np.full(grid.size, np.nan))
-    out[(known[~finite] - first).astype(np.int64)] = known_values[~finite]
-    return out
-
-
-def _load_csv(where: str, path: str, key: str) -> np.ndarray:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"{where}: {path} is empty.")
-    header = None
-    if any(_parse_number(cell) is None for cell in rows[0]):
-        header = [cell.strip() for cell in rows[0]]
-        rows = rows[1:]
-    step_column = None
-    if header is None:
-        if len(rows[0]) != 1:
-            raise ValueError(
-                f"{where}: {path} has {len(rows[0])} columns and no header: write one column "
-                f"of numbers, or a header row naming the columns (e.g. step,grad_norm_l2).")
-        column = 0
-    else:
-        if key in header:
-            column = header.index(key)
-        elif len(header) == 1:
-            column = 0
-        else:
-            raise ValueError(f"{where}: {path} has no column {key!r}; its columns are "
-                             f"{header}.")
-        if "step" in header and header[column] != "step":
-            step_column = header.index("step")
-    values, steps = [], []
-    first_line = 2 if header is not None else 1
-    for line, row in enumerate(rows, start=first_line):
-        width = max(column, step_column or 0) + 1
-        cells = list(row) + [""] * (width - len(row))
-        value = _parse_number(cells[column])
-        if value is None:
-            raise ValueError(f"{where}: {path}, line {line}: {cells[column]!r} is not a number.")
-        values.append(value)
-        if step_column is not None:
-            step = _parse_number(cells[step_column])
-            if step is None or not math.isfinite(step):
-                raise ValueError(f"{where}: {path}, line {line}: the step "
-                                 f"{cells[step_column]!r} is not a number.")
-            steps.append((f"line {line}", cells[step_column]))
-    if not values:
-        raise ValueError(f"{where}: {path} has a header but no rows.")
-    if step_column is not None:
-        return _place_by_step(where, path, steps, values)
-    return np.asarray(values, dtype=np.float64)
-
-
-def _load_jsonl(where: str, path: str, key: str) -> np.ndarray:
-    values, steps, keys_seen = [], [], set[str]()
-    every_record_has_step = True
-    for line, record in _io.read_json_records(where, path):
-        keys_seen.update(record)
-        if key not in record:
-            continue  # other records (evaluation, ...) are skipped
-        value = _parse_number(record[key])
-        if value is None:
-            raise ValueError(f"{where}: {path}, line {line}: {key} = {record[key]!r} is not "
-                             f"a number.")
-        values.append(value)
-        raw_step = record.get("step", "missing")
-        step = _parse_number(raw_step)
-        if step is None or math.isnan(step):
-            every_record_has_step = False  # no usable step: records are taken in file order
-        else:  # a number, possibly beyond the float range: _place_by_step names the line
-            steps.append((f"line {line}", raw_step))
-    if not values:
-        if not keys_seen:
-            raise ValueError(f"{where}: {path} has no JSON records.")
-        raise ValueError(f"{where}: {path} has no records with the key {key!r}; keys seen: "
-                         f"{sorted(keys_seen)}.")
-    if every_record_has_step:
-        return _place_by_step(where, path, steps, values)
-    return np.asarray(values, dtype=np.float64)
-
-
-def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.ndarray:
-    """Reads a gradient-norm log from a file, one entry per step.
-
-    Formats, by extension:
-
-    * ``.npy``: a 1-D numeric array (an ``(n, 1)`` array is accepted).
-    * ``.csv`` / ``.txt``: one column of numbers without a header, or a header row naming the
-      columns; then the column ``key`` is read (a single named column is read whatever its
-      name). With a ``step`` column too, values are placed by step (see below).
-    * ``.jsonl``: one JSON object per line, as the trainer writes ``metrics.jsonl``, e.g.
-      ``{"step": 12, "loss": 2.31, "grad_norm_l2": 1.7, "grad_norm_l1": 5400.0}``. Records
-      without ``key`` (evaluation lines, ...) are skipped.
-
-    When every record has an integer ``step``, entry ``i`` of the result is step
-    ``first_step + i``: a step logged twice (a resumed run) keeps its last value, and steps
-    that were not logged (logging every k steps) are filled by linear interpolation. Otherwise
-    records are taken in file order. Empty cells and ``null`` become ``nan``, which
-    :func:`refine` drops with a warning.
-
-    Args:
-      path: the file.
-      key: the column or JSON key: ``'grad_norm_l2'`` (default) or ``'grad_norm_l1'`` for logs
-        written by the trainer.
-
-    Returns:
-      A float64 array.
-
-    Raises:
-      ValueError: the file is missing, empty, unreadable, of an unknown type, malformed,
-        truncated or of the wrong kind (an ``.npz`` archive named ``.npy``, a pickled or complex
-        array), a step that is not an integer in [0, 2**53], steps spanning more than 10^8
-        entries, or no such column/key (the message names the file, and the line where it
-        applies).
-
-    Example:
-      >>> import json, os, tempfile, optaxsched as oxs
-      >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
-      >>> with open(path, "w") as f:
-      ...     for step, (l2, l1) in enumerate([(2.0, 9.0), (1.5, 7.0), (1.0, 4.0)]):
-      ...         print(json.dumps({"step": step, "grad_norm_l2": l2, "grad_norm_l1": l1}), file=f)
-      >>> oxs.load_grad_norms(path, key="grad_norm_l1")
-      array([9., 7., 4.])
-    """
-    where = "load_grad_norms"
-    if not isinstance(path, (str, os.PathLike)):
-        _checks.fail(where, "path", "a file path", path)
-    if not isinstance(key, str) or not key:
-        _checks.fail(where, "key", "a non-empty string", key)
-    path = os.fspath(path)
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in _EXTENSIONS:
-        _checks.fail(where, "path", "a file ending in " + ", ".join(_EXTENSIONS), path)
-    with _io.read_errors(where, path):
-        _io.require_existing_file(where, path)
-        if extension == ".npy":
-            values = _io.load_npy(where, path)
-            if values.ndim == 2 and values.shape[1] == 1:
-                values = values[:, 0]
-            if (values.ndim != 1 or not np.issubdtype(values.dtype, np.number)
-                    or np.issubdtype(values.dtype, np.complexfloating)):
-                raise ValueError(f"{where}: {path} must hold a 1-D numeric array of real "
-                                 f"numbers, got shape {values.shape} and dtype {values.dtype}.")
-            out = values.astype(np.float64)
-        elif extension == ".jsonl":
-            out = _load_jsonl(where, path, key)
-        else:
-            out = _load_csv(where, path, key)
-    if out.size == 0:
-        raise ValueError(f"{where}: {path} holds no values.")
-    return out
