@@ -266,10 +266,11 @@ class Table:
         return steps, self.values[key][rows[first]]
 
 
-def _number(where: str, path: str, at: str, key: str, value: Any) -> float:
-    """A logged value as a float (NaN when not logged: absent, ``null``, an empty cell)."""
+def _number(where: str, path: str, at: str, key: str, value: Any) -> float | None:
+    """A logged value as a float (possibly NaN or inf); ``None`` when not logged (absent,
+    ``null``, an empty cell)."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        return math.nan
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str, np.number)):
         raise ValueError(f"{where}: {path}, {at}: {key!r} must be a number, got "
                          f"{_shown(value)!r}.")
@@ -307,7 +308,11 @@ def _missing_column(where: str, path: str, key: str, columns: Sequence[str]) -> 
 
 
 def _table(where, path, unit, places, raw_steps, has_step, columns) -> Table:
-    """Applies the rule on steps: with steps, rows without one are skipped; without, row i is i."""
+    """Applies the rule on steps: with steps, rows without one are skipped; without, row i is i.
+
+    ``columns`` maps each key to its values, one per row: a list of floats with ``None`` where
+    not logged (text formats), or a float64 array with NaN where not logged (arrays).
+    """
     places = np.asarray(places, dtype=np.int64)
     if not places.size:
         raise ValueError(f"{where}: {path} holds no values.")
@@ -317,9 +322,16 @@ def _table(where, path, unit, places, raw_steps, has_step, columns) -> Table:
     else:
         keep = np.arange(places.size)
         steps = keep.astype(np.int64)
-    values = {key: np.asarray(v, dtype=np.float64)[keep] for key, v in columns.items()}
-    table = Table(steps, values, {key: ~np.isnan(v) for key, v in values.items()}, places[keep],
-                  unit)
+    values, logged = {}, {}
+    for key, column in columns.items():
+        if isinstance(column, np.ndarray):
+            logged[key] = ~np.isnan(column[keep])
+            values[key] = column[keep]
+        else:
+            logged[key] = np.array([v is not None for v in column], dtype=bool)[keep]
+            values[key] = np.array([math.nan if v is None else v for v in column],
+                                   dtype=np.float64)[keep]
+    table = Table(steps, values, logged, places[keep], unit)
     if steps.size:
         check_step_span(where, path, int(steps.min()), int(steps.max()))
     return table
@@ -378,12 +390,13 @@ def _csv_table(where: str, path: str, keys: Sequence[str], step_key: str) -> Tab
                              f"{len(cells)}.")
     columns = {key: [_number(where, path, f"line {line}", key, cells[i]) for line, cells in rows]
                for key, i in index.items()}
-    has_step = np.array([step_index is not None and bool(cells[step_index])
-                         for _, cells in rows])
+    places = [line for line, _ in rows]
+    if step_index is None:
+        return _table(where, path, "line", places, None, np.zeros(len(rows), bool), columns)
+    has_step = np.array([bool(cells[step_index]) for _, cells in rows])
     steps = [parse_step(where, path, f"line {line}", step_key, cells[step_index]) if has else 0
              for (line, cells), has in zip(rows, has_step, strict=True)]
-    return _table(where, path, "line", [line for line, _ in rows],
-                  steps if step_index is not None else None, has_step, columns)
+    return _table(where, path, "line", places, steps, has_step, columns)
 
 
 def _array_steps(where: str, path: str, step_key: str, raw: np.ndarray
@@ -416,9 +429,11 @@ def _array_table(where: str, path: str, keys: Sequence[str], step_key: str) -> T
         if key not in arrays:
             raise _missing_column(where, path, key, sorted(arrays))
     for key in (*keys, step_key):
-        array = arrays.get(key)
-        if array is not None and (array.ndim != 1 or not np.issubdtype(array.dtype, np.number)
-                                  or np.issubdtype(array.dtype, np.complexfloating)):
+        if key not in arrays:
+            continue
+        array = arrays[key]
+        if (array.ndim != 1 or not np.issubdtype(array.dtype, np.number)
+                or np.issubdtype(array.dtype, np.complexfloating)):
             raise ValueError(f"{where}: {path}: {key!r} must be a 1-D numeric array of real "
                              f"numbers, got shape {array.shape} and dtype {array.dtype}.")
     n = arrays[keys[0]].size

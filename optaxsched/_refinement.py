@@ -155,49 +155,38 @@ def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
 
 def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
                       ) -> optax.GradientTransformationExtraArgs:
-    """Passes updates through unchanged and records their global norms, one entry per step.
+    r"""Passes updates through unchanged and records their global norms, one entry per step.
 
-    At the update with optax count ``i`` (0 for the first update), the global norms of the
-    incoming updates over the whole pytree,
+    At the update with optax count ``i`` (0 for the first update) the global norms of the
+    incoming updates :math:`g` over the whole pytree,
 
-        ``ℓ2 = sqrt(Σ_leaves Σ x²)``,   ``ℓ1 = Σ_leaves Σ |x|``,   ``ℓ∞ = max_leaves max |x|``,
+    .. math::
+
+        \|g\|_2 = \Big(\sum_j g_j^2\Big)^{1/2}, \qquad
+        \|g\|_1 = \sum_j |g_j|, \qquad
+        \|g\|_\infty = \max_j |g_j|,
 
     are written at index ``i`` of fixed-size float32 buffers in the state (fields
     ``grad_norm_l2``, ``grad_norm_l1``, ``grad_norm_linf``; a norm that was not requested is
-    ``None``). Norms are accumulated in float32, also for bfloat16/float16 updates.
-
-    Where to place it: first in a chain to log the raw gradients (what the SGD refinement uses,
-    with ℓ2 norms, and what the paper's Adam variant uses, with ℓ1 norms); after
-    ``optax.scale_by_adam()`` to log the update directions instead.
+    ``None``). They are the norms the refinement of Defazio et al. weighs the steps by: ℓ2 norms
+    of the raw gradients for SGD, ℓ1 norms for Adam. Place the transform first in a chain to log
+    the raw gradients, after ``optax.scale_by_adam()`` to log the update directions.
 
     Policies:
 
     * **After ``num_steps`` updates** the buffers are full and nothing more is written (the
-      first ``num_steps`` steps are kept, which is what refinement needs: the warmup lives at
-      the start); ``count`` keeps advancing, so ``count - num_steps`` steps were dropped, and
-      :func:`grad_norm_history` warns about them. Size the buffers to the run's length.
-    * **Non-finite updates** are recorded as they are (``nan``/``inf``); :func:`refine` drops
-      such entries with a warning. The updates themselves are never modified.
-    * **Finite updates of any size** are recorded finite (float32, bfloat16 and float16
-      updates; tested up to 3e38 per entry): the ℓ2 norm is exact up to rounding whenever it is
-      representable (where the sum of squares overflows, about 1.8e19, it is recomputed
-      rescaled by the largest magnitude, only on those steps), and a norm beyond float32's
-      range is recorded as the largest float32, 3.4e38.
-    * **optax.MultiSteps**: wrapped inside it, the transform sees the accumulated (by default
-      the mean) gradient once per real step, so it records one norm per real step, the norm of
-      the accumulated gradient, and ``count`` counts real steps. (MultiSteps selects the inner
-      state with ``jnp.where`` at every micro-step, which touches the buffers each micro-step.)
-    * **Sharded parameters**: the norms are true global norms (under ``jit`` the reductions
-      over sharded arrays are global); the buffers are small, replicated arrays.
-    * **Cost**: each recorded norm is one extra read of the updates (XLA cost analysis of an
-      MLP train step with 5.8M parameters: +13% bytes accessed at batch 128, +2% at batch 8192,
-      <1% flops, for ℓ2 and ℓ1); record a single norm (``norms='l2'``, or ``'l1'`` for the Adam
-      refinement) to halve it. With one norm in the demo transformer's train step: +1.1% (ℓ2)
-      / +0.5% (ℓ1) bytes at batch 32, +0.3% / +0.1% at batch 128, CPU time within the ±10%
-      noise of a shared machine (``benchmarks/recorder_overhead.py``). The write is an
-      in-place ``dynamic_update_slice`` when the state is donated
-      (``jax.jit(step, donate_argnums=...)``); without donation XLA copies the buffers every
-      step.
+      first steps are kept: the warmup lives at the start); ``count`` keeps advancing, and
+      :func:`optaxsched.grad_norm_history` warns about the dropped steps.
+    * **Non-finite updates** are recorded as they are; :func:`optaxsched.refine` drops such
+      entries with a warning. The updates themselves are never modified.
+    * **Finite updates of any size** are recorded finite (float32 accumulation, also for 16-bit
+      updates): where the sum of squares overflows (ℓ2 beyond about 1.8e19) it is recomputed
+      rescaled on those steps only, and a norm beyond float32's range is recorded as 3.4e38.
+    * **optax.MultiSteps**: inside it, one norm per real step (of the accumulated gradient).
+    * **Sharded parameters**: true global norms; the buffers are small, replicated arrays.
+    * **Cost**: one extra read of the updates per recorded norm (record one norm to halve it;
+      measured overheads: ``benchmarks/RESULTS.md``, *Step overhead of record_grad_norms*).
+      The write is in place when the state is donated (``jax.jit(step, donate_argnums=...)``).
 
     Args:
       num_steps: length of the buffers: the number of steps to record (a positive integer).
@@ -218,8 +207,8 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
       array([5.], dtype=float32)
 
     References:
-      Defazio, Cutkosky, Mehta, Mishchenko, "When, Why and How Much? Adaptive Learning Rate
-      Scheduling by Refinement" (arXiv 2310.07831).
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023.
     """
     where = "record_grad_norms"
     num_steps = _checks.check_int(where, "num_steps", num_steps, minimum=1,
@@ -447,9 +436,8 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
 def _median_filter(values: np.ndarray, width: int) -> np.ndarray:
     """Sliding median of odd ``width``, mirror-padded at both ends (``c b | a b c d | c b``).
 
-    ``scipy.ndimage.median_filter`` with ``mode="mirror"``: the same values as the former
-    sliding-window ``np.median`` (max |difference| 0 on 10 to 100,000 points, widths 21 to 1001)
-    and 6x to 410x faster (10,000 points, width 1001: 0.63 ms against 259 ms).
+    ``scipy.ndimage.median_filter`` with ``mode="mirror"`` (its agreement with the sliding-window
+    ``np.median`` it replaced, and its speed: ``benchmarks/RESULTS.md``, *Library internals*).
     """
     from scipy import ndimage  # a dependency of jax; imported when a log is smoothed
 
@@ -492,13 +480,13 @@ def smooth_norms(grad_norms: Any, smoothing: float = 0.1) -> np.ndarray:
     alike.) The paper's code also drops the first and last two points of its wandb exports;
     nothing is dropped here.
 
-    Speed: the exact filter costs ``n × width``. It runs on at most 10,000 points (fewer for
-    wide windows, so that points × width ≤ 10⁷). A longer log is first reduced to the medians of
-    ``ceil(n / grid)``-step blocks, the filter runs on the block medians with the same relative
-    width, and the result is interpolated linearly back to every step (held constant before the
-    first and after the last block centre). Logs up to the grid size are filtered exactly; a
-    1M-step log takes a fraction of a second (the median of block medians approximates the
-    windowed median of the raw steps).
+    Long logs: the filter runs on at most 10,000 points (fewer for wide windows, so that points ×
+    width ≤ 10⁷). A longer log is first reduced to the medians of ``ceil(n / grid)``-step
+    blocks, the filter runs on the block medians with the same relative width, and the result is
+    interpolated linearly back to every step (held constant before the first and after the last
+    block centre); the median of block medians approximates the windowed median of the raw
+    steps. Logs up to the grid size are filtered exactly (timings: ``benchmarks/RESULTS.md``,
+    *Speed of refine on a 1M-step log*).
 
     Non-finite entries are dropped and filled by linear interpolation between their finite
     neighbours, with a ``RuntimeWarning``.
@@ -518,8 +506,9 @@ def smooth_norms(grad_norms: Any, smoothing: float = 0.1) -> np.ndarray:
       array([1., 1., 1., 1., 1.])
 
     References:
-      Defazio et al., "When, Why and How Much? Adaptive Learning Rate Scheduling by
-      Refinement" (arXiv 2310.07831): smoothing of the logged norms before refinement.
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023 (the smoothing of
+      the logged norms before refinement).
     """
     where = "smooth_norms"
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
@@ -552,24 +541,23 @@ def _closed_form(smoothed: np.ndarray, kind: str, where: str) -> np.ndarray:
 
 
 def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) -> np.ndarray:
-    """Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
+    r"""Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
 
-    With Ĝ the median-smoothed norms (:func:`smooth_norms`), one entry per step ``t`` (0-based:
-    the optax count), the closed-form refinement of Defazio et al. is
+    The closed form of Defazio et al. for a run of :math:`T` steps, with :math:`\hat G_t` the
+    median-smoothed norms (:func:`smooth_norms`):
 
-        w_t = Ĝ_t⁻²  (kind='sgd', ℓ2 norms)        w_t = Ĝ_t⁻¹  (kind='adam', ℓ1 norms)
-        η_t ∝ w_t · Σ_{p=t+1}^{n-1} w_p,            normalised so that max_t η_t = 1.
+    .. math::
 
-    So ``η_{n-1} = 0`` exactly, and constant norms give exactly linear decay,
-    ``η_t = (n - 1 - t) / (n - 1)``. Large early norms produce a warmup; norms that grow late
-    produce a faster final decay. Multiply by the tuned peak learning rate (or use
-    :func:`refined_schedule`). The paper's 1-based ``t = 1..T`` is shifted to ``0..n-1``.
+        w_t = \hat G_t^{-2}\ \ (\text{SGD, } \ell_2 \text{ norms}), \qquad
+        w_t = \hat G_t^{-1}\ \ (\text{Adam, } \ell_1 \text{ norms}), \qquad
+        \eta_t = \frac{w_t \sum_{p=t+1}^{T} w_p}{\max_{t'} w_{t'} \sum_{p=t'+1}^{T} w_p}
 
-    The SGD variant is meant for ℓ2 norms of the raw gradients, the Adam variant for ℓ1 norms
-    (the paper's coordinate-wise analysis; its released Adam logs are ℓ1 norms of the
-    gradients); nothing checks which norm was passed. Smoothed norms below 10⁻⁶ of the largest
-    are raised to that floor with a warning (collapsing norms make refinement degenerate; the
-    paper's advice is to fall back to linear decay then).
+    so the last multiplier is exactly 0, and constant norms give exactly linear decay. Large
+    early norms produce a warmup; norms that grow late, a faster final decay. The paper's steps
+    :math:`t = 1..T` are the entries ``0..n-1`` here. Nothing checks which norm was passed.
+    Smoothed norms below 10⁻⁶ of the largest are raised to that floor with a warning
+    (collapsing norms make refinement degenerate; the paper's advice is linear decay then).
+    Multiply by the tuned peak learning rate, or use :func:`refined_schedule`.
 
     Args:
       grad_norms: 1-D sequence of non-negative gradient norms, one per step of the recorded run
@@ -588,9 +576,9 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
       array([1.  , 0.75, 0.5 , 0.25, 0.  ])
 
     References:
-      Defazio, Cutkosky, Mehta, Mishchenko, "When, Why and How Much? Adaptive Learning Rate
-      Scheduling by Refinement" (arXiv 2310.07831; v2: "Optimal Linear Decay Learning Rate
-      Schedules and Further Refinements").
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023 (v2: "Optimal Linear
+      Decay Learning Rate Schedules and Further Refinements").
     """
     where = "refine"
     kind = _checks.check_choice(where, "kind", kind, REFINE_KINDS)
@@ -601,7 +589,13 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
 
 def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None = None,
                      kind: RefineKind = "sgd", smoothing: float = 0.1) -> Callable:
-    """An optax schedule that follows the refinement of a recorded run's gradient norms.
+    r"""An optax schedule that follows the refinement of a recorded run's gradient norms.
+
+    .. math::
+
+        \eta(\text{count}) = \eta_{\text{peak}} \cdot \text{refine}(G)
+        \Big[\text{count} \cdot \frac{n - 1}{T - 1}\Big]
+        \quad (\text{linear interpolation})
 
     ``peak_value · refine(grad_norms, kind, smoothing)`` as a piecewise-linear schedule of the
     optax count (:func:`optaxsched.tabulated`). When ``total_steps`` (``T``) differs from the
@@ -627,8 +621,8 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
       >>> tx = optax.adam(schedule)
 
     References:
-      Defazio et al., "When, Why and How Much? Adaptive Learning Rate Scheduling by
-      Refinement" (arXiv 2310.07831).
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023.
     """
     where = "refined_schedule"
     peak_value = _checks.check_float(where, "peak_value", peak_value, minimum=0.0,

@@ -61,7 +61,7 @@ def _check_step_values(where: str, name: str, steps) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0))
     if bad.size:
         fail_entry(where, name, "integers >= 0 (finite)", raw[bad[0]].item(),
-                    int(bad[0]))
+                   int(bad[0]))
     return raw
 
 
@@ -77,8 +77,8 @@ def _check_curve(where: str, label: str, lrs, losses, steps):
             n = int(np.max(step_array)) + 1 if step_array.size else 0
             if n > MAX_SAMPLED_STEPS:
                 fail_entry(where, f"{label}steps", f"at most {MAX_SAMPLED_STEPS - 1} when lrs is "
-                            f"a schedule (it is sampled at every step up to the last one)",
-                            int(step_array.max()), int(np.argmax(step_array)))
+                           f"a schedule (it is sampled at every step up to the last one)",
+                           int(step_array.max()), int(np.argmax(step_array)))
         if n < 1:
             _checks.fail(where, f"{label}losses", "a non-empty 1-D array of losses", losses)
         lrs = learning_rates(where, f"{label}lrs", lrs, n)
@@ -90,7 +90,7 @@ def _check_curve(where: str, label: str, lrs, losses, steps):
     bad = np.flatnonzero(~np.isfinite(losses) | (losses <= 0))
     if bad.size:
         fail_entry(where, f"{label}losses", "finite and positive", float(losses[bad[0]]),
-                    int(bad[0]))
+                   int(bad[0]))
     if steps is None:
         if losses.size != lrs.size:
             raise ValueError(
@@ -106,12 +106,12 @@ def _check_curve(where: str, label: str, lrs, losses, steps):
                              | (raw > lrs.size - 1))
         if bad.size:
             fail_entry(where, f"{label}steps", f"integers in [0, {lrs.size - 1}] (indices into "
-                        "the learning rates)", raw[bad[0]].item(), int(bad[0]))
+                       "the learning rates)", raw[bad[0]].item(), int(bad[0]))
         step_array = raw.astype(np.int64)
         bad = np.flatnonzero(np.diff(step_array) <= 0)
         if bad.size:
             fail_entry(where, f"{label}steps", "strictly increasing",
-                        int(step_array[bad[0] + 1]), int(bad[0] + 1))
+                       int(step_array[bad[0] + 1]), int(bad[0] + 1))
     lrs, losses, step_array = lrs.copy(), losses.copy(), step_array.copy()  # never the caller's
     for array in (lrs, losses, step_array):
         array.setflags(write=False)
@@ -123,7 +123,7 @@ class LossCurve:
     """One training run: its learning rate at every step and the losses observed along it.
 
     ``lrs[k]`` is the learning rate of the optax count ``k``; ``losses[i]`` was observed after
-    step ``steps[i]`` (see the module docstring for the step convention). Losses may be known
+    step ``steps[i]`` (the convention of :func:`optaxsched.annealing_areas`). Losses may be known
     at every step (``steps=None``: then ``len(losses) == len(lrs)``) or at a subset (evaluation
     every few hundred steps), while the learning rate must be known at every step because the
     areas accumulate it. Arrays are validated and stored read-only as float64 / int64.
@@ -221,9 +221,8 @@ def _nonnegative_least_squares(columns: np.ndarray, target: np.ndarray) -> tuple
                                                                                     float]:
     """min ‖columns·β − target‖² with β ≥ 0: ``scipy.optimize.nnls`` on unit-norm columns.
 
-    Returns β and the squared residual norm. Against the former enumeration of every active set
-    (three columns at most) it agrees to 4e-13 relative (coefficients and residual) and is 13x
-    to 35x faster (200 to 10,000 rows).
+    Returns β and the squared residual norm (its agreement with the enumeration of active sets it
+    replaced, and its speed: ``benchmarks/RESULTS.md``, *Library internals*).
     """
     from scipy import optimize  # a dependency of jax; imported when a law is fitted
 
@@ -327,77 +326,73 @@ def _padded_size(n: int) -> int:
     return max(256, -(-n // quantum) * quantum)
 
 
-def fit_annealing_law(runs, lam: float | Sequence[float] = DEFAULT_LAM, warmup_steps: int = 0, *,
-        min_step: int = 0, huber_delta: float = HUBER_DELTA, starts: int = 8,
-        max_iter: int = 500) -> AnnealingLaw:
-    """Fits ``L = L0 + A·S1^(−α) − C·S2`` to one or several loss curves jointly.
+def fit_annealing_law(runs, lam: float | Sequence[float] = DEFAULT_LAM, warmup_steps: int = 0,
+                      *, min_step: int = 0, huber_delta: float = HUBER_DELTA, starts: int = 8,
+                      max_iter: int = 500) -> AnnealingLaw:
+    r"""Fits the scaling law with learning-rate annealing to one or several runs jointly.
 
-    Minimises, over every observed loss after the warmup (and at or after ``min_step``) of
-    every run,
+    The law of Tissue et al. gives the loss after step :math:`s` of any schedule
+    :math:`\eta_1, \eta_2, \dots`:
 
     .. math::
 
-        \\frac{1}{N}\\sum_{\\text{runs}}\\sum_{k} \\mathrm{Huber}_\\delta\\big(\\log L_k
-          - \\log(L_0 + A S_1(k)^{-\\alpha} - C S_2(k))\\big)
+        L(s) = L_0 + A \cdot S_1^{-\alpha} - C \cdot S_2, \qquad
+        S_1 = \sum_{i=1}^{s} \eta_i, \qquad
+        S_2 = \sum_{i=1}^{s} m_i, \quad m_i = \lambda \cdot m_{i-1} + (\eta_{i-1} - \eta_i)
 
-    with the paper's robust loss (Huber on log-losses, δ = 1e-3). Recipe:
+    and :math:`(L_0, A, \alpha, C)` are fitted, as in the paper, by a Huber loss on log-losses
+    over every observed loss :math:`L_k` after the warmup (and at or after ``min_step``):
 
-    * the areas come from :func:`annealing_areas` (λ fixed; warmup rates counted at ``η_W``);
-    * internally ``S1`` and ``S2`` are divided by their largest value, and the four parameters
-      are optimised through their logarithms (positivity; ``C`` may tend to 0);
-    * starting points by variable projection: for 48 exponents α in [0.02, 4] the law is
-      linear in ``(L0, A, C) ≥ 0``, solved by non-negative least squares on relative
-      residuals; the local minima of this profile over α start first, then the next best
-      grid points, ``starts`` in all;
-    * optax's L-BFGS (``optax.lbfgs``, zoom line search) runs from all starts at once
-      (``jax.vmap`` inside one ``jit``, in float64 whatever the global setting) until the
-      gradient norm or the relative decrease is negligible or ``max_iter`` iterations; the
-      best start wins.
+    .. math::
 
-    Cost: the first call in a process compiles the vmapped L-BFGS (a few seconds on a CPU;
-    setting the environment variable ``JAX_COMPILATION_CACHE_DIR`` keeps the compiled code
-    across processes); point counts are padded to buckets so that later calls reuse it, and a
-    fit on 10k points then takes about a second.
+        \min_{L_0, A, \alpha, C}\; \frac{1}{N} \sum_{k}
+        \mathrm{Huber}_\delta\big(\log L_k - \log L(k)\big)
 
-    Points are weighted equally, so a run with more logged losses weighs more. When no fitted
-    point has any annealing (``S2 = 0`` everywhere, e.g. constant runs only) ``C`` is not
-    identifiable and is set to 0.
+    :math:`\lambda` is fixed (a sequence of candidates is a profile search: one fit each, the
+    lowest criterion wins). Starting points come from variable projection (for 48 exponents
+    :math:`\alpha \in [0.02, 4]` the law is linear in :math:`(L_0, A, C) \ge 0`, solved by
+    non-negative least squares); optax's L-BFGS then runs from ``starts`` of them at once
+    (``jax.vmap`` in one ``jit``, float64) and the best wins. Points are weighted equally, so a
+    run with more logged losses weighs more; when no fitted point has any annealing
+    (:math:`S_2 = 0`, constant runs only) :math:`C` is not identifiable and is set to 0. The
+    first call in a process compiles the optimiser (fit times: ``benchmarks/RESULTS.md``,
+    section *Forecast*). Step and warmup conventions: :func:`optaxsched.annealing_areas`.
 
     Args:
-      runs: one run or a list of runs. A run is a :class:`LossCurve`; a tuple
+      runs: one run or a list of runs. A run is a :class:`optaxsched.LossCurve`; a tuple
         ``(lrs, losses)`` with one loss per learning rate; a tuple ``(lrs, steps, losses)``
         with the losses observed at the given steps only; or a mapping with keys ``'lrs'``,
         ``'losses'`` and optionally ``'steps'``, ``'name'``. ``lrs`` may be an optax schedule.
-      lam: the momentum decay factor λ, in (0, 1); or a sequence of candidates, each fitted,
-        and the law with the lowest fit criterion (``fit_huber``) returned: a profile search
-        over λ. The default 0.999 gives the annealing effect a memory of about 1000 steps; in
-        runs of a few thousand steps a smaller λ (e.g. from ``LAM_GRID``) often fits better.
-      warmup_steps: warmup length ``W``, in ``[0, n − 1]`` for every run (same for all runs):
-        rates before it are counted at ``η_W`` and losses before it are not fitted.
+      lam: the momentum decay factor :math:`\lambda`, in (0, 1), or a sequence of candidates,
+        e.g. ``(0.95, 0.98, 0.99, 0.995, 0.998, 0.999)``: in runs of a few thousand steps a
+        :math:`\lambda` below 0.999 (a memory of ~1000 steps) often fits better.
+      warmup_steps: warmup length ``W`` (the same for all runs, below every run's length): the
+        rates before it count as :math:`\eta_W` and the losses before it are not fitted.
       min_step: also skip losses observed before this step (the early transient).
-      huber_delta: the Huber threshold δ on log-losses, > 0.
+      huber_delta: the Huber threshold :math:`\delta` on log-losses, > 0.
       starts: number of L-BFGS starting points, in [1, 32].
       max_iter: most L-BFGS iterations per start.
 
     Returns:
-      An :class:`AnnealingLaw` with the fitted ``L0, A, alpha, C``, plus ``lam``,
+      An :class:`optaxsched.AnnealingLaw` with the fitted ``L0, A, alpha, C``, plus ``lam``,
       ``warmup_steps``, ``fit_mape``, ``fit_huber``, ``n_points`` and ``n_runs``.
 
     Raises:
       ValueError: bad arguments, mismatched lengths, non-finite or non-positive losses, fewer
-        than 8 fitted points, or a learning rate that is 0 up to a fitted step (``S1 = 0``).
+        than 8 fitted points, or a learning rate that is 0 up to a fitted step (:math:`S_1 = 0`).
 
     Example:
       >>> import optax, optaxsched as oxs
       >>> truth = oxs.AnnealingLaw(L0=2.5, A=0.6, alpha=0.5, C=0.4)
       >>> constant, cosine = optax.constant_schedule(1e-3), optax.cosine_decay_schedule(1e-3, 4000)
       >>> runs = [(s, truth.predict(s, 4000)) for s in (constant, cosine)]
-      >>> law = oxs.forecast.fit(runs)
+      >>> law = oxs.fit_annealing_law(runs)
       >>> round(law.alpha, 3), round(law.C, 3)
       (0.5, 0.4)
 
     References:
-      Tissue, Wang, Wang, "Scaling Law with Learning Rate Annealing" (arXiv 2408.11029).
+      Tissue et al., `Scaling Law with Learning Rate Annealing
+      <https://arxiv.org/abs/2408.11029>`_, 2024.
     """
     where = "fit_annealing_law"
     if isinstance(lam, (str, bytes)) or not hasattr(lam, "__len__"):
@@ -431,7 +426,7 @@ def fit_annealing_law(runs, lam: float | Sequence[float] = DEFAULT_LAM, warmup_s
 
 
 def _fit_one(where, curves, lam, warm, start_step, delta, starts, max_iter) -> AnnealingLaw:
-    """The fit for one λ (arguments validated by :func:`fit`)."""
+    """The fit for one λ (arguments validated by :func:`fit_annealing_law`)."""
     s1_parts, s2_parts, y_parts = [], [], []
     for curve in curves:
         s1, s2 = areas(curve.lrs, lam, warm)

@@ -130,7 +130,7 @@ def learning_rates(where: str, name: str, schedule_or_lrs, total_steps) -> np.nd
         lrs = sample_schedule(schedule_or_lrs, total)
         return _check_lrs(where, f"{name} (sampled at counts 0..{total - 1})", lrs)
     lrs = as_vector(where, name, schedule_or_lrs,
-                     "an optax schedule or a 1-D array of learning rates")
+                    "an optax schedule or a 1-D array of learning rates")
     if lrs.size == 0:
         _checks.fail(where, name, "an optax schedule or a non-empty 1-D array of learning rates",
                      schedule_or_lrs)
@@ -146,9 +146,8 @@ def _discounted_cumsum(x: np.ndarray, lam: float) -> np.ndarray:
     """``y_k = Σ_{j≤k} lam^(k−j) x_j``: the filter ``y_k = lam·y_{k−1} + x_k``, O(n).
 
     ``scipy.signal.lfilter([1], [1, -lam], x)``, the recursion itself: it cannot overflow for
-    ``lam`` in (0, 1). Against the former blockwise power-weighted cumulative sums it agrees to
-    2.4e-15 relative to ``Σ lam^(k−j) |x_j|`` and is 1.7x to 17x faster (10k and 1M points,
-    ``lam`` from 0.5 to 1 − 1e-7).
+    ``lam`` in (0, 1) (its agreement with the blockwise sums it replaced, and its speed:
+    ``benchmarks/RESULTS.md``, *Library internals*).
     """
     from scipy import signal  # a dependency of jax; imported when areas are computed
 
@@ -158,6 +157,7 @@ def _discounted_cumsum(x: np.ndarray, lam: float) -> np.ndarray:
 
 
 def areas(lrs: np.ndarray, lam: float, warmup_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(S1, S2)`` of validated learning rates (see :func:`annealing_areas`)."""
     eta = np.array(lrs, dtype=np.float64)
     if warmup_steps:
         eta[:warmup_steps] = eta[warmup_steps]
@@ -170,28 +170,31 @@ def areas(lrs: np.ndarray, lam: float, warmup_steps: int) -> tuple[np.ndarray, n
 
 def annealing_areas(schedule_or_lrs, total_steps: int | None = None, lam: float = DEFAULT_LAM,
                     warmup_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The forward area ``S1`` and the annealing area ``S2`` after every step of a schedule.
+    r"""The forward area :math:`S_1` and the annealing area :math:`S_2` after every step.
+
+    In the paper's notation, for the learning rates :math:`\eta_1, \dots, \eta_s` of the
+    first :math:`s` steps:
 
     .. math::
 
-        S_1(k) = \\sum_{i \\le k} \\eta_i, \\qquad
-        m_i = \\lambda\\, m_{i-1} + (\\eta_{i-1} - \\eta_i),\\ m_0 = 0, \\qquad
-        S_2(k) = \\sum_{i \\le k} m_i
+        S_1 = \sum_{i=1}^{s} \eta_i, \qquad
+        S_2 = \sum_{i=1}^{s} m_i, \qquad
+        m_i = \lambda \cdot m_{i-1} + (\eta_{i-1} - \eta_i), \quad m_0 = 0
 
-    ``η_i`` is the learning rate of the optax count ``i`` (0 on the first update), so entry
-    ``k`` is the area after ``k + 1`` updates. The momentum ``m`` is the linear filter
-    ``m_i = λ m_{i−1} + Δ_i``, computed in O(n) with blockwise power-weighted cumulative sums
-    (no Python loop over steps, no overflow for any λ in (0, 1)). Warmup: the first
-    ``warmup_steps`` rates are replaced by ``η_W`` (the rate at count ``warmup_steps``), so the
-    warmup adds ``W·η_W`` to ``S1`` and nothing to ``S2`` (:ref:`design-forecast`). A learning
-    rate that goes back up (re-warmup) makes ``S2`` decrease, as in the paper.
+    :math:`S_1` is the area under the schedule, :math:`S_2` the learning-rate drops seen through
+    a momentum of decay :math:`\lambda`; a rate that goes back up (re-warmup) makes :math:`S_2`
+    decrease, as in the paper. Entry ``k`` of the result is after the update with optax count
+    ``k`` (the paper's step :math:`s = k + 1`). Warmup: the first ``warmup_steps`` rates count as
+    :math:`\eta_W`, the rate at count ``warmup_steps``, so the warmup adds :math:`W \eta_W` to
+    :math:`S_1` and nothing to :math:`S_2` (:ref:`design-forecast`). Computed in O(n) in
+    float64 (the momentum as a linear filter, ``scipy.signal.lfilter``).
 
     Args:
       schedule_or_lrs: an optax schedule, evaluated at counts ``0 .. total_steps − 1``, or a
         1-D array of finite, non-negative learning rates, one per step.
       total_steps: number of steps; required for a schedule, optional for an array (then it
         must equal its length).
-      lam: the momentum decay factor λ, in (0, 1).
+      lam: the momentum decay factor :math:`\lambda`, in (0, 1).
       warmup_steps: warmup length ``W``, in ``[0, n − 1]``.
 
     Returns:
@@ -204,7 +207,8 @@ def annealing_areas(schedule_or_lrs, total_steps: int | None = None, lam: float 
       (0.5005, 0.3788)
 
     References:
-      Tissue, Wang, Wang, "Scaling Law with Learning Rate Annealing" (arXiv 2408.11029).
+      Tissue et al., `Scaling Law with Learning Rate Annealing
+      <https://arxiv.org/abs/2408.11029>`_, 2024.
     """
     where = "annealing_areas"
     lam = check_lam(where, lam)
@@ -236,16 +240,21 @@ def _json_number(value: float) -> float | None:
 
 @dataclasses.dataclass(frozen=True)
 class AnnealingLaw:
-    """A fitted scaling law with LR annealing: ``L = L0 + A·S1^(−α) − C·S2``.
+    r"""A fitted scaling law with learning-rate annealing.
 
-    Built by :func:`fit` (or :meth:`from_dict` / :meth:`load`); immutable. ``lam`` and
-    ``warmup_steps`` record how the areas were computed for the fit, and are the defaults
-    when the law predicts a new schedule.
+    .. math::
+
+        L(s) = L_0 + A \cdot S_1^{-\alpha} - C \cdot S_2
+
+    with the areas :math:`S_1, S_2` of :func:`optaxsched.annealing_areas`. Built by
+    :func:`optaxsched.fit_annealing_law` (or by hand, :meth:`from_dict`, :meth:`load`);
+    immutable. ``lam`` and ``warmup_steps`` record how the areas were computed for the fit, and
+    are the defaults when the law predicts a new schedule.
 
     Attributes:
       L0: irreducible loss, > 0.
-      A: scale of the power-law term, ≥ 0 (in the units of the learning rates, see the module
-        docstring).
+      A: scale of the power-law term, ≥ 0 (learning rates are used raw: ``A`` and ``C`` absorb
+        their unit, so the law predicts schedules in the unit it was fitted in).
       alpha: exponent α of the forward area, > 0.
       C: weight of the annealing area, ≥ 0 (0 when the fitted runs had no annealing).
       lam: momentum decay factor λ of ``S2``, in (0, 1).
@@ -265,7 +274,8 @@ class AnnealingLaw:
       >>> curve = law.predict(optax.cosine_decay_schedule(1e-3, 10_000), 10_000)
 
     References:
-      Tissue, Wang, Wang, "Scaling Law with Learning Rate Annealing" (arXiv 2408.11029).
+      Tissue et al., `Scaling Law with Learning Rate Annealing
+      <https://arxiv.org/abs/2408.11029>`_, 2024.
     """
 
     L0: float
@@ -341,13 +351,13 @@ class AnnealingLaw:
           >>> losses = law.predict(oxs.wsd(1e-3, 5000, warmup_steps=100), 5000)
         """
         return predict_losses(self, "AnnealingLaw.predict", "schedule_or_lrs", schedule_or_lrs,
-                        total_steps, warmup_steps)
+                              total_steps, warmup_steps)
 
     def final_loss(self, schedule_or_lrs, total_steps: int | None = None,
                    warmup_steps: int | None = None) -> float:
         """Predicted loss after the last step (see :meth:`predict` for the arguments)."""
         return float(predict_losses(self, "AnnealingLaw.final_loss", "schedule_or_lrs",
-                              schedule_or_lrs, total_steps, warmup_steps)[-1])
+                                    schedule_or_lrs, total_steps, warmup_steps)[-1])
 
     # -- serialisation ------------------------------------------------------------------------
 

@@ -42,28 +42,43 @@ def _ranked(entries: list[PlanEntry]) -> list[PlanEntry]:
     return sorted(entries, key=lambda e: (math.isnan(e.final_loss), e.final_loss, e.name))
 
 
-def plan_schedules(candidates: Mapping[str, Any], law: AnnealingLaw, total_steps: int | None = None,
-         warmup_steps: int | None = None) -> list[PlanEntry]:
-    """Ranks candidate schedules by the loss the law predicts after their last step.
+def plan_schedules(candidates: Mapping[str, Any], law: AnnealingLaw,
+                   total_steps: int | None = None,
+                   warmup_steps: int | None = None) -> list[PlanEntry]:
+    r"""Ranks candidate schedules by the loss a fitted annealing law predicts after their last step.
+
+    Each candidate's score is the law at its final step :math:`T`:
+
+    .. math::
+
+        L(T) = L_0 + A \cdot S_1(T)^{-\alpha} - C \cdot S_2(T)
+
+    with the areas :math:`S_1, S_2` of :func:`optaxsched.annealing_areas`, so a ranking needs no
+    training run, only a law fitted on one or two runs with the same model and data.
 
     Args:
       candidates: ``{name: schedule or 1-D array of learning rates}``.
-      law: a fitted :class:`AnnealingLaw`.
+      law: a fitted :class:`optaxsched.AnnealingLaw`.
       total_steps: run length; required when a candidate is a schedule (each is evaluated at
         counts ``0 .. total_steps − 1``); arrays must then have this length. Without it, all
         candidates must be arrays of one length.
       warmup_steps: warmup length of the candidates (default: the law's).
 
     Returns:
-      A list of :class:`PlanEntry` ``(name, final_loss, settings={})``, lowest loss first.
+      A list of :class:`optaxsched.PlanEntry` ``(name, final_loss, settings={})``, lowest
+      loss first.
 
     Example:
       >>> import optax, optaxsched as oxs
       >>> law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=0.5, C=0.3)
-      >>> ranking = oxs.forecast.plan({"constant": optax.constant_schedule(1e-3),
-      ...                              "wsd": oxs.wsd(1e-3, 5000)}, law, 5000)
+      >>> ranking = oxs.plan_schedules({"constant": optax.constant_schedule(1e-3),
+      ...                               "wsd": oxs.wsd(1e-3, 5000)}, law, 5000)
       >>> ranking[0].name
       'wsd'
+
+    References:
+      Tissue et al., `Scaling Law with Learning Rate Annealing
+      <https://arxiv.org/abs/2408.11029>`_, 2024.
     """
     where = "plan_schedules"
     _check_law(where, law)
@@ -77,7 +92,7 @@ def plan_schedules(candidates: Mapping[str, Any], law: AnnealingLaw, total_steps
         if not isinstance(name, str):
             _checks.fail(where, "candidates", "a mapping with string names", name)
         predicted = predict_losses(law, where, f"candidates[{name!r}]", candidate, total_steps,
-                             warmup_steps)
+                                   warmup_steps)
         lengths.add(predicted.size)
         entries.append(PlanEntry(name, float(predicted[-1]), {}))
     if len(lengths) > 1:
@@ -90,15 +105,20 @@ def plan_wsd(law: AnnealingLaw, peak_value: float, total_steps: int,
              warmup_steps: int | None = None, fractions: Sequence[float] = WSD_FRACTIONS,
              shapes: Sequence[DecayShape] = WSD_SHAPES, end_value: float = 0.0,
              init_value: float = 0.0) -> list[PlanEntry]:
-    """Searches the decay fraction and shape of a WSD schedule with the fitted law.
+    r"""Searches the decay fraction and shape of a WSD schedule with a fitted annealing law.
 
     Every combination ``oxs.wsd(peak_value, total_steps, warmup_steps, decay_fraction=f,
-    decay_shape=s, end_value, init_value)`` is scored by the predicted final loss. Under the
-    law a longer decay gains annealing area ``S2`` but loses forward area ``S1``; the best
-    fraction balances the two.
+    decay_shape=s, end_value, init_value)`` is scored by the law at its last step :math:`T`,
+
+    .. math::
+
+        L(T) = L_0 + A \cdot S_1(T)^{-\alpha} - C \cdot S_2(T):
+
+    a longer decay gains annealing area :math:`S_2` but loses forward area :math:`S_1`, and the
+    best fraction balances the two.
 
     Args:
-      law: a fitted :class:`AnnealingLaw`.
+      law: a fitted :class:`optaxsched.AnnealingLaw`.
       peak_value: the WSD peak learning rate (the units of the fit), > 0.
       total_steps: run length, ≥ 2.
       warmup_steps: WSD warmup length (default: the law's ``warmup_steps``).
@@ -108,20 +128,22 @@ def plan_wsd(law: AnnealingLaw, peak_value: float, total_steps: int,
       init_value: learning rate at count 0 of the warmup.
 
     Returns:
-      A list of :class:`PlanEntry`, lowest predicted loss first; ``name`` is like
+      A list of :class:`optaxsched.PlanEntry`, lowest predicted loss first; ``name`` is like
       ``"wsd 1-sqrt 0.2"`` and ``settings`` is ``{'decay_fraction': f, 'decay_shape': s}``.
 
     Example:
       >>> import optaxsched as oxs
       >>> law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=0.5, C=0.3)
-      >>> best = oxs.forecast.plan_wsd(law, 1e-3, 10_000)[0]
-      >>> best.settings["decay_shape"] in oxs.forecast.WSD_SHAPES
+      >>> best = oxs.plan_wsd(law, 1e-3, 10_000)[0]
+      >>> best.settings["decay_shape"] in ("1-sqrt", "linear", "cosine", "square")
       True
 
     References:
-      Tissue, Wang, Wang, "Scaling Law with Learning Rate Annealing" (arXiv 2408.11029);
-      Hagele et al., "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
-      Durations" (arXiv 2405.18392).
+      Tissue et al., `Scaling Law with Learning Rate Annealing
+      <https://arxiv.org/abs/2408.11029>`_, 2024.
+
+      Hägele et al., `Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+      Durations <https://arxiv.org/abs/2405.18392>`_, 2024.
     """
     where = "plan_wsd"
     _check_law(where, law)
