@@ -477,89 +477,13 @@ def test_plan_wsd_rejects_bad_input(kwargs, match):
 
 
 # ------------------------------------------------------------------------------------------
-# Loading runs
+# Loading runs: tests/test_io.py (the one reader behind load_loss_curve and load_grad_norms)
 # ------------------------------------------------------------------------------------------
 
 
 def _write_jsonl(path, records):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
 
-
-def test_load_jsonl_interpolates_rates_and_keeps_the_last_duplicate(tmp_path):
-    run = tmp_path / "run1"
-    run.mkdir()
-    records = [{"config": {"lr": 1}}]  # no step: not a per-step record
-    records += [{"step": s, "lr": 1e-3 * (1 - s / 100), "loss": 3.0 - s / 100}
-                for s in range(0, 100, 10)]
-    records += [{"step": 50, "eval_loss": 2.6}, {"step": 60, "lr": 2e-4, "loss": 2.25}]
-    _write_jsonl(run / "metrics.jsonl", records)
-    curve = oxs.load_loss_curve(run)
-    assert curve.name == "run1"
-    assert curve.lrs.size == 91
-    np.testing.assert_allclose(curve.lrs, 1e-3 * (1 - np.arange(91) / 100) +
-                               np.interp(np.arange(91), [50, 60, 70], [0, -2e-4, 0]))
-    np.testing.assert_array_equal(curve.steps, np.arange(0, 100, 10))
-    assert curve.losses[6] == 2.25
-    evals = oxs.load_loss_curve(run / "metrics.jsonl", loss_key="eval_loss")
-    np.testing.assert_array_equal(evals.steps, [50])
-
-
-def test_load_csv_and_npz(tmp_path):
-    csv_path = tmp_path / "cosine.csv"
-    csv_path.write_text("lr,loss\n0.001,3.0\n0.0009,\n0.0008,2.8\n")
-    curve = oxs.load_loss_curve(csv_path)
-    assert curve.name == "cosine"
-    np.testing.assert_allclose(curve.lrs, [1e-3, 9e-4, 8e-4])
-    np.testing.assert_array_equal(curve.steps, [0, 2])
-    npz_path = tmp_path / "run.npz"
-    np.savez(npz_path, lr=np.full(5, 1e-3), loss=[np.nan, 3.0, np.nan, 2.9, 2.8],
-             step=np.arange(10, 15))
-    curve = oxs.load_loss_curve(npz_path)
-    assert curve.lrs.size == 15
-    np.testing.assert_array_equal(curve.steps, [11, 13, 14])
-
-
-def test_load_drops_non_finite_losses_with_a_warning(tmp_path):
-    path = tmp_path / "m.jsonl"
-    path.write_text('{"step": 0, "lr": 0.1, "loss": 3.0}\n{"step": 1, "lr": 0.1, "loss": NaN}\n'
-                    '{"step": 2, "lr": 0.1, "loss": 2.0}\n')
-    with pytest.warns(UserWarning, match=r"dropped 1 non-finite losses \(first at step 1\)"):
-        curve = oxs.load_loss_curve(path)
-    np.testing.assert_array_equal(curve.steps, [0, 2])
-
-
-@pytest.mark.parametrize("name, content, match", [
-    ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": 3}\n{oops\n', r"line 2: not valid JSON"),
-    ("a.jsonl", '[1, 2]\n', "expected a JSON object"),
-    ("a.jsonl", '{"step": 0, "loss": 3.0}\n', "holds no learning rates"),
-    ("a.jsonl", '{"step": 0, "lr": 0.1}\n', "holds no finite losses"),
-    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be an integer >= 0"),
-    ("a.jsonl", '{"step": 0, "lr": "fast", "loss": 3}\n', "line 1: 'lr' must be a number"),
-    ("a.jsonl", '{"step": 0, "lr": -0.1, "loss": 3}\n', "learning rate must be finite"),
-    ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": -3}\n', "the loss must be positive"),
-    ("a.csv", "lr,accuracy\n0.1,0.5\n", "has no column 'loss'"),
-    ("a.csv", "lr,loss\n0.1\n", "line 2: expected 2 cells, got 1"),
-    ("a.csv", "", "is empty"),
-    ("a.npz", None, "has no column 'loss'"),
-    ("a.txt", "1\n", "path must be a run directory or a file ending in"),
-])
-def test_load_rejects_bad_files(tmp_path, name, content, match):
-    path = tmp_path / name
-    if name.endswith(".npz"):
-        np.savez(path, lr=np.ones(3))
-    else:
-        path.write_text(content)
-    with pytest.raises(ValueError, match=match):
-        oxs.load_loss_curve(path)
-
-
-def test_load_rejects_missing_paths(tmp_path):
-    with pytest.raises(ValueError, match="no such file or directory"):
-        oxs.load_loss_curve(tmp_path / "none.jsonl")
-    with pytest.raises(ValueError, match="no such file or directory"):
-        oxs.load_loss_curve(tmp_path / "run_dir_that_is_not_there")
-    with pytest.raises(ValueError, match="has no metrics.jsonl"):
-        oxs.load_loss_curve(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------
