@@ -127,6 +127,9 @@ def read_json_records(where: str, path: str | os.PathLike) -> list[tuple[int, Ma
             except RecursionError:
                 raise ValueError(f"{where}: {path}, line {line_number}: JSON nested too "
                                  f"deeply.") from None
+            except ValueError as err:  # an integer of more digits than Python converts
+                raise ValueError(f"{where}: {path}, line {line_number}: not readable JSON "
+                                 f"({err}).") from None
             if not isinstance(record, Mapping):
                 raise ValueError(f"{where}: {path}, line {line_number}: expected a JSON object, "
                                  f"got {type(record).__name__}.")

@@ -270,10 +270,10 @@ def _add_refine(subparsers) -> None:
                     "w = G^-2 (sgd, l2 norms) or G^-1 (adam, l1 norms), G the median-smoothed "
                     "norms. Writes peak_value * multipliers, one value per step.")
     parser.add_argument("norms_file",
-                        help="the norm log: .npy (1-D array), .csv/.txt (one column, or a "
-                             "header naming columns; a 'step' column places values by step) "
-                             "or a trainer's metrics.jsonl (keys 'step', 'grad_norm_l2', "
-                             "'grad_norm_l1')")
+                        help="the norm log: .npy (1-D array), .npz (arrays named by --key, "
+                             "optional 'step'), .csv/.txt (one column, or a header naming "
+                             "columns; a 'step' column places values by step) or a trainer's "
+                             "metrics.jsonl (keys 'step', 'grad_norm_l2', 'grad_norm_l1')")
     parser.add_argument("--kind", choices=("sgd", "adam"), default="sgd",
                         help="sgd: l2 norms, w = G^-2; adam: l1 norms, w = G^-1 (default: sgd)")
     parser.add_argument("--peak-value", type=float, default=1.0,
@@ -281,8 +281,8 @@ def _add_refine(subparsers) -> None:
     parser.add_argument("--smoothing", type=float, default=0.1,
                         help="relative median-filter width in [0, 1] (default: 0.1)")
     parser.add_argument("--key", default=None,
-                        help="column (.csv) or key (.jsonl) to read (default: grad_norm_l2 for "
-                             "--kind sgd, grad_norm_l1 for --kind adam)")
+                        help="column (.csv), array (.npz) or key (.jsonl) to read (default: "
+                             "grad_norm_l2 for --kind sgd, grad_norm_l1 for --kind adam)")
     parser.add_argument("--total-steps", type=int, default=None,
                         help="length of the new run: resample the schedule to this many steps "
                              "(default: the log's length)")

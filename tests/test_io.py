@@ -196,6 +196,10 @@ def test_a_number_beyond_the_float_range_is_refused_by_both(tmp_path):
     path.write_text('{"step": 0, "lr": 0.1, "loss": 1' + "0" * 400 + "}\n")
     with pytest.raises(ValueError, match="'loss' must be a number within the float range"):
         oxs.load_loss_curve(path)
+    path.write_text('{"step": 0, "lr": 0.1, "loss": 2.0}\n{"step": 1' + "0" * 5000 + "}\n")
+    for load in (oxs.load_grad_norms, oxs.load_loss_curve):  # beyond int("...")'s digit limit
+        with pytest.raises(ValueError, match=r"m\.jsonl, line 2: not readable JSON"):
+            load(path)
 
 
 # ------------------------------------------------------------------------------------------
