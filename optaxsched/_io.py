@@ -264,7 +264,11 @@ class Table:
         The duplicate rule: a later record replaces an earlier one's value of the same step, and
         a record that does not log ``key`` replaces nothing.
         """
-        rows = np.flatnonzero(self.logged[key])[::-1]  # latest first: np.unique keeps the first
+        logged = self.logged[key]
+        rows: slice | np.ndarray = slice(None) if logged.all() else np.flatnonzero(logged)
+        if np.all(np.diff(self.steps[rows]) > 0):  # the usual log: no step twice, in order
+            return self.steps[rows], self.values[key][rows]
+        rows = np.flatnonzero(logged)[::-1]  # latest first: np.unique keeps the first occurrence
         steps, first = np.unique(self.steps[rows], return_index=True)
         return steps, self.values[key][rows[first]]
 
@@ -319,12 +323,12 @@ def _table(where, path, unit, places, raw_steps, has_step, columns) -> Table:
     places = np.asarray(places, dtype=np.int64)
     if not places.size:
         raise ValueError(f"{where}: {path} holds no values.")
+    keep: slice | np.ndarray = slice(None)
     if raw_steps is not None and has_step.any():
-        keep = np.flatnonzero(has_step)
+        keep = np.flatnonzero(has_step) if not has_step.all() else keep
         steps = np.asarray(raw_steps, dtype=np.int64)[keep]
     else:
-        keep = np.arange(places.size)
-        steps = keep.astype(np.int64)
+        steps = np.arange(places.size, dtype=np.int64)
     values, logged = {}, {}
     for key, column in columns.items():
         if isinstance(column, np.ndarray):
@@ -479,6 +483,8 @@ def read_table(where: str, path: str, keys: Sequence[str], step_key: str) -> Tab
 def _fill_gaps(steps: np.ndarray, values: np.ndarray, first: int, last: int) -> np.ndarray:
     """Values at every step ``first..last``: logged ones as logged, the others interpolated
     linearly between the logged finite values (held at the nearest one beyond them)."""
+    if steps.size == last - first + 1:  # every step logged: nothing to fill
+        return values.copy()
     grid = np.arange(first, last + 1)
     finite = np.isfinite(values)
     out = (np.interp(grid, steps[finite], values[finite]) if finite.any()
@@ -555,10 +561,14 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2",
     if os.path.splitext(path)[1].lower() not in _NORM_EXTENSIONS:
         _checks.fail(where, "path", "a file ending in " + ", ".join(_NORM_EXTENSIONS), path)
     table = read_table(where, path, [key], step_key)
-    named = np.unique(table.steps)  # every step a record names
+    first, last = int(table.steps.min()), int(table.steps.max())
     steps, values = table.last_logged(key)
-    out = _fill_gaps(steps, values, int(named[0]), int(named[-1]))
-    out[np.setdiff1d(named, steps) - named[0]] = np.nan  # named, but only as empty
+    out = _fill_gaps(steps, values, first, last)
+    if not table.logged[key].all():
+        empty = np.zeros(out.size, dtype=bool)  # steps that records name, but only as empty
+        empty[table.steps - first] = True
+        empty[steps - first] = False
+        out[empty] = np.nan
     return out
 
 
