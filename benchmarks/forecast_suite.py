@@ -11,11 +11,11 @@ Tissue, Wang, Wang, "Scaling Law with Learning Rate Annealing" (arXiv 2408.11029
    warmup. The validation loss (fixed held-out windows, evaluated every few steps) is read back
    from each run's ``metrics.jsonl`` with ``oxs.load_loss_curve``.
 2. **Fit and forecast.** The law is fitted on constant + cosine jointly
-   (``oxs.forecast.fit``, λ = 0.999, warmup steps counted at the peak and not fitted) and
+   (``oxs.fit_annealing_law``, λ = 0.999, warmup steps counted at the peak and not fitted) and
    predicts WSD and linear decay; reported: MAPE after warmup on the held-out runs (goal
    < 1.5%), error of the predicted final loss, the same for λ ∈ {0.99, 0.995, 0.999}, and a fit
    on the per-step *training* loss (noisy, one point per step) instead.
-3. **Planning.** ``oxs.forecast.plan`` ranks the four schedules by predicted final loss (against
+3. **Planning.** ``oxs.plan_schedules`` ranks the four schedules by predicted final loss (against
    the observed ranking) and ``oxs.plan_wsd`` searches the WSD decay fraction and shape.
 4. **Fit time** on a 10k-point curve (first call in a process, which includes compiling the
    vmapped L-BFGS, and later calls).
@@ -28,6 +28,7 @@ cores, most of it training; ``--quick`` for a smoke run that writes nothing).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -43,6 +44,7 @@ if ROOT not in sys.path:  # `examples` is imported as a package from the reposit
     sys.path.insert(0, ROOT)
 
 import optaxsched as oxs  # noqa: E402
+from optaxsched._forecast.fit import LAM_GRID  # noqa: E402  (the λ grid the docs and CLI suggest)
 
 FIGURES = os.path.join(HERE, "figures")
 SECTION = "forecast"
@@ -51,6 +53,9 @@ FIT_ON = ("constant", "cosine")
 HELD_OUT = ("wsd", "linear")
 LAMS = (0.99, 0.995, 0.999, "grid")
 GOAL_MAPE = 0.015
+# plan_wsd's default search (the values its signature shows).
+_PLAN_WSD_DEFAULTS = {name: p.default for name, p in
+                      inspect.signature(oxs.plan_wsd).parameters.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,8 +137,8 @@ def forecast_tables(curves, train_curves, warm: int):
     rows, laws = [], {}
     for lam in LAMS:
         start = time.perf_counter()
-        law = oxs.forecast.fit([curves[n] for n in FIT_ON],
-                               lam=oxs.forecast.LAM_GRID if lam == "grid" else lam,
+        law = oxs.fit_annealing_law([curves[n] for n in FIT_ON],
+                               lam=LAM_GRID if lam == "grid" else lam,
                                warmup_steps=warm)
         seconds = time.perf_counter() - start
         laws[lam] = law
@@ -142,7 +147,7 @@ def forecast_tables(curves, train_curves, warm: int):
             rows.append((lam, name, "fit" if name in FIT_ON else "held out", mape, final,
                          seconds))
     # The per-step training loss: noisy, one point per step; compared with a 51-step average.
-    law_train = oxs.forecast.fit([train_curves[n] for n in FIT_ON], warmup_steps=warm)
+    law_train = oxs.fit_annealing_law([train_curves[n] for n in FIT_ON], warmup_steps=warm)
     train_rows = []
     for name in SCHEDULES:
         curve = train_curves[name]
@@ -169,7 +174,7 @@ def fit_timing(law, steps: int = 10_000, repeats: int = 3) -> tuple[float, list[
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        oxs.forecast.fit(curve, warmup_steps=warm)
+        oxs.fit_annealing_law(curve, warmup_steps=warm)
         times.append(time.perf_counter() - start)
     return times[0], times[1:], steps
 
@@ -184,7 +189,7 @@ lrs = np.asarray(schedule(np.arange(steps + warm)), dtype=np.float64)
 noise = np.exp(np.random.default_rng(0).normal(0, 0.01, steps))
 curve = (lrs, np.arange(warm, steps + warm), law.predict(lrs, warmup_steps=warm)[warm:] * noise)
 start = time.perf_counter()
-oxs.forecast.fit(curve, warmup_steps=warm)
+oxs.fit_annealing_law(curve, warmup_steps=warm)
 print(time.perf_counter() - start)
 """
 
@@ -298,11 +303,11 @@ def report(args, laws, rows, law_train, train_rows, plan_tables, ranking_wsd, pl
         f"when the configuration matches; the wall time above excludes reused runs).")
     lines += ["", "### Fit on constant + cosine, predict WSD and linear (val loss)", ""]
     lines.append(
-        f"`oxs.forecast.fit([constant, cosine], lam, warmup_steps={warm})`: Huber (δ = 1e-3) on "
-        f"log-losses, 8 L-BFGS starts. Cells: MAPE over the evaluation steps after warmup "
-        f"(predicted / observed − 1 of the final loss); held-out runs in bold. 'grid' is "
-        f"`lam=oxs.forecast.LAM_GRID` = {oxs.forecast.LAM_GRID}: one fit per λ, the lowest fit "
-        f"criterion wins (chosen on the fitted runs only). Goal: MAPE < {100 * GOAL_MAPE:g}% on "
+        f"`oxs.fit_annealing_law([constant, cosine], lam, warmup_steps={warm})`: Huber "
+        f"(δ = 1e-3) on log-losses, 8 L-BFGS starts. Cells: MAPE over the evaluation steps "
+        f"after warmup (predicted / observed − 1 of the final loss); held-out runs in bold. "
+        f"'grid' is `lam={LAM_GRID}`: one fit per λ, the lowest fit criterion wins (chosen on "
+        f"the fitted runs only). Goal: MAPE < {100 * GOAL_MAPE:g}% on "
         f"the held-out runs.")
     lines.append("")
     table = []
@@ -336,7 +341,7 @@ def report(args, laws, rows, law_train, train_rows, plan_tables, ranking_wsd, pl
     lines.append(markdown_table(["run", "role", "MAPE vs smoothed", "MAPE vs raw"],
                                 [(n, role, _pct(a), _pct(b)) for n, role, a, b in train_rows]))
     lines += ["### Planning", ""]
-    lines.append("`oxs.forecast.plan` on the four schedules (laws fitted on constant + cosine) "
+    lines.append("`oxs.plan_schedules` on the four schedules (laws fitted on constant + cosine) "
                  "against the observed final validation loss:")
     lines.append("")
     plan_rows = []
@@ -348,8 +353,8 @@ def report(args, laws, rows, law_train, train_rows, plan_tables, ranking_wsd, pl
                                               for n in observed)))
     lines.append(markdown_table(["λ", "ranking by final val loss"], plan_rows))
     lines.append(f"`oxs.plan_wsd(law, {args.peak_lr:g}, {args.steps}, warmup_steps={warm})` "
-                 f"with the λ = {best.lam:g} law (fractions {oxs.forecast.WSD_FRACTIONS}, shapes "
-                 f"{oxs.forecast.WSD_SHAPES}); best 5 of {len(ranking_wsd)}:")
+                 f"with the λ = {best.lam:g} law (fractions {_PLAN_WSD_DEFAULTS['fractions']}, "
+                 f"shapes {_PLAN_WSD_DEFAULTS['shapes']}); best 5 of {len(ranking_wsd)}:")
     lines.append("")
     lines.append(markdown_table(["rank", "decay shape", "decay fraction", "predicted final"],
                                 [(i + 1, e.settings["decay_shape"],
@@ -395,7 +400,7 @@ def reading(laws, rows, plan_tables, ranking_wsd, planned, timing, cold, curves,
         f"- **Forecast accuracy.** Fitted on constant + cosine only, the law predicts the "
         f"held-out WSD and linear-decay validation curves with a MAPE after warmup of at most "
         f"{_pct(held[0.999])} at the default λ = 0.999 and at most {_pct(held['grid'])} with the "
-        f"λ picked by `LAM_GRID` ({grid.lam:g}); goal < {100 * GOAL_MAPE:g}%. The final loss is "
+        f"λ picked by the grid ({grid.lam:g}); goal < {100 * GOAL_MAPE:g}%. The final loss is "
         f"harder: the largest held-out final-loss error is {_pct(final_error[0.999])} at "
         f"λ = 0.999, {_pct(final_error['grid'])} at λ = {grid.lam:g} and "
         f"{_pct(final_error[best_lam])} at λ = {best_lam:g}, the best of the fixed values.",
@@ -488,7 +493,7 @@ def main(argv=None) -> int:
         print(f"train-loss law: {name:<9} {role:<9} MAPE vs smoothed {_pct(a)}, raw {_pct(b)}")
     plan_tables = []
     for lam in (0.999, "grid"):
-        ranking = oxs.forecast.plan({n: curves[n].lrs for n in SCHEDULES}, laws[lam],
+        ranking = oxs.plan_schedules({n: curves[n].lrs for n in SCHEDULES}, laws[lam],
                                     warmup_steps=warm)
         plan_tables.append((lam, ranking))
         print(f"plan (lam {_lam_label(lam, laws[lam])}):",

@@ -5,7 +5,6 @@ modules (one per paper or concern). The old public module paths (``optaxsched.sp
 ``optaxsched.nap``, ...) still import, with a DeprecationWarning, until 0.2.0.
 """
 
-from optaxsched import forecast
 from optaxsched._autolrs import (
     AutoLRSStage,
     ExponentialFit,
@@ -19,7 +18,11 @@ from optaxsched._averaging import AVERAGE_KINDS, AverageParamsState, average_par
 from optaxsched._combinators import join, multiply, rewarm, sample_every, with_warmup
 from optaxsched._deprecation import REMOVED_IN as _REMOVED_IN
 from optaxsched._deprecation import register_moved_modules as _register_moved_modules
+from optaxsched._forecast.fit import LossCurve, fit_annealing_law
+from optaxsched._forecast.law import AnnealingLaw, annealing_areas
+from optaxsched._forecast.plan import PlanEntry, plan_schedules, plan_wsd
 from optaxsched._hypergradient import HYPERGRADIENT_MODES, HypergradientState, hypergradient
+from optaxsched._io import load_grad_norms, load_loss_curve
 from optaxsched._moved import MOVED as _MOVED
 from optaxsched._nap import (
     ELR_KINDS,
@@ -37,7 +40,6 @@ from optaxsched._refinement import (
     RecordGradNormsState,
     grad_norm_history,
     latest_grad_norms,
-    load_grad_norms,
     record_grad_norms,
     refine,
     refined_schedule,
@@ -72,16 +74,6 @@ from optaxsched._types import (
     ScaleOffsetMode,
     WarmupShape,
 )
-from optaxsched.forecast import (
-    AnnealingLaw,
-    LossCurve,
-    PlanEntry,
-    annealing_areas,
-    load_loss_curve,
-    plan_wsd,
-)
-from optaxsched.forecast import fit as fit_annealing_law
-from optaxsched.forecast import plan as plan_schedules
 from optaxsched.spikes import (
     AdaptiveGradNormState,
     AdaptiveSpikeClipState,
@@ -165,7 +157,6 @@ __all__: list[str] = [
     "averaged_params",
     "AverageParamsState",
     "AVERAGE_KINDS",
-    "forecast",
     "annealing_areas",
     "AnnealingLaw",
     "LossCurve",

@@ -38,6 +38,18 @@ MOVED: dict[str, dict[str, str]] = {
                                 "propose_learning_rates", "LRSearch", "AutoLRSStage",
                                 "autolrs_stages"),
     "optaxsched.sweep": _same("vmap_hyperparams", "lr_sweep", "lr_sensitivity", "stack_params"),
+    "optaxsched.forecast": {
+        **_same("annealing_areas", "AnnealingLaw", "LossCurve", "PlanEntry", "plan_wsd",
+                "load_loss_curve"),
+        "fit": "fit_annealing_law",
+        "plan": "plan_schedules",
+        # The defaults are now values in the signatures; the constants stay private.
+        "DEFAULT_LAM": "optaxsched._forecast.law:DEFAULT_LAM",
+        "LAM_GRID": "optaxsched._forecast.fit:LAM_GRID",
+        "HUBER_DELTA": "optaxsched._forecast.fit:HUBER_DELTA",
+        "WSD_FRACTIONS": "optaxsched._forecast.plan:WSD_FRACTIONS",
+        "WSD_SHAPES": "optaxsched._forecast.plan:WSD_SHAPES",
+    },
     "optaxsched.registry": _same("ScheduleName", "OptimizerName", "get_schedule",
                                  "get_optimizer", "schedule_names", "optimizer_names"),
 }

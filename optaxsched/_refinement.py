@@ -6,7 +6,8 @@ The refinement loop crosses a process boundary on purpose:
    the gradient norm of every step lands in fixed-size buffers of the optimizer state.
 2. The norms leave the run, either read from the state with :func:`grad_norm_history` or written
    per step to ``metrics.jsonl`` by the trainer (keys ``grad_norm_l2`` / ``grad_norm_l1``) and
-   read back with :func:`load_grad_norms`.
+   read back with :func:`optaxsched.load_grad_norms` (in :mod:`optaxsched._io`, the one log
+   reader).
 3. :func:`refine` turns the norms into multipliers that peak at 1 and end at 0 (NumPy only).
 4. :func:`refined_schedule` wraps them in an optax schedule for run 2, resampled to its length.
 
@@ -15,10 +16,8 @@ Each step is usable on its own; the console script ``optaxsched refine`` runs st
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, get_args
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _find_state, _io, _numerics, _reductions
+from optaxsched import _checks, _find_state, _numerics, _reductions
 from optaxsched._schedules.tabulated import tabulated
 from optaxsched._types import NormName, RefineKind
 
@@ -42,7 +41,6 @@ __all__ = [
     "smooth_norms",
     "refine",
     "refined_schedule",
-    "load_grad_norms",
 ]
 
 NORM_NAMES: tuple[NormName, ...] = get_args(NormName)
@@ -158,49 +156,38 @@ def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
 
 def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
                       ) -> optax.GradientTransformationExtraArgs:
-    """Passes updates through unchanged and records their global norms, one entry per step.
+    r"""Passes updates through unchanged and records their global norms, one entry per step.
 
-    At the update with optax count ``i`` (0 for the first update), the global norms of the
-    incoming updates over the whole pytree,
+    At the update with optax count ``i`` (0 for the first update) the global norms of the
+    incoming updates :math:`g` over the whole pytree,
 
-        ``ℓ2 = sqrt(Σ_leaves Σ x²)``,   ``ℓ1 = Σ_leaves Σ |x|``,   ``ℓ∞ = max_leaves max |x|``,
+    .. math::
+
+        \|g\|_2 = \Big(\sum_j g_j^2\Big)^{1/2}, \qquad
+        \|g\|_1 = \sum_j |g_j|, \qquad
+        \|g\|_\infty = \max_j |g_j|,
 
     are written at index ``i`` of fixed-size float32 buffers in the state (fields
     ``grad_norm_l2``, ``grad_norm_l1``, ``grad_norm_linf``; a norm that was not requested is
-    ``None``). Norms are accumulated in float32, also for bfloat16/float16 updates.
-
-    Where to place it: first in a chain to log the raw gradients (what the SGD refinement uses,
-    with ℓ2 norms, and what the paper's Adam variant uses, with ℓ1 norms); after
-    ``optax.scale_by_adam()`` to log the update directions instead.
+    ``None``). They are the norms the refinement of Defazio et al. weighs the steps by: ℓ2 norms
+    of the raw gradients for SGD, ℓ1 norms for Adam. Place the transform first in a chain to log
+    the raw gradients, after ``optax.scale_by_adam()`` to log the update directions.
 
     Policies:
 
     * **After ``num_steps`` updates** the buffers are full and nothing more is written (the
-      first ``num_steps`` steps are kept, which is what refinement needs: the warmup lives at
-      the start); ``count`` keeps advancing, so ``count - num_steps`` steps were dropped, and
-      :func:`grad_norm_history` warns about them. Size the buffers to the run's length.
-    * **Non-finite updates** are recorded as they are (``nan``/``inf``); :func:`refine` drops
-      such entries with a warning. The updates themselves are never modified.
-    * **Finite updates of any size** are recorded finite (float32, bfloat16 and float16
-      updates; tested up to 3e38 per entry): the ℓ2 norm is exact up to rounding whenever it is
-      representable (where the sum of squares overflows, about 1.8e19, it is recomputed
-      rescaled by the largest magnitude, only on those steps), and a norm beyond float32's
-      range is recorded as the largest float32, 3.4e38.
-    * **optax.MultiSteps**: wrapped inside it, the transform sees the accumulated (by default
-      the mean) gradient once per real step, so it records one norm per real step, the norm of
-      the accumulated gradient, and ``count`` counts real steps. (MultiSteps selects the inner
-      state with ``jnp.where`` at every micro-step, which touches the buffers each micro-step.)
-    * **Sharded parameters**: the norms are true global norms (under ``jit`` the reductions
-      over sharded arrays are global); the buffers are small, replicated arrays.
-    * **Cost**: each recorded norm is one extra read of the updates (XLA cost analysis of an
-      MLP train step with 5.8M parameters: +13% bytes accessed at batch 128, +2% at batch 8192,
-      <1% flops, for ℓ2 and ℓ1); record a single norm (``norms='l2'``, or ``'l1'`` for the Adam
-      refinement) to halve it. With one norm in the demo transformer's train step: +1.1% (ℓ2)
-      / +0.5% (ℓ1) bytes at batch 32, +0.3% / +0.1% at batch 128, CPU time within the ±10%
-      noise of a shared machine (``benchmarks/recorder_overhead.py``). The write is an
-      in-place ``dynamic_update_slice`` when the state is donated
-      (``jax.jit(step, donate_argnums=...)``); without donation XLA copies the buffers every
-      step.
+      first steps are kept: the warmup lives at the start); ``count`` keeps advancing, and
+      :func:`optaxsched.grad_norm_history` warns about the dropped steps.
+    * **Non-finite updates** are recorded as they are; :func:`optaxsched.refine` drops such
+      entries with a warning. The updates themselves are never modified.
+    * **Finite updates of any size** are recorded finite (float32 accumulation, also for 16-bit
+      updates): where the sum of squares overflows (ℓ2 beyond about 1.8e19) it is recomputed
+      rescaled on those steps only, and a norm beyond float32's range is recorded as 3.4e38.
+    * **optax.MultiSteps**: inside it, one norm per real step (of the accumulated gradient).
+    * **Sharded parameters**: true global norms; the buffers are small, replicated arrays.
+    * **Cost**: one extra read of the updates per recorded norm (record one norm to halve it;
+      measured overheads: ``benchmarks/RESULTS.md``, *Step overhead of record_grad_norms*).
+      The write is in place when the state is donated (``jax.jit(step, donate_argnums=...)``).
 
     Args:
       num_steps: length of the buffers: the number of steps to record (a positive integer).
@@ -221,8 +208,8 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
       array([5.], dtype=float32)
 
     References:
-      Defazio, Cutkosky, Mehta, Mishchenko, "When, Why and How Much? Adaptive Learning Rate
-      Scheduling by Refinement" (arXiv 2310.07831).
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023.
     """
     where = "record_grad_norms"
     num_steps = _checks.check_int(where, "num_steps", num_steps, minimum=1,
@@ -434,9 +421,8 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
 def _median_filter(values: np.ndarray, width: int) -> np.ndarray:
     """Sliding median of odd ``width``, mirror-padded at both ends (``c b | a b c d | c b``).
 
-    ``scipy.ndimage.median_filter`` with ``mode="mirror"``: the same values as the former
-    sliding-window ``np.median`` (max |difference| 0 on 10 to 100,000 points, widths 21 to 1001)
-    and 6x to 410x faster (10,000 points, width 1001: 0.63 ms against 259 ms).
+    ``scipy.ndimage.median_filter`` with ``mode="mirror"`` (its agreement with the sliding-window
+    ``np.median`` it replaced, and its speed: ``benchmarks/RESULTS.md``, *Library internals*).
     """
     from scipy import ndimage  # a dependency of jax; imported when a log is smoothed
 
@@ -479,13 +465,13 @@ def smooth_norms(grad_norms: Any, smoothing: float = 0.1) -> np.ndarray:
     alike.) The paper's code also drops the first and last two points of its wandb exports;
     nothing is dropped here.
 
-    Speed: the exact filter costs ``n × width``. It runs on at most 10,000 points (fewer for
-    wide windows, so that points × width ≤ 10⁷). A longer log is first reduced to the medians of
-    ``ceil(n / grid)``-step blocks, the filter runs on the block medians with the same relative
-    width, and the result is interpolated linearly back to every step (held constant before the
-    first and after the last block centre). Logs up to the grid size are filtered exactly; a
-    1M-step log takes a fraction of a second (the median of block medians approximates the
-    windowed median of the raw steps).
+    Long logs: the filter runs on at most 10,000 points (fewer for wide windows, so that points ×
+    width ≤ 10⁷). A longer log is first reduced to the medians of ``ceil(n / grid)``-step
+    blocks, the filter runs on the block medians with the same relative width, and the result is
+    interpolated linearly back to every step (held constant before the first and after the last
+    block centre); the median of block medians approximates the windowed median of the raw
+    steps. Logs up to the grid size are filtered exactly (timings: ``benchmarks/RESULTS.md``,
+    *Speed of refine on a 1M-step log*).
 
     Non-finite entries are dropped and filled by linear interpolation between their finite
     neighbours, with a ``RuntimeWarning``.
@@ -505,8 +491,9 @@ def smooth_norms(grad_norms: Any, smoothing: float = 0.1) -> np.ndarray:
       array([1., 1., 1., 1., 1.])
 
     References:
-      Defazio et al., "When, Why and How Much? Adaptive Learning Rate Scheduling by
-      Refinement" (arXiv 2310.07831): smoothing of the logged norms before refinement.
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023 (the smoothing of
+      the logged norms before refinement).
     """
     where = "smooth_norms"
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
@@ -539,24 +526,23 @@ def _closed_form(smoothed: np.ndarray, kind: str, where: str) -> np.ndarray:
 
 
 def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) -> np.ndarray:
-    """Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
+    r"""Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
 
-    With Ĝ the median-smoothed norms (:func:`smooth_norms`), one entry per step ``t`` (0-based:
-    the optax count), the closed-form refinement of Defazio et al. is
+    The closed form of Defazio et al. for a run of :math:`T` steps, with :math:`\hat G_t` the
+    median-smoothed norms (:func:`smooth_norms`):
 
-        w_t = Ĝ_t⁻²  (kind='sgd', ℓ2 norms)        w_t = Ĝ_t⁻¹  (kind='adam', ℓ1 norms)
-        η_t ∝ w_t · Σ_{p=t+1}^{n-1} w_p,            normalised so that max_t η_t = 1.
+    .. math::
 
-    So ``η_{n-1} = 0`` exactly, and constant norms give exactly linear decay,
-    ``η_t = (n - 1 - t) / (n - 1)``. Large early norms produce a warmup; norms that grow late
-    produce a faster final decay. Multiply by the tuned peak learning rate (or use
-    :func:`refined_schedule`). The paper's 1-based ``t = 1..T`` is shifted to ``0..n-1``.
+        w_t = \hat G_t^{-2}\ \ (\text{SGD, } \ell_2 \text{ norms}), \qquad
+        w_t = \hat G_t^{-1}\ \ (\text{Adam, } \ell_1 \text{ norms}), \qquad
+        \eta_t = \frac{w_t \sum_{p=t+1}^{T} w_p}{\max_{t'} w_{t'} \sum_{p=t'+1}^{T} w_p}
 
-    The SGD variant is meant for ℓ2 norms of the raw gradients, the Adam variant for ℓ1 norms
-    (the paper's coordinate-wise analysis; its released Adam logs are ℓ1 norms of the
-    gradients); nothing checks which norm was passed. Smoothed norms below 10⁻⁶ of the largest
-    are raised to that floor with a warning (collapsing norms make refinement degenerate; the
-    paper's advice is to fall back to linear decay then).
+    so the last multiplier is exactly 0, and constant norms give exactly linear decay. Large
+    early norms produce a warmup; norms that grow late, a faster final decay. The paper's steps
+    :math:`t = 1..T` are the entries ``0..n-1`` here. Nothing checks which norm was passed.
+    Smoothed norms below 10⁻⁶ of the largest are raised to that floor with a warning
+    (collapsing norms make refinement degenerate; the paper's advice is linear decay then).
+    Multiply by the tuned peak learning rate, or use :func:`refined_schedule`.
 
     Args:
       grad_norms: 1-D sequence of non-negative gradient norms, one per step of the recorded run
@@ -575,9 +561,9 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
       array([1.  , 0.75, 0.5 , 0.25, 0.  ])
 
     References:
-      Defazio, Cutkosky, Mehta, Mishchenko, "When, Why and How Much? Adaptive Learning Rate
-      Scheduling by Refinement" (arXiv 2310.07831; v2: "Optimal Linear Decay Learning Rate
-      Schedules and Further Refinements").
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023 (v2: "Optimal Linear
+      Decay Learning Rate Schedules and Further Refinements").
     """
     where = "refine"
     kind = _checks.check_choice(where, "kind", kind, REFINE_KINDS)
@@ -588,7 +574,13 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
 
 def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None = None,
                      kind: RefineKind = "sgd", smoothing: float = 0.1) -> Callable:
-    """An optax schedule that follows the refinement of a recorded run's gradient norms.
+    r"""An optax schedule that follows the refinement of a recorded run's gradient norms.
+
+    .. math::
+
+        \eta(\text{count}) = \eta_{\text{peak}} \cdot \text{refine}(G)
+        \Big[\text{count} \cdot \frac{n - 1}{T - 1}\Big]
+        \quad (\text{linear interpolation})
 
     ``peak_value · refine(grad_norms, kind, smoothing)`` as a piecewise-linear schedule of the
     optax count (:func:`optaxsched.tabulated`). When ``total_steps`` (``T``) differs from the
@@ -614,8 +606,8 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
       >>> tx = optax.adam(schedule)
 
     References:
-      Defazio et al., "When, Why and How Much? Adaptive Learning Rate Scheduling by
-      Refinement" (arXiv 2310.07831).
+      Defazio, Cutkosky, Mehta, Mishchenko, `When, Why and How Much? Adaptive Learning Rate
+      Scheduling by Refinement <https://arxiv.org/abs/2310.07831>`_, 2023.
     """
     where = "refined_schedule"
     peak_value = _checks.check_float(where, "peak_value", peak_value, minimum=0.0,
@@ -627,208 +619,3 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
     values = _as_norms(where, grad_norms, smoothing)
     multipliers = _closed_form(_smooth(values, smoothing), kind, where)
     return tabulated(peak_value * multipliers, total_steps=total_steps)
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading norm logs from files.
-# ------------------------------------------------------------------------------------------------
-
-_EXTENSIONS = (".npy", ".csv", ".txt", ".jsonl")
-
-
-def _parse_number(value: Any) -> float | None:
-    """A float from a CSV cell or a JSON value (empty/null: nan); ``None`` if not a number."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # a JSON integer beyond the float range: an infinite norm
-            return math.inf
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return math.nan
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _place_by_step(where: str, path: str, steps: list[tuple[str, Any]], values: list[float]
-                   ) -> np.ndarray:
-    """Puts values at their integer steps: later duplicates win, gaps are interpolated.
-
-    ``steps`` holds ``(where in the file, logged step)`` pairs; each step must be a
-    non-negative integer (at most 2**53) and together they may span at most 10^8 entries.
-    """
-    by_step: dict[int, float] = {}
-    for (at, step), value in zip(steps, values, strict=True):
-        step = _io.parse_step(where, path, at, "step", step)
-        by_step[step] = value  # a resumed run logs some steps again: keep the last
-    order = sorted(by_step)
-    first, last = order[0], order[-1]
-    _io.check_step_span(where, path, first, last)
-    known = np.asarray(order, dtype=np.float64)
-    known_values = np.asarray([by_step[s] for s in order], dtype=np.float64)
-    if known.size == last - first + 1:
-        return known_values
-    # Not every step was logged: interpolate between logged finite values; logged non-finite
-    # values stay where they were so that refine reports them.
-    finite = np.isfinite(known_values)
-    grid = np.arange(first, last + 1, dtype=np.float64)
-    out = (np.interp(grid, known[finite], known_values[finite]) if finite.any()
-           else np.full(grid.size, np.nan))
-    out[(known[~finite] - first).astype(np.int64)] = known_values[~finite]
-    return out
-
-
-def _load_csv(where: str, path: str, key: str) -> np.ndarray:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"{where}: {path} is empty.")
-    header = None
-    if any(_parse_number(cell) is None for cell in rows[0]):
-        header = [cell.strip() for cell in rows[0]]
-        rows = rows[1:]
-    step_column = None
-    if header is None:
-        if len(rows[0]) != 1:
-            raise ValueError(
-                f"{where}: {path} has {len(rows[0])} columns and no header: write one column "
-                f"of numbers, or a header row naming the columns (e.g. step,grad_norm_l2).")
-        column = 0
-    else:
-        if key in header:
-            column = header.index(key)
-        elif len(header) == 1:
-            column = 0
-        else:
-            raise ValueError(f"{where}: {path} has no column {key!r}; its columns are "
-                             f"{header}.")
-        if "step" in header and header[column] != "step":
-            step_column = header.index("step")
-    values, steps = [], []
-    first_line = 2 if header is not None else 1
-    for line, row in enumerate(rows, start=first_line):
-        width = max(column, step_column or 0) + 1
-        cells = list(row) + [""] * (width - len(row))
-        value = _parse_number(cells[column])
-        if value is None:
-            raise ValueError(f"{where}: {path}, line {line}: {cells[column]!r} is not a number.")
-        values.append(value)
-        if step_column is not None:
-            step = _parse_number(cells[step_column])
-            if step is None or not math.isfinite(step):
-                raise ValueError(f"{where}: {path}, line {line}: the step "
-                                 f"{cells[step_column]!r} is not a number.")
-            steps.append((f"line {line}", cells[step_column]))
-    if not values:
-        raise ValueError(f"{where}: {path} has a header but no rows.")
-    if step_column is not None:
-        return _place_by_step(where, path, steps, values)
-    return np.asarray(values, dtype=np.float64)
-
-
-def _load_jsonl(where: str, path: str, key: str) -> np.ndarray:
-    values, steps, keys_seen = [], [], set[str]()
-    every_record_has_step = True
-    for line, record in _io.read_json_records(where, path):
-        keys_seen.update(record)
-        if key not in record:
-            continue  # other records (evaluation, ...) are skipped
-        value = _parse_number(record[key])
-        if value is None:
-            raise ValueError(f"{where}: {path}, line {line}: {key} = {record[key]!r} is not "
-                             f"a number.")
-        values.append(value)
-        raw_step = record.get("step", "missing")
-        step = _parse_number(raw_step)
-        if step is None or math.isnan(step):
-            every_record_has_step = False  # no usable step: records are taken in file order
-        else:  # a number, possibly beyond the float range: _place_by_step names the line
-            steps.append((f"line {line}", raw_step))
-    if not values:
-        if not keys_seen:
-            raise ValueError(f"{where}: {path} has no JSON records.")
-        raise ValueError(f"{where}: {path} has no records with the key {key!r}; keys seen: "
-                         f"{sorted(keys_seen)}.")
-    if every_record_has_step:
-        return _place_by_step(where, path, steps, values)
-    return np.asarray(values, dtype=np.float64)
-
-
-def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2") -> np.ndarray:
-    """Reads a gradient-norm log from a file, one entry per step.
-
-    Formats, by extension:
-
-    * ``.npy``: a 1-D numeric array (an ``(n, 1)`` array is accepted).
-    * ``.csv`` / ``.txt``: one column of numbers without a header, or a header row naming the
-      columns; then the column ``key`` is read (a single named column is read whatever its
-      name). With a ``step`` column too, values are placed by step (see below).
-    * ``.jsonl``: one JSON object per line, as the trainer writes ``metrics.jsonl``, e.g.
-      ``{"step": 12, "loss": 2.31, "grad_norm_l2": 1.7, "grad_norm_l1": 5400.0}``. Records
-      without ``key`` (evaluation lines, ...) are skipped.
-
-    When every record has an integer ``step``, entry ``i`` of the result is step
-    ``first_step + i``: a step logged twice (a resumed run) keeps its last value, and steps
-    that were not logged (logging every k steps) are filled by linear interpolation. Otherwise
-    records are taken in file order. Empty cells and ``null`` become ``nan``, which
-    :func:`refine` drops with a warning.
-
-    Args:
-      path: the file.
-      key: the column or JSON key: ``'grad_norm_l2'`` (default) or ``'grad_norm_l1'`` for logs
-        written by the trainer.
-
-    Returns:
-      A float64 array.
-
-    Raises:
-      ValueError: the file is missing, empty, unreadable, of an unknown type, malformed,
-        truncated or of the wrong kind (an ``.npz`` archive named ``.npy``, a pickled or complex
-        array), a step that is not an integer in [0, 2**53], steps spanning more than 10^8
-        entries, or no such column/key (the message names the file, and the line where it
-        applies).
-
-    Example:
-      >>> import json, os, tempfile, optaxsched as oxs
-      >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
-      >>> with open(path, "w") as f:
-      ...     for step, (l2, l1) in enumerate([(2.0, 9.0), (1.5, 7.0), (1.0, 4.0)]):
-      ...         print(json.dumps({"step": step, "grad_norm_l2": l2, "grad_norm_l1": l1}), file=f)
-      >>> oxs.load_grad_norms(path, key="grad_norm_l1")
-      array([9., 7., 4.])
-    """
-    where = "load_grad_norms"
-    if not isinstance(path, (str, os.PathLike)):
-        _checks.fail(where, "path", "a file path", path)
-    if not isinstance(key, str) or not key:
-        _checks.fail(where, "key", "a non-empty string", key)
-    path = os.fspath(path)
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in _EXTENSIONS:
-        _checks.fail(where, "path", "a file ending in " + ", ".join(_EXTENSIONS), path)
-    with _io.read_errors(where, path):
-        _io.require_existing_file(where, path)
-        if extension == ".npy":
-            values = _io.load_npy(where, path)
-            if values.ndim == 2 and values.shape[1] == 1:
-                values = values[:, 0]
-            if (values.ndim != 1 or not np.issubdtype(values.dtype, np.number)
-                    or np.issubdtype(values.dtype, np.complexfloating)):
-                raise ValueError(f"{where}: {path} must hold a 1-D numeric array of real "
-                                 f"numbers, got shape {values.shape} and dtype {values.dtype}.")
-            out = values.astype(np.float64)
-        elif extension == ".jsonl":
-            out = _load_jsonl(where, path, key)
-        else:
-            out = _load_csv(where, path, key)
-    if out.size == 0:
-        raise ValueError(f"{where}: {path} holds no values.")
-    return out

@@ -212,7 +212,7 @@ def _run_refine(args) -> int:
 
     import numpy as np
 
-    from optaxsched import _checks, _refinement
+    from optaxsched import _checks, _io, _refinement
 
     where = "optaxsched refine"
     peak_value = _checks.check_float(where, "--peak-value", args.peak_value, minimum=0.0,
@@ -228,7 +228,7 @@ def _run_refine(args) -> int:
         _require_matplotlib()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        norms = _refinement.load_grad_norms(args.norms_file, key=key)
+        norms = _io.load_grad_norms(args.norms_file, key=key)
         multipliers = _refinement.refine(norms, kind=args.kind, smoothing=args.smoothing)
         if args.total_steps is None or args.total_steps == norms.size:
             values = peak_value * multipliers
@@ -270,10 +270,10 @@ def _add_refine(subparsers) -> None:
                     "w = G^-2 (sgd, l2 norms) or G^-1 (adam, l1 norms), G the median-smoothed "
                     "norms. Writes peak_value * multipliers, one value per step.")
     parser.add_argument("norms_file",
-                        help="the norm log: .npy (1-D array), .csv/.txt (one column, or a "
-                             "header naming columns; a 'step' column places values by step) "
-                             "or a trainer's metrics.jsonl (keys 'step', 'grad_norm_l2', "
-                             "'grad_norm_l1')")
+                        help="the norm log: .npy (1-D array), .npz (arrays named by --key, "
+                             "optional 'step'), .csv/.txt (one column, or a header naming "
+                             "columns; a 'step' column places values by step) or a trainer's "
+                             "metrics.jsonl (keys 'step', 'grad_norm_l2', 'grad_norm_l1')")
     parser.add_argument("--kind", choices=("sgd", "adam"), default="sgd",
                         help="sgd: l2 norms, w = G^-2; adam: l1 norms, w = G^-1 (default: sgd)")
     parser.add_argument("--peak-value", type=float, default=1.0,
@@ -281,8 +281,8 @@ def _add_refine(subparsers) -> None:
     parser.add_argument("--smoothing", type=float, default=0.1,
                         help="relative median-filter width in [0, 1] (default: 0.1)")
     parser.add_argument("--key", default=None,
-                        help="column (.csv) or key (.jsonl) to read (default: grad_norm_l2 for "
-                             "--kind sgd, grad_norm_l1 for --kind adam)")
+                        help="column (.csv), array (.npz) or key (.jsonl) to read (default: "
+                             "grad_norm_l2 for --kind sgd, grad_norm_l1 for --kind adam)")
     parser.add_argument("--total-steps", type=int, default=None,
                         help="length of the new run: resample the schedule to this many steps "
                              "(default: the log's length)")
@@ -310,11 +310,11 @@ def _forecast_warnings(where: str, caught) -> None:
 def _load_runs(where: str, paths, loss_key: str):
     import warnings
 
-    from optaxsched import forecast
+    import optaxsched
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        curves = [forecast.load_loss_curve(path, loss_key=loss_key) for path in paths]
+        curves = [optaxsched.load_loss_curve(path, loss_key=loss_key) for path in paths]
     _forecast_warnings(where, caught)
     return curves
 
@@ -322,7 +322,7 @@ def _load_runs(where: str, paths, loss_key: str):
 def _run_forecast_fit(args) -> int:
     import time
 
-    from optaxsched import forecast
+    import optaxsched
 
     where = "optaxsched forecast fit"
     curves = _load_runs(where, args.runs, args.loss_key)
@@ -330,8 +330,9 @@ def _run_forecast_fit(args) -> int:
         print(f"read {path}: {curve.lrs.size} steps, {curve.losses.size} losses "
               f"(steps {int(curve.steps[0])}..{int(curve.steps[-1])})")
     start = time.perf_counter()
-    law = forecast.fit(curves, lam=args.lam, warmup_steps=args.warmup_steps,
-                       min_step=args.min_step, huber_delta=args.huber_delta, starts=args.starts)
+    law = optaxsched.fit_annealing_law(curves, lam=args.lam, warmup_steps=args.warmup_steps,
+                                       min_step=args.min_step, huber_delta=args.huber_delta,
+                                       starts=args.starts)
     seconds = time.perf_counter() - start
     try:
         law.save(_writable("-o/--output", args.output))
@@ -381,12 +382,13 @@ def _forecast_schedule(args):
 def _run_forecast_predict(args) -> int:
     import numpy as np
 
-    from optaxsched import forecast
+    import optaxsched
+    from optaxsched._forecast.law import sample_schedule
 
     where = "optaxsched forecast predict"
     if args.output:
         _require_matplotlib()
-    law = forecast.AnnealingLaw.load(args.law)
+    law = optaxsched.AnnealingLaw.load(args.law)
     if args.warmup_steps is None:
         args.warmup_steps = law.warmup_steps
     schedule = _forecast_schedule(args)
@@ -407,7 +409,7 @@ def _run_forecast_predict(args) -> int:
         predicted = law.predict(schedule, args.total_steps, warmup_steps=warm)
         print(f"{label:<24} {predicted.size:>8} {predicted[-1]:>16.6g} {'':>15} {'':>18}")
         if args.csv:
-            lrs = np.asarray(schedule(np.arange(args.total_steps)), dtype=np.float64)
+            lrs = sample_schedule(schedule, args.total_steps)
             table = np.column_stack([np.arange(args.total_steps), lrs, predicted])
             try:
                 np.savetxt(_writable("--csv", args.csv), table, delimiter=",",
@@ -440,14 +442,13 @@ def _run_forecast_plan(args) -> int:
     import optax
 
     import optaxsched
-    from optaxsched import forecast
 
-    law = forecast.AnnealingLaw.load(args.law)
+    law = optaxsched.AnnealingLaw.load(args.law)
     warm = law.warmup_steps if args.warmup_steps is None else args.warmup_steps
-    ranking = forecast.plan_wsd(law, args.peak_value, args.total_steps, warmup_steps=warm,
-                                fractions=args.fractions, shapes=args.shapes,
-                                end_value=args.end_value)
-    baselines = forecast.plan({
+    ranking = optaxsched.plan_wsd(law, args.peak_value, args.total_steps, warmup_steps=warm,
+                                  fractions=args.fractions, shapes=args.shapes,
+                                  end_value=args.end_value)
+    baselines = optaxsched.plan_schedules({
         "cosine": optax.warmup_cosine_decay_schedule(0.0, args.peak_value, warm,
                                                      args.total_steps, args.end_value),
         "linear": optaxsched.linear_decay(args.peak_value, args.total_steps, warmup_steps=warm,
@@ -467,7 +468,10 @@ def _run_forecast_plan(args) -> int:
 
 
 def _add_forecast(subparsers) -> None:
-    from optaxsched import forecast
+    # The defaults of the library's signatures, written once there.
+    from optaxsched._forecast.fit import HUBER_DELTA, LAM_GRID
+    from optaxsched._forecast.law import DEFAULT_LAM
+    from optaxsched._forecast.plan import WSD_FRACTIONS, WSD_SHAPES
 
     parser = subparsers.add_parser(
         "forecast", help="fit loss curves and predict other schedules (scaling law with LR "
@@ -477,8 +481,8 @@ def _add_forecast(subparsers) -> None:
                     "area with momentum lam.")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     runs_help = ("a run directory (its metrics.jsonl with keys step, loss, lr), a .jsonl, a "
-                 ".csv (columns lr, loss, optional step) or a .npz (arrays lr, loss, optional "
-                 "step)")
+                 ".csv (columns lr, loss, optional step), a .npz (arrays lr, loss, optional "
+                 "step) or a structured .npy (fields lr, loss, optional step)")
 
     fit = actions.add_parser("fit", help="fit the law to one or more runs",
                              description="Fit L0, A, alpha, C jointly to the runs (Huber loss on "
@@ -486,11 +490,11 @@ def _add_forecast(subparsers) -> None:
                                          "law as JSON.")
     fit.add_argument("runs", nargs="+", metavar="RUN", help=runs_help)
     fit.add_argument("-o", "--output", required=True, help="where to write the law (JSON)")
-    fit.add_argument("--lam", type=float, nargs="+", default=[forecast.DEFAULT_LAM],
+    fit.add_argument("--lam", type=float, nargs="+", default=[DEFAULT_LAM],
                      help=f"momentum decay of the annealing area, in (0, 1); several values: "
                           f"fit each and keep the best fit, e.g. --lam "
-                          f"{' '.join(f'{v:g}' for v in forecast.LAM_GRID)} (default: "
-                          f"{forecast.DEFAULT_LAM})")
+                          f"{' '.join(f'{v:g}' for v in LAM_GRID)} (default: "
+                          f"{DEFAULT_LAM})")
     fit.add_argument("--warmup-steps", type=int, default=0,
                      help="warmup length: rates before it count at the post-warmup rate, "
                           "losses before it are not fitted (default: 0)")
@@ -498,8 +502,8 @@ def _add_forecast(subparsers) -> None:
                      help="also skip losses logged before this step (default: 0)")
     fit.add_argument("--loss-key", default="loss",
                      help="loss key or column to read, e.g. eval_loss (default: loss)")
-    fit.add_argument("--huber-delta", type=float, default=forecast.HUBER_DELTA,
-                     help=f"Huber threshold on log-losses (default: {forecast.HUBER_DELTA:g})")
+    fit.add_argument("--huber-delta", type=float, default=HUBER_DELTA,
+                     help=f"Huber threshold on log-losses (default: {HUBER_DELTA:g})")
     fit.add_argument("--starts", type=int, default=8,
                      help="number of L-BFGS starting points, 1..32 (default: 8)")
     fit.set_defaults(func=_run_forecast_fit)
@@ -544,9 +548,9 @@ def _add_forecast(subparsers) -> None:
                       help="warmup length (default: the law's)")
     plan.add_argument("--end-value", type=float, default=0.0,
                       help="final learning rate (default: 0)")
-    plan.add_argument("--fractions", type=float, nargs="+", default=list(forecast.WSD_FRACTIONS),
+    plan.add_argument("--fractions", type=float, nargs="+", default=list(WSD_FRACTIONS),
                       help="decay fractions to try")
-    plan.add_argument("--shapes", nargs="+", default=list(forecast.WSD_SHAPES),
+    plan.add_argument("--shapes", nargs="+", default=list(WSD_SHAPES),
                       help="decay shapes to try")
     plan.add_argument("--top", type=int, default=10,
                       help="how many WSD settings to print (0: all; default: 10)")

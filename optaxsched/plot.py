@@ -54,15 +54,9 @@ def sample(schedule: Callable, total_steps: int) -> np.ndarray:
     Returns:
       A float64 NumPy array of ``total_steps + 1`` values.
     """
-    total_steps = _check_samples("sample", total_steps)
-    counts = np.arange(total_steps + 1, dtype=np.int32)
-    try:
-        values = np.asarray(schedule(counts), dtype=np.float64)
-    except (TypeError, ValueError):  # Python branching on the count: not vectorisable.
-        values = None
-    if values is None or values.shape != counts.shape:  # written for scalars: one at a time.
-        values = np.array([float(schedule(int(c))) for c in counts])
-    return values
+    from optaxsched._forecast.law import sample_schedule  # the package's one sampler
+
+    return sample_schedule(schedule, _check_samples("sample", total_steps) + 1)
 
 
 def _finish(fig, path):
@@ -202,11 +196,12 @@ def forecast(law, schedules: Mapping | None = None, total_steps: int | None = No
       >>> law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=0.5, C=0.3)
       >>> fig = oplot.forecast(law, {"wsd": oxs.wsd(1e-3, 5000)}, total_steps=5000)
     """
-    from optaxsched import forecast as _forecast
+    from optaxsched._forecast.fit import LossCurve
+    from optaxsched._forecast.law import AnnealingLaw
 
     where = "plot.forecast"
-    if not isinstance(law, _forecast.AnnealingLaw):
-        _checks.fail(where, "law", "an AnnealingLaw (from optaxsched.forecast.fit)", law)
+    if not isinstance(law, AnnealingLaw):
+        _checks.fail(where, "law", "an AnnealingLaw (from optaxsched.fit_annealing_law)", law)
     schedules = {} if schedules is None else schedules
     observed = {} if observed is None else observed
     if not isinstance(schedules, Mapping):
@@ -216,7 +211,7 @@ def forecast(law, schedules: Mapping | None = None, total_steps: int | None = No
     if not schedules and not observed:
         _checks.fail(where, "schedules", "a non-empty mapping when observed is empty", schedules)
     for label, curve in observed.items():
-        if not isinstance(curve, _forecast.LossCurve):
+        if not isinstance(curve, LossCurve):
             _checks.fail(where, f"observed[{label!r}]", "a LossCurve", curve)
     start_step = _checks.check_int(where, "start_step", start_step, minimum=0)
     predicted = {}

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import optaxsched as oxs
-from optaxsched import cli, forecast
+from optaxsched import cli
 from tests import _registry as reg
 
 CONST = optax.constant_schedule(1.0)
@@ -275,11 +275,11 @@ FACTORIES = [
     case("annealing_areas-schedule-without-length", lambda: oxs.annealing_areas(CONST),
          "annealing_areas:", "total_steps", "required"),
     case("fit-no-runs", lambda: oxs.fit_annealing_law([]),
-         "fit:", "runs", "non-empty list of runs"),
+         "fit_annealing_law:", "runs", "non-empty list of runs"),
     case("fit-starts-zero", lambda: oxs.fit_annealing_law((np.ones(50), np.ones(50)), starts=0),
-         "fit:", "starts", "an integer in [1,", "0"),
+         "fit_annealing_law:", "starts", "an integer in [1,", "0"),
     case("plan_schedules-empty", lambda: oxs.plan_schedules({}, _law()),
-         "plan:", "candidates", "non-empty mapping"),
+         "plan_schedules:", "candidates", "non-empty mapping"),
     case("plan_wsd-fraction-above-one", lambda: oxs.plan_wsd(_law(), 1e-3, 100,
                                                              fractions=[1.5]),
          "plan_wsd:", "fractions", "(0, 1]", "1.5"),
@@ -333,7 +333,7 @@ FACTORIES = [
          "join:", "boundaries", "array(5)"),
     case("fit-lam-0d", lambda: oxs.fit_annealing_law((np.ones(50), np.ones(50)),
                                                      lam=np.array(0.9)),
-         "fit:", "lam", "a sequence", "array(0.9)"),
+         "fit_annealing_law:", "lam", "a sequence", "array(0.9)"),
     case("plan_wsd-fractions-0d", lambda: oxs.plan_wsd(_law(), 1e-3, 100,
                                                        fractions=np.array(0.2)),
          "plan_wsd:", "fractions", "a sequence", "array(0.2)"),
@@ -343,13 +343,13 @@ FACTORIES = [
     # --- host-side functions validate steps before using them ---------------------------------
     case("fit-schedule-step-inf", lambda: oxs.fit_annealing_law(
         (CONST, [float("inf")] * 1, [2.0])),
-         "fit:", "runs.steps", "integers >= 0 (finite)", "inf"),
+         "fit_annealing_law:", "runs.steps", "integers >= 0 (finite)", "inf"),
     case("fit-schedule-step-nan", lambda: oxs.fit_annealing_law(
         (CONST, [float("nan")], [2.0])),
-         "fit:", "runs.steps", "integers >= 0 (finite)", "nan"),
+         "fit_annealing_law:", "runs.steps", "integers >= 0 (finite)", "nan"),
     case("fit-schedule-step-1e12", lambda: oxs.fit_annealing_law(
         (CONST, [0, 10**12], [2.0, 1.9])),
-         "fit:", "runs.steps", "at most 99999999", "1000000000000"),
+         "fit_annealing_law:", "runs.steps", "at most 99999999", "1000000000000"),
     case("LossCurve-schedule-step-negative", lambda: oxs.LossCurve(CONST, [2.0], steps=[-1]),
          "LossCurve:", "steps must be", "integers >= 0 (finite)", "-1"),
     case("LossCurve-schedule-step-huge-int", lambda: oxs.LossCurve(CONST, [2.0],
@@ -359,7 +359,7 @@ FACTORIES = [
 
 
 def _law():
-    return forecast.AnnealingLaw(L0=2.0, A=1.0, alpha=0.5, C=0.1, lam=0.999, warmup_steps=0,
+    return oxs.AnnealingLaw(L0=2.0, A=1.0, alpha=0.5, C=0.1, lam=0.999, warmup_steps=0,
                                  n_points=10, n_runs=1)
 
 
@@ -402,7 +402,7 @@ FILES = [
     ("grad_norms", "norms.csv", "step,loss,lr\n0,1.0,0.1\n",
      ("load_grad_norms:", "no column 'grad_norm_l2'", "['step', 'loss', 'lr']")),
     ("grad_norms", "norms.csv", "grad_norm_l2\n1.0\nabc\n",
-     ("load_grad_norms:", "line 3", "'abc' is not a number")),
+     ("load_grad_norms:", "line 3", "must be a number, got 'abc'")),
     ("grad_norms", "norms.csv", "1.0,2.0\n3.0,4.0\n",
      ("load_grad_norms:", "2 columns and no header")),
     ("grad_norms", "metrics.jsonl", "{\"step\": 0, \"loss\": 1.0}\n",
@@ -416,7 +416,7 @@ FILES = [
     ("grad_norms_refined", "norms.csv", "grad_norm_l2\nnan\nnan\nnan\n",
      ("refine:", "grad_norms", "finite")),
     ("loss_curve", "run.csv", "", ("load_loss_curve:", "run.csv", "empty")),
-    ("loss_curve", "run.csv", "step,loss\n0,2.0\n", ("load_loss_curve:", "no 'lr' column")),
+    ("loss_curve", "run.csv", "step,loss\n0,2.0\n", ("load_loss_curve:", "no column 'lr'")),
     ("loss_curve", "run.csv", "step,lr,loss\n0,0.1,nan\n1,0.1,nan\n",
      ("load_loss_curve:", "run.csv", "no finite losses")),
     ("loss_curve", "run.csv", "step,lr,loss\n0,0.1,2.0\n1,-0.1,1.9\n",
@@ -479,7 +479,7 @@ FILES = [
     ("loss_curve", "run.csv", "step,lr,loss\n0,0.1,2.0\n1000000000000,0.1,1.9\n",
      ("load_loss_curve:", "run.csv", "span", "10^8")),
     ("loss_curve", "metrics.jsonl", '{"epoch": 1}\n',
-     ("load_loss_curve:", "metrics.jsonl", "no records with 'lr' or 'loss'")),
+     ("load_loss_curve:", "metrics.jsonl", "no records with the key 'lr' or 'loss'")),
     ("law", "law.json", b"", ("AnnealingLaw.load:", "law.json", "not a readable JSON law")),
     ("law", "law.json", '{"L0": 2.0, "A": 1.0, "alp',
      ("AnnealingLaw.load:", "law.json", "not a readable JSON law")),
@@ -540,7 +540,7 @@ def _load(loader, path):
         return oxs.refine(oxs.load_grad_norms(path))
     if loader == "loss_curve":
         return oxs.load_loss_curve(path)
-    return forecast.AnnealingLaw.load(path)
+    return oxs.AnnealingLaw.load(path)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

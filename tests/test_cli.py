@@ -139,9 +139,8 @@ def _error_line(capsys) -> str:
 def test_outputs_into_missing_directories_are_created(what, tmp_path, capsys):
     target = tmp_path / "new" / "nested"
     law = tmp_path / "law.json"
-    from optaxsched import forecast
 
-    forecast.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
+    oxs.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
     argv = {
         "plot -o": ["plot", "wsd", *VALID["wsd"], "-o", str(target / "wsd.png")],
         "refine -o": ["refine", str(_norms_file(tmp_path)), "-o", str(target / "s.csv")],
@@ -182,9 +181,8 @@ def no_matplotlib(monkeypatch):
 @pytest.mark.parametrize("what", ["plot", "refine --plot", "predict -o"])
 def test_missing_matplotlib_says_how_to_install_the_extra(what, no_matplotlib, tmp_path, capsys):
     law = tmp_path / "law.json"
-    from optaxsched import forecast
 
-    forecast.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
+    oxs.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1).save(str(law))
     argv = {
         "plot": ["plot", "wsd", *VALID["wsd"], "-o", str(tmp_path / "out" / "wsd.png")],
         "refine --plot": ["refine", str(_norms_file(tmp_path)), "-o", str(tmp_path / "s.csv"),

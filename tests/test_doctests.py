@@ -38,7 +38,8 @@ class _Finder(doctest.DocTestFinder):
 
 def test_the_walk_finds_the_modules_with_examples():
     assert {"optaxsched._schedules.wsd", "optaxsched._nap", "optaxsched._refinement",
-            "optaxsched.forecast", "optaxsched._averaging", "optaxsched._hypergradient",
+            "optaxsched._forecast.law", "optaxsched._forecast.fit", "optaxsched._forecast.plan",
+            "optaxsched._io", "optaxsched._averaging", "optaxsched._hypergradient",
             "optaxsched._registry", "optaxsched.spikes", "optaxsched.plot"} <= set(MODULES)
 
 

@@ -1,4 +1,4 @@
-"""Tests for optaxsched.forecast (areas, fit, predict, plan, loading, CLI, plot).
+"""Tests for the annealing-law forecast (areas, fit, predict, plan, loading, CLI, plot).
 
 Numerics are compared with the float64 loops in tests/reference/forecast_np.py. The fits share
 two compiled optimisers (point counts padded to 256 and to 4096, 8 starts), so that the module
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optaxsched as oxs
-from optaxsched import cli, forecast
+from optaxsched import cli
 from tests.reference import forecast_np as ref
 
 TRUTH = dict(L0=2.5, A=0.6, alpha=0.5, C=0.4)
@@ -220,7 +220,7 @@ def test_law_rejects_bad_parameters(kwargs, match):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fit_recovers_parameters_from_noisy_constant_and_cosine_runs(seed):
-    law = forecast.fit(_noisy_runs(seed), warmup_steps=W)
+    law = oxs.fit_annealing_law(_noisy_runs(seed), warmup_steps=W)
     # Stated tolerances: 0.3% lognormal noise, 2% of the points spiked by +20%.
     assert law.L0 == pytest.approx(TRUTH["L0"], rel=0.01)
     assert law.A == pytest.approx(TRUTH["A"], rel=0.03)
@@ -238,8 +238,8 @@ def test_fit_recovers_parameters_from_noisy_constant_and_cosine_runs(seed):
 
 def test_fit_huber_resists_spikes_where_least_squares_does_not():
     runs = _noisy_runs(2)
-    robust = forecast.fit(runs, warmup_steps=W)
-    squares = forecast.fit(runs, warmup_steps=W, huber_delta=1.0)  # quadratic for |r| < 1
+    robust = oxs.fit_annealing_law(runs, warmup_steps=W)
+    squares = oxs.fit_annealing_law(runs, warmup_steps=W, huber_delta=1.0)  # quadratic for |r| < 1
 
     def worst(law):
         return max(abs(getattr(law, k) / v - 1) for k, v in TRUTH.items())
@@ -250,7 +250,7 @@ def test_fit_huber_resists_spikes_where_least_squares_does_not():
 
 def test_fit_objective_matches_reference():
     runs = _noisy_runs(3)
-    law = forecast.fit(runs, warmup_steps=W)
+    law = oxs.fit_annealing_law(runs, warmup_steps=W)
     observed, fitted = [], []
     for lrs, steps, losses in runs:
         observed.append(losses)
@@ -282,7 +282,7 @@ def _small_runs(params, lam=0.999, n=1200, every=10, warm=20):
        C=st.floats(0.0, 1.0))
 def test_fit_recovers_exact_curves_property(L0, A, alpha, C):
     runs = _small_runs((L0, A, alpha, C))  # 236 points: the 256-point compilation
-    law = forecast.fit(runs, warmup_steps=20)
+    law = oxs.fit_annealing_law(runs, warmup_steps=20)
     fitted = np.concatenate([law.predict(lrs)[steps] for lrs, steps, _ in runs])
     observed = np.concatenate([losses for *_, losses in runs])
     assert ref.mape(observed, fitted) < 1e-4
@@ -293,32 +293,32 @@ def test_fit_recovers_exact_curves_property(L0, A, alpha, C):
 
 def test_fit_input_forms_agree():
     lrs_c, steps_c, loss_c = _small_runs(tuple(TRUTH.values()))[1]
-    base = forecast.fit([(lrs_c, steps_c, loss_c)] * 2, warmup_steps=20)
+    base = oxs.fit_annealing_law([(lrs_c, steps_c, loss_c)] * 2, warmup_steps=20)
     curve = oxs.LossCurve(lrs_c, loss_c, steps_c, name="cosine")
     mapping = {"lrs": lrs_c, "losses": loss_c, "steps": steps_c}
     for runs in ([curve, curve], [mapping, mapping], [curve, (lrs_c, steps_c, loss_c)]):
-        assert forecast.fit(runs, warmup_steps=20) == base
-    one = forecast.fit(curve, warmup_steps=20)  # a single run, not in a list
+        assert oxs.fit_annealing_law(runs, warmup_steps=20) == base
+    one = oxs.fit_annealing_law(curve, warmup_steps=20)  # a single run, not in a list
     assert one.n_runs == 1 and one.alpha == pytest.approx(base.alpha, rel=1e-6)
     # Full arrays (one loss per step) and a schedule instead of an array.
     full = ref.predict(lrs_c[:250], *TRUTH.values(), 0.999, 20)
     full[:20] = 4.0  # warmup losses are not fitted, whatever they are
-    by_array = forecast.fit((lrs_c[:250], full), warmup_steps=20)
-    by_schedule = forecast.fit((_cosine(PEAK, 20, 1200), full), warmup_steps=20)
+    by_array = oxs.fit_annealing_law((lrs_c[:250], full), warmup_steps=20)
+    by_schedule = oxs.fit_annealing_law((_cosine(PEAK, 20, 1200), full), warmup_steps=20)
     assert by_array.n_points == 230
     assert by_schedule.alpha == pytest.approx(by_array.alpha, rel=1e-5)
 
 
 def test_fit_constant_runs_only_sets_C_to_zero():
     lrs, steps, losses = _small_runs(tuple(TRUTH.values()))[0]
-    law = forecast.fit((lrs, steps, losses), warmup_steps=20)
+    law = oxs.fit_annealing_law((lrs, steps, losses), warmup_steps=20)
     assert law.C == 0.0
     assert law.alpha == pytest.approx(TRUTH["alpha"], rel=1e-3)
 
 
 def test_fit_min_step_skips_early_points():
     lrs, steps, losses = _small_runs(tuple(TRUTH.values()))[1]
-    law = forecast.fit((lrs, steps, losses), warmup_steps=20, min_step=500)
+    law = oxs.fit_annealing_law((lrs, steps, losses), warmup_steps=20, min_step=500)
     assert law.n_points == int(np.sum(steps >= 500))
 
 
@@ -331,7 +331,8 @@ LOSSES = np.linspace(3.0, 2.0, 100)
 
 
 @pytest.mark.parametrize("runs, kwargs, match", [
-    ((LRS, LOSSES[:-1]), {}, r"fit: runs\.losses must have one entry per learning rate \(100\)"),
+    ((LRS, LOSSES[:-1]), {},
+     r"fit_annealing_law: runs\.losses must have one entry per learning rate \(100\)"),
     ((LRS, np.arange(5), LOSSES[:4]), {}, r"runs\.steps must have one entry per loss \(4\)"),
     ((LRS, np.where(np.arange(100) == 7, np.nan, LOSSES)), {},
      r"runs\.losses must be finite and positive, got nan at index 7"),
@@ -348,8 +349,8 @@ LOSSES = np.linspace(3.0, 2.0, 100)
     ((LRS, LOSSES), dict(min_step=93), "got 7"),
     ((LRS, LOSSES), dict(warmup_steps=100), "warmup_steps must be smaller than the number"),
     ((np.where(np.arange(100) < 10, 0.0, LRS), LOSSES), {}, "learning rate is 0 up to step 0"),
-    ((LRS, LOSSES), dict(lam=1.0), r"fit: lam must be in \(0, 1\), got 1.0"),
-    ((LRS, LOSSES), dict(lam=0.0), r"fit: lam must be in \(0, 1\), got 0.0"),
+    ((LRS, LOSSES), dict(lam=1.0), r"fit_annealing_law: lam must be in \(0, 1\), got 1.0"),
+    ((LRS, LOSSES), dict(lam=0.0), r"fit_annealing_law: lam must be in \(0, 1\), got 0.0"),
     ((LRS, LOSSES), dict(lam=-0.5), r"lam must be in \(0, 1\)"),
     ((LRS, LOSSES), dict(huber_delta=0.0), "huber_delta must be a positive"),
     ((LRS, LOSSES), dict(starts=0), r"starts must be an integer in \[1, 32\]"),
@@ -364,7 +365,7 @@ LOSSES = np.linspace(3.0, 2.0, 100)
 ])
 def test_fit_rejects_bad_input(runs, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        forecast.fit(runs, **kwargs)
+        oxs.fit_annealing_law(runs, **kwargs)
 
 
 @pytest.mark.parametrize("call, match", [
@@ -412,7 +413,7 @@ def test_plan_ranks_by_reference_final_loss():
     candidates = {"constant": _constant(), "cosine": _cosine(total=total),
                   "wsd": oxs.wsd(PEAK, total, warmup_steps=W),
                   "linear": _lrs(oxs.linear_decay(PEAK, total, W), total)}
-    ranking = forecast.plan(candidates, law, total)
+    ranking = oxs.plan_schedules(candidates, law, total)
     expected = {name: ref.predict(_lrs(c, total) if callable(c) else c, *TRUTH.values(), 0.999,
                                   W)[-1] for name, c in candidates.items()}
     assert [e.name for e in ranking] == sorted(expected, key=expected.get)
@@ -424,14 +425,14 @@ def test_plan_ranks_by_reference_final_loss():
 
 def test_plan_rejects_bad_input():
     law = oxs.AnnealingLaw(**TRUTH)
-    with pytest.raises(ValueError, match="plan: candidates must be a non-empty mapping"):
-        forecast.plan({}, law, 100)
-    with pytest.raises(ValueError, match="plan: law must be an AnnealingLaw"):
-        forecast.plan({"a": LRS}, TRUTH, 100)
+    with pytest.raises(ValueError, match="plan_schedules: candidates must be a non-empty mapping"):
+        oxs.plan_schedules({}, law, 100)
+    with pytest.raises(ValueError, match="plan_schedules: law must be an AnnealingLaw"):
+        oxs.plan_schedules({"a": LRS}, TRUTH, 100)
     with pytest.raises(ValueError, match="same number of steps"):
-        forecast.plan({"a": LRS, "b": LRS[:50]}, law)
-    with pytest.raises(ValueError, match="plan: total_steps is required"):
-        forecast.plan({"a": optax.constant_schedule(1e-3)}, law)
+        oxs.plan_schedules({"a": LRS, "b": LRS[:50]}, law)
+    with pytest.raises(ValueError, match="plan_schedules: total_steps is required"):
+        oxs.plan_schedules({"a": optax.constant_schedule(1e-3)}, law)
 
 
 def test_plan_wsd_matches_brute_force_and_trades_s1_against_s2():
@@ -476,89 +477,13 @@ def test_plan_wsd_rejects_bad_input(kwargs, match):
 
 
 # ------------------------------------------------------------------------------------------
-# Loading runs
+# Loading runs: tests/test_io.py (the one reader behind load_loss_curve and load_grad_norms)
 # ------------------------------------------------------------------------------------------
 
 
 def _write_jsonl(path, records):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
 
-
-def test_load_jsonl_interpolates_rates_and_keeps_the_last_duplicate(tmp_path):
-    run = tmp_path / "run1"
-    run.mkdir()
-    records = [{"config": {"lr": 1}}]  # no step: not a per-step record
-    records += [{"step": s, "lr": 1e-3 * (1 - s / 100), "loss": 3.0 - s / 100}
-                for s in range(0, 100, 10)]
-    records += [{"step": 50, "eval_loss": 2.6}, {"step": 60, "lr": 2e-4, "loss": 2.25}]
-    _write_jsonl(run / "metrics.jsonl", records)
-    curve = oxs.load_loss_curve(run)
-    assert curve.name == "run1"
-    assert curve.lrs.size == 91
-    np.testing.assert_allclose(curve.lrs, 1e-3 * (1 - np.arange(91) / 100) +
-                               np.interp(np.arange(91), [50, 60, 70], [0, -2e-4, 0]))
-    np.testing.assert_array_equal(curve.steps, np.arange(0, 100, 10))
-    assert curve.losses[6] == 2.25
-    evals = oxs.load_loss_curve(run / "metrics.jsonl", loss_key="eval_loss")
-    np.testing.assert_array_equal(evals.steps, [50])
-
-
-def test_load_csv_and_npz(tmp_path):
-    csv_path = tmp_path / "cosine.csv"
-    csv_path.write_text("lr,loss\n0.001,3.0\n0.0009,\n0.0008,2.8\n")
-    curve = oxs.load_loss_curve(csv_path)
-    assert curve.name == "cosine"
-    np.testing.assert_allclose(curve.lrs, [1e-3, 9e-4, 8e-4])
-    np.testing.assert_array_equal(curve.steps, [0, 2])
-    npz_path = tmp_path / "run.npz"
-    np.savez(npz_path, lr=np.full(5, 1e-3), loss=[np.nan, 3.0, np.nan, 2.9, 2.8],
-             step=np.arange(10, 15))
-    curve = oxs.load_loss_curve(npz_path)
-    assert curve.lrs.size == 15
-    np.testing.assert_array_equal(curve.steps, [11, 13, 14])
-
-
-def test_load_drops_non_finite_losses_with_a_warning(tmp_path):
-    path = tmp_path / "m.jsonl"
-    path.write_text('{"step": 0, "lr": 0.1, "loss": 3.0}\n{"step": 1, "lr": 0.1, "loss": NaN}\n'
-                    '{"step": 2, "lr": 0.1, "loss": 2.0}\n')
-    with pytest.warns(UserWarning, match=r"dropped 1 non-finite losses \(first at step 1\)"):
-        curve = oxs.load_loss_curve(path)
-    np.testing.assert_array_equal(curve.steps, [0, 2])
-
-
-@pytest.mark.parametrize("name, content, match", [
-    ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": 3}\n{oops\n', r"line 2: not valid JSON"),
-    ("a.jsonl", '[1, 2]\n', "expected a JSON object"),
-    ("a.jsonl", '{"step": 0, "loss": 3.0}\n', "holds no learning rates"),
-    ("a.jsonl", '{"step": 0, "lr": 0.1}\n', "holds no finite losses"),
-    ("a.jsonl", '{"step": -1, "lr": 0.1, "loss": 3}\n', "'step' must be an integer >= 0"),
-    ("a.jsonl", '{"step": 0, "lr": "fast", "loss": 3}\n', "line 1: 'lr' must be a number"),
-    ("a.jsonl", '{"step": 0, "lr": -0.1, "loss": 3}\n', "learning rate must be finite"),
-    ("a.jsonl", '{"step": 0, "lr": 0.1, "loss": -3}\n', "the loss must be positive"),
-    ("a.csv", "lr,accuracy\n0.1,0.5\n", "has no 'loss' column"),
-    ("a.csv", "lr,loss\n0.1\n", "line 2: expected 2 cells, got 1"),
-    ("a.csv", "", "is empty"),
-    ("a.npz", None, "has no 'loss' array"),
-    ("a.txt", "1\n", "path must be a run directory or a file ending in"),
-])
-def test_load_rejects_bad_files(tmp_path, name, content, match):
-    path = tmp_path / name
-    if name.endswith(".npz"):
-        np.savez(path, lr=np.ones(3))
-    else:
-        path.write_text(content)
-    with pytest.raises(ValueError, match=match):
-        oxs.load_loss_curve(path)
-
-
-def test_load_rejects_missing_paths(tmp_path):
-    with pytest.raises(ValueError, match="no such file or directory"):
-        oxs.load_loss_curve(tmp_path / "none.jsonl")
-    with pytest.raises(ValueError, match="no such file or directory"):
-        oxs.load_loss_curve(tmp_path / "run_dir_that_is_not_there")
-    with pytest.raises(ValueError, match="has no metrics.jsonl"):
-        oxs.load_loss_curve(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -631,7 +556,7 @@ def test_cli_fit_predict_plan(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, match", [
     (["forecast", "fit", "{tmp}/missing.jsonl", "-o", "{tmp}/law.json"], "no such file"),
-    (["forecast", "fit", "{tmp}/bad.csv", "-o", "{tmp}/law.json"], "has no 'lr' column"),
+    (["forecast", "fit", "{tmp}/bad.csv", "-o", "{tmp}/law.json"], "has no column 'lr'"),
     (["forecast", "predict", "{tmp}/missing.json", "--schedule", "wsd"], "no such file"),
     (["forecast", "predict", "{tmp}/law.json"], "give --schedule"),
     (["forecast", "predict", "{tmp}/law.json", "--schedule", "cosine"], "needs --peak-value"),
@@ -680,25 +605,26 @@ def test_plot_forecast(tmp_path):
 def test_fit_lam_grid_returns_the_best_fitting_lambda():
     law995 = oxs.AnnealingLaw(**TRUTH, lam=0.995)
     runs = _small_runs(tuple(TRUTH.values()), lam=0.995)
-    picked = forecast.fit(runs, lam=(0.9, 0.995, 0.999), warmup_steps=20)
+    picked = oxs.fit_annealing_law(runs, lam=(0.9, 0.995, 0.999), warmup_steps=20)
     assert picked.lam == 0.995
     assert picked.alpha == pytest.approx(law995.alpha, rel=1e-3)
-    singles = [forecast.fit(runs, lam=lam, warmup_steps=20) for lam in (0.9, 0.999)]
+    singles = [oxs.fit_annealing_law(runs, lam=lam, warmup_steps=20) for lam in (0.9, 0.999)]
     assert all(s.fit_huber > picked.fit_huber for s in singles)
-    with pytest.raises(ValueError, match="fit: lam must be a sequence with at least 1"):
-        forecast.fit(runs, lam=[])
-    with pytest.raises(ValueError, match=r"fit: lam must be in \(0, 1\), got 1.5"):
-        forecast.fit(runs, lam=[0.99, 1.5])
+    with pytest.raises(ValueError,
+                       match="fit_annealing_law: lam must be a sequence with at least 1"):
+        oxs.fit_annealing_law(runs, lam=[])
+    with pytest.raises(ValueError, match=r"fit_annealing_law: lam must be in \(0, 1\), got 1.5"):
+        oxs.fit_annealing_law(runs, lam=[0.99, 1.5])
 
 
 def test_law_without_a_power_term_predicts_l0_not_nan():
     """A = 0 with a large alpha: S1^-alpha overflows at small areas, and 0 * inf was NaN."""
-    law = forecast.AnnealingLaw(L0=2.0, A=0.0, alpha=200.0, C=0.0)
+    law = oxs.AnnealingLaw(L0=2.0, A=0.0, alpha=200.0, C=0.0)
     predicted = law.predict(np.full(100, 1e-3))
     np.testing.assert_array_equal(predicted, np.full(100, 2.0))
     assert law.loss_at(0.0, 0.0) == 2.0
     # With A > 0 the no-learning-yet point is still +inf, as documented.
-    assert forecast.AnnealingLaw(L0=2.0, A=1.0, alpha=0.5, C=0.0).loss_at(0.0, 0.0) == np.inf
+    assert oxs.AnnealingLaw(L0=2.0, A=1.0, alpha=0.5, C=0.0).loss_at(0.0, 0.0) == np.inf
 
 
 @pytest.mark.parametrize("steps, fragment", [
@@ -713,9 +639,9 @@ def test_schedule_runs_validate_steps_before_sampling(steps, fragment):
     inf step was an OverflowError, 10**12 a MemoryError, -1 blamed on the losses)."""
     losses = [2.0] * len(steps)
     with pytest.raises(ValueError, match=r"^LossCurve: steps must be ") as info:
-        forecast.LossCurve(optax.constant_schedule(1e-3), losses, steps=steps)
+        oxs.LossCurve(optax.constant_schedule(1e-3), losses, steps=steps)
     assert fragment in str(info.value)
-    with pytest.raises(ValueError, match=r"^fit: runs\[1\]\.steps must be ") as info:
-        forecast.fit([(np.full(10, 1e-3), np.linspace(3, 2, 10)),
+    with pytest.raises(ValueError, match=r"^fit_annealing_law: runs\[1\]\.steps must be ") as info:
+        oxs.fit_annealing_law([(np.full(10, 1e-3), np.linspace(3, 2, 10)),
                       (optax.constant_schedule(1e-3), steps, losses)])
     assert fragment in str(info.value)
