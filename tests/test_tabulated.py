@@ -37,7 +37,10 @@ def test_tabulated_matches_reference(table, data):
           scale=max(map(abs, table), default=1.0), rtol=1e-5)
 
 
-@given(table=st.lists(st.floats(-10, 10, width=32), min_size=2, max_size=300),
+# Exact equality needs normal float32 entries: XLA on CPU and GPU flushes subnormals to zero in
+# arithmetic, so an entry of 1e-45 reads back as 0 (within any tolerance, not bit for bit).
+@given(table=st.lists(st.floats(-10, 10, width=32, allow_subnormal=False), min_size=2,
+                      max_size=300),
        total=st.integers(2, 1999))
 def test_tabulated_keeps_entries_and_ends(table, total):
     n = len(table)
