@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 from optaxsched import _checks, _shapes
 from optaxsched._forecast.law import AnnealingLaw, predict_losses, short
-from optaxsched._types import DecayShape
 from optaxsched._schedules.wsd import wsd as _wsd
+from optaxsched._types import DecayShape
 
 __all__ = ["PlanEntry", "plan_schedules", "plan_wsd"]
 
