@@ -58,10 +58,12 @@ class CausalSelfAttention(nnx.Module):
             raise ValueError(f"CausalSelfAttention: d_model ({d_model}) must be a multiple of "
                              f"num_heads ({num_heads}).")
         self.num_heads = num_heads
+        # Created in this order so that the random keys, and so every recorded result, stay as
+        # they were; assigned in reading order.
+        out = nnx.Linear(d_model, d_model, use_bias=False, kernel_init=_normal(out_std), rngs=rngs)
         self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False,
                               kernel_init=_normal(_INIT_STD), rngs=rngs)
-        self.out = nnx.Linear(d_model, d_model, use_bias=False, kernel_init=_normal(out_std),
-                              rngs=rngs)
+        self.out = out
 
     def __call__(self, x: jax.Array) -> jax.Array:
         batch, time, width = x.shape
@@ -80,10 +82,14 @@ class Block(nnx.Module):
                  rngs: nnx.Rngs):
         # GPT-2's scaled initialisation of the projections that write to the residual stream.
         out_std = _INIT_STD / (2.0 * num_layers) ** 0.5
-        self.attn_norm = nnx.RMSNorm(d_model, rngs=rngs)
+        # Created in the order of the recorded results' random keys; assigned in reading order.
+        attn_norm = nnx.RMSNorm(d_model, rngs=rngs)
+        mlp_norm = nnx.RMSNorm(d_model, rngs=rngs)
+        mlp = NormalisedMLP(d_model, d_ff, out_std, rngs=rngs)
+        self.attn_norm = attn_norm
         self.attn = CausalSelfAttention(d_model, num_heads, out_std, rngs=rngs)
-        self.mlp_norm = nnx.RMSNorm(d_model, rngs=rngs)
-        self.mlp = NormalisedMLP(d_model, d_ff, out_std, rngs=rngs)
+        self.mlp_norm = mlp_norm
+        self.mlp = mlp
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x + self.attn(self.attn_norm(x))
