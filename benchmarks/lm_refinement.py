@@ -87,9 +87,19 @@ VARIANTS: dict[str, tuple[dict[str, Any], str | None]] = {
     "refined": (dict(schedule="refined", refine_kind="adam"), "pilot"),
     "refined_l2": (dict(schedule="refined", refine_kind="sgd"), "pilot"),
     "refined_self": (dict(schedule="refined", refine_kind="adam"), "self"),
+    # `--lr-check`: the same at twice the peak (the refined schedule spends less learning rate
+    # than linear decay at the same peak; is it just under-stepped?).
+    "linear_2x": (dict(schedule="linear", peak_lr=2 * CONFIG.peak_lr), None),
+    "refined_2x": (dict(schedule="refined", refine_kind="adam", peak_lr=2 * CONFIG.peak_lr),
+                   "pilot"),
 }
 MAIN = ("linear", "cosine", "refined")
 EXTRA = ("refined_l2", "refined_self")
+LR_CHECK = ("linear_2x", "refined_2x")
+ALL = (*MAIN, *EXTRA, *LR_CHECK)
+# `--long-pilot N`: one more linear run of N steps on the pilot seed, for its norm profile only
+# (does the profile settle at a longer horizon?).
+LONG_PILOT = "pilot_long"
 QUICK_VARIANTS = ("linear", "refined")
 
 # (label, a, b): the paired differences a - b reported per seed and as mean ± SE.
@@ -98,7 +108,10 @@ PAIRS = (("refined − linear", "refined", "linear"),
          ("refined − cosine", "refined", "cosine"),
          ("refined_l2 − linear", "refined_l2", "linear"),
          ("refined_self − linear", "refined_self", "linear"),
-         ("refined_self − refined", "refined_self", "refined"))
+         ("refined_self − refined", "refined_self", "refined"),
+         ("linear_2x − linear", "linear_2x", "linear"),
+         ("refined_2x − linear", "refined_2x", "linear"),
+         ("refined_2x − refined", "refined_2x", "refined"))
 
 
 def plan(seeds: tuple[int, ...], variants: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -108,11 +121,12 @@ def plan(seeds: tuple[int, ...], variants: tuple[str, ...]) -> list[tuple[str, i
     order = [(v, s) for s in first for v in MAIN if v in variants]
     order += [(v, s) for s in first for v in EXTRA if v in variants]
     order += [(v, s) for s in rest for v in (*MAIN, *EXTRA) if v in variants]
+    order += [(v, s) for s in first for v in LR_CHECK if v in variants]
     return order
 
 
 def run_name(variant: str, seed: int) -> str:
-    return "pilot" if variant == "pilot" else f"{variant}_s{seed}"
+    return variant if variant in ("pilot", LONG_PILOT) else f"{variant}_s{seed}"
 
 
 def _blocks(values: list[float], blocks: int) -> list[float]:
@@ -175,7 +189,8 @@ def _has_norms(workdir: str, name: str, steps: int) -> bool:
 
 
 def run_all(base: TrainConfig, seeds: tuple[int, ...], variants: tuple[str, ...],
-            workdir: str, path: str, log=print) -> dict[str, Any]:
+            workdir: str, path: str, log=print, long_pilot: int | None = None
+            ) -> dict[str, Any]:
     """Trains every planned run not yet in ``path`` (resuming), appending each to it."""
     config = base.to_dict()
     data: dict[str, Any] = {"config": config, "pilot_seed": PILOT_SEED, "runs": {}}
@@ -203,6 +218,12 @@ def run_all(base: TrainConfig, seeds: tuple[int, ...], variants: tuple[str, ...]
                        path, "pilot" if src == "pilot" else "linear", src_seed, log)
             cfg = cfg.replace(refine_from=os.path.join(workdir, src))
         _train(cfg, workdir, name, data, path, variant, seed, log)
+    if long_pilot and LONG_PILOT not in data["runs"]:
+        cfg = base.replace(seed=PILOT_SEED, schedule="linear", steps=long_pilot,
+                           eval_every=max(1, long_pilot // 10))
+        _train(cfg, workdir, LONG_PILOT, data, path, LONG_PILOT, PILOT_SEED, log)
+        data["runs"][LONG_PILOT]["steps"] = long_pilot
+        _write_json(path, data)
     return data
 
 
@@ -232,24 +253,30 @@ def _smoothed_profile(norms: list[float]) -> np.ndarray:
 
 def profile_rows(data: dict[str, Any]) -> list[str]:
     """The pilot's gradient-norm profile at fractions of the run, relative to mid-run."""
-    pilot = data["runs"].get("pilot")
-    if pilot is None:
+    if "pilot" not in data["runs"]:
         return []
     fracs = (0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97)
-    lines = ["| norm (pilot, median-smoothed 10%) | "
+    lines = ["| norm, median-smoothed over 10% of the run (÷ its value at 50%) | "
              + " | ".join(f"{f:.0%}" for f in fracs) + " |",
              "|---|" + "---:|" * len(fracs)]
-    for key in ("grad_norm_l1", "grad_norm_l2"):
-        prof = _smoothed_profile(pilot[key])
-        mid = prof[int(0.5 * (prof.size - 1))]
-        cells = [f"{prof[int(f * (prof.size - 1))] / mid:.2f}" for f in fracs]
-        lines.append(f"| {key[-2:]} (÷ value at 50%) | " + " | ".join(cells) + " |")
+    steps = data["config"]["steps"]
+    for name in ("pilot", LONG_PILOT):
+        run = data["runs"].get(name)
+        if run is None:
+            continue
+        for key in ("grad_norm_l1", "grad_norm_l2"):
+            prof = _smoothed_profile(run[key])
+            mid = prof[int(0.5 * (prof.size - 1))]
+            cells = [f"{prof[int(f * (prof.size - 1))] / mid:.2f}" for f in fracs]
+            lines.append(f"| {name} ({run.get('steps', steps)} steps), ℓ{key[-1]} | "
+                         + " | ".join(cells) + " |")
     return lines
 
 
-def settle_numbers(data: dict[str, Any]) -> dict[str, float]:
-    """How much the pilot's smoothed ℓ1 norm still moves: change 25% → 50% and 50% → 90%."""
-    prof = _smoothed_profile(data["runs"]["pilot"]["grad_norm_l1"])
+def settle_numbers(run: dict[str, Any]) -> dict[str, float]:
+    """How much a run's smoothed ℓ1 norm still moves: relative change 25% → 50% and 50% → 90%
+    of the run (0 for a profile that has settled)."""
+    prof = _smoothed_profile(run["grad_norm_l1"])
     at = {f: prof[int(f * (prof.size - 1))] for f in (0.25, 0.5, 0.9)}
     return {"25_50": at[0.5] / at[0.25] - 1.0, "50_90": at[0.9] / at[0.5] - 1.0}
 
@@ -258,8 +285,8 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
     """The Markdown section (tables and reading aids) of the runs in ``data``."""
     cfg = TrainConfig.from_dict(data["config"])
     runs = data["runs"]
-    variants = [v for v in (*MAIN, *EXTRA) if _final(data, v)]
-    seeds = sorted({r["seed"] for r in runs.values() if r["variant"] != "pilot"})
+    variants = [v for v in ALL if _final(data, v)]
+    seeds = sorted({r["seed"] for r in runs.values() if r["variant"] in ALL})
     params = next(iter(runs.values()))["parameters"] if runs else 0
     loads = [x for r in runs.values() for x in r["load_avg"]]
     walls = [r["wall_s"] for r in runs.values()]
@@ -288,7 +315,9 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
            "(w = 1/‖g‖₁), the pairing the library documents for Adam;",
            "- `refined_l2`: the pilot's ℓ2 norms with `kind=\"sgd\"` (w = 1/‖g‖₂²): what "
            "`oxs.refine`'s default `kind` gives an Adam user who passes the ℓ2 history;",
-           "- `refined_self`: `kind=\"adam\"` from the same seed's own `linear` run.",
+           "- `refined_self`: `kind=\"adam\"` from the same seed's own `linear` run;",
+           f"- `linear_2x`, `refined_2x`: `linear` and `refined` at twice the peak "
+           f"({2 * cfg.peak_lr:g}).",
            "",
            "### Final validation loss per seed", ""]
     head = "| seed | " + " | ".join(variants) + " |"
@@ -321,6 +350,14 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
     prof = profile_rows(data)
     if prof:
         out += ["### The pilot's gradient-norm profile and the refined schedules", ""] + prof
+        moves = []
+        for name in ("pilot", LONG_PILOT):
+            if name in runs:
+                m = settle_numbers(runs[name])
+                moves.append(f"{name} ({runs[name].get('steps', cfg.steps)} steps) "
+                             f"{m['25_50']:+.0%} from 25% to 50% of the run and "
+                             f"{m['50_90']:+.0%} from 50% to 90%")
+        out += ["", "Smoothed ℓ1 gradient norm: " + "; ".join(moves) + "."]
         peaks = {v: [r["lr_peak_step"] / cfg.steps for r in runs.values() if r["variant"] == v]
                  for v in ("linear", "cosine", "refined", "refined_l2", "refined_self")}
         pk = ", ".join(f"{v} {min(p):.0%}" + (f"–{max(p):.0%}" if max(p) > min(p) else "")
@@ -354,7 +391,8 @@ def _schedule_shapes(data: dict[str, Any], cfg: TrainConfig) -> list[str]:
 
 
 COLORS = {"linear": "C0", "cosine": "C1", "refined": "C2", "refined_l2": "C3",
-          "refined_self": "C4", "pilot": "k"}
+          "refined_self": "C4", "linear_2x": "C5", "refined_2x": "C6", "pilot": "k",
+          LONG_PILOT: "0.4"}
 
 
 def plot(data: dict[str, Any], path: str) -> None:
@@ -371,7 +409,7 @@ def plot(data: dict[str, Any], path: str) -> None:
     drawn: set[str] = set()
     for r in runs.values():
         v = r["variant"]
-        if v == "pilot":
+        if v not in ALL:
             continue
         x = (np.arange(len(r["lr"])) + 0.5) * cfg.steps / len(r["lr"])
         ax.plot(x, r["lr"], color=COLORS[v], lw=1.4 if v not in drawn else 0.7,
@@ -382,16 +420,17 @@ def plot(data: dict[str, Any], path: str) -> None:
     ax = axes[1]
     for r in runs.values():
         v = r["variant"]
-        if v not in ("pilot", "linear", "cosine"):
+        if v not in ("pilot", LONG_PILOT, "linear", "cosine", "refined"):
             continue
         n = len(r["grad_norm_l1"])
-        x = (np.arange(n) + 0.5) * cfg.steps / n
-        style = dict(color=COLORS[v], lw=1.6 if v == "pilot" else 0.6,
-                     alpha=1.0 if v == "pilot" else 0.5)
+        x = (np.arange(n) + 0.5) * r.get("steps", cfg.steps) / n
+        pilot = v in ("pilot", LONG_PILOT)
+        style = dict(color=COLORS[v], lw=1.6 if pilot else 0.6, alpha=1.0 if pilot else 0.5)
         ax.plot(x, r["grad_norm_l1"], **style,
-                label=f"{v} ℓ1" if v == "pilot" or f"{v}1" not in drawn else None)
+                label=f"{v} ℓ1" if f"{v}1" not in drawn else None)
         drawn.add(f"{v}1")
-    ax.set(title="gradient ℓ1 norm (block means of 10 steps)", xlabel="step", ylabel="‖g‖₁",
+    ax.set(title="gradient ℓ1 norm (block means; thin: evaluation seeds)", xlabel="step",
+           ylabel="‖g‖₁",
            yscale="log")
     ax2 = ax.twinx()
     if "pilot" in runs:
@@ -402,14 +441,14 @@ def plot(data: dict[str, Any], path: str) -> None:
         ax2.legend(fontsize=8, loc="upper center")
     ax.legend(fontsize=8)
     ax = axes[2]
-    for v in (*MAIN, *EXTRA):
+    for v in ALL:
         curves = [np.asarray(r["val_curve"]) for r in runs.values() if r["variant"] == v]
         if not curves:
             continue
         n = min(len(c) for c in curves)
         mean = np.mean([c[:n, 1] for c in curves], axis=0)
         ax.plot(curves[0][:n, 0], mean, marker="o", ms=3, color=COLORS[v], label=v)
-    finals = [r["val_loss"] for r in runs.values() if r["variant"] != "pilot"]
+    finals = [r["val_loss"] for r in runs.values() if r["variant"] in ALL]
     if finals:
         lo, hi = min(finals), max(finals)
         ax.set_ylim(lo - 0.05, hi + 0.6)
@@ -440,6 +479,11 @@ def main(argv=None) -> int:
                         help="where the trainer's run directories go (default: a folder in the "
                              "system's temporary directory)")
     parser.add_argument("--json", default=None, help=f"results file (default {JSON})")
+    parser.add_argument("--lr-check", action="store_true",
+                        help="also linear and refined at twice the peak LR on the first 3 seeds")
+    parser.add_argument("--long-pilot", type=int, default=None, metavar="STEPS",
+                        help="also a linear run of STEPS steps on the pilot seed (its gradient-"
+                             "norm profile only)")
     parser.add_argument("--render-only", action="store_true",
                         help="only redraw the figure and the RESULTS.md section from the JSON")
     args = parser.parse_args(argv)
@@ -452,6 +496,8 @@ def main(argv=None) -> int:
     if args.seeds is not None:
         seeds = tuple(range(args.seeds))
     variants = QUICK_VARIANTS if args.quick else (*MAIN, *EXTRA)
+    if args.lr_check:
+        variants = (*variants, *LR_CHECK)
     if args.quick:
         path = args.json or os.path.join(args.out, "lm_refinement.json")
         figure = os.path.join(args.out, "lm_refinement.png")
@@ -467,7 +513,7 @@ def main(argv=None) -> int:
     else:
         start = time.perf_counter()
         data = run_all(base, seeds, variants, workdir, path,
-                       log=lambda s: print(s, flush=True))
+                       log=lambda s: print(s, flush=True), long_pilot=args.long_pilot)
         print(f"all runs done in {time.perf_counter() - start:.0f} s", flush=True)
     plot(data, figure)
     command = (".venv/bin/python benchmarks/lm_refinement.py" if not args.quick
