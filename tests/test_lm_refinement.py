@@ -56,7 +56,7 @@ def test_quick_run_end_to_end_follows_the_pilots_l1_norms(tmp_path):
 
     text = (tmp_path / "results.md").read_text()
     assert "| refined − linear | 2 |" in text
-    assert "| l1 (÷ value at 50%) |" in text
+    assert "| pilot (60 steps), ℓ1 |" in text
     assert (tmp_path / "lm_refinement.png").stat().st_size > 10_000
 
     # A second invocation resumes: nothing is retrained, the JSON is unchanged.
