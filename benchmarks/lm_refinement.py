@@ -114,14 +114,18 @@ PAIRS = (("refined − linear", "refined", "linear"),
          ("refined_2x − refined", "refined_2x", "refined"))
 
 
-def plan(seeds: tuple[int, ...], variants: tuple[str, ...]) -> list[tuple[str, int]]:
+def plan(seeds: tuple[int, ...], variants: tuple[str, ...],
+         long_pilot: bool = False) -> list[tuple[str, int]]:
     """The (variant, seed) runs in order of priority: the main comparison on the first three
-    seeds, then the variants on them, then everything on the further seeds."""
+    seeds, then the variants on them, then the LR check and the long pilot, then everything on
+    the further seeds."""
     first, rest = seeds[:3], seeds[3:]
     order = [(v, s) for s in first for v in MAIN if v in variants]
     order += [(v, s) for s in first for v in EXTRA if v in variants]
-    order += [(v, s) for s in rest for v in (*MAIN, *EXTRA) if v in variants]
     order += [(v, s) for s in first for v in LR_CHECK if v in variants]
+    if long_pilot:
+        order.append((LONG_PILOT, PILOT_SEED))
+    order += [(v, s) for s in rest for v in ALL if v in variants]
     return order
 
 
@@ -202,10 +206,17 @@ def run_all(base: TrainConfig, seeds: tuple[int, ...], variants: tuple[str, ...]
             log(f"resuming: {len(data['runs'])} runs already in {path}")
     data["seeds"] = list(seeds)
     data["variants"] = list(variants)
-    todo = [("pilot", PILOT_SEED)] + plan(seeds, variants)
+    todo = [("pilot", PILOT_SEED)] + plan(seeds, variants, bool(long_pilot))
     for variant, seed in todo:
         name = run_name(variant, seed)
         if name in data["runs"]:
+            continue
+        if variant == LONG_PILOT:
+            cfg = base.replace(seed=PILOT_SEED, schedule="linear", steps=long_pilot,
+                               eval_every=max(1, long_pilot // 10))
+            _train(cfg, workdir, LONG_PILOT, data, path, LONG_PILOT, PILOT_SEED, log)
+            data["runs"][LONG_PILOT]["steps"] = long_pilot
+            _write_json(path, data)
             continue
         changes, source = VARIANTS.get(variant, (dict(schedule="linear"), None))
         cfg = base.replace(seed=seed, **changes)
@@ -218,12 +229,6 @@ def run_all(base: TrainConfig, seeds: tuple[int, ...], variants: tuple[str, ...]
                        path, "pilot" if src == "pilot" else "linear", src_seed, log)
             cfg = cfg.replace(refine_from=os.path.join(workdir, src))
         _train(cfg, workdir, name, data, path, variant, seed, log)
-    if long_pilot and LONG_PILOT not in data["runs"]:
-        cfg = base.replace(seed=PILOT_SEED, schedule="linear", steps=long_pilot,
-                           eval_every=max(1, long_pilot // 10))
-        _train(cfg, workdir, LONG_PILOT, data, path, LONG_PILOT, PILOT_SEED, log)
-        data["runs"][LONG_PILOT]["steps"] = long_pilot
-        _write_json(path, data)
     return data
 
 

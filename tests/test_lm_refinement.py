@@ -91,10 +91,13 @@ def test_plan_puts_the_main_comparison_first():
     assert len(order) == len(set(order)) == len(bench.SEEDS) * 5
     first = order[:9]
     assert {v for v, _ in first} == set(bench.MAIN) and {s for _, s in first} == {0, 1, 2}
-    # The LR check (twice the peak) comes last, on the first three seeds.
-    check = bench.plan(bench.SEEDS, bench.ALL)
-    assert check[:len(order)] == order
-    assert set(check[len(order):]) == {(v, s) for v in bench.LR_CHECK for s in (0, 1, 2)}
+    # The LR check (twice the peak, first three seeds) and the long pilot come before the
+    # further seeds.
+    check = bench.plan(bench.SEEDS, bench.ALL, long_pilot=True)
+    assert check[:15] == order[:15]
+    assert set(check[15:22]) == {(v, s) for v in bench.LR_CHECK for s in (0, 1, 2)} | {
+        (bench.LONG_PILOT, bench.PILOT_SEED)}
+    assert {s for _, s in check[22:]} == {3, 4} and len(check) == 22 + 2 * len(bench.ALL)
     # refined_self refines its seed's own linear run, which must come before it.
     for i, (variant, seed) in enumerate(order):
         if variant == "refined_self":
