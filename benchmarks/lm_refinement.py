@@ -373,6 +373,13 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
             out += ["", "| schedule (÷ peak) | " + " | ".join(f"{f:.0%}" for f in SHAPE_AT)
                     + " |", "|---|" + "---:|" * len(SHAPE_AT)]
             out += shapes
+    norms = norm_by_schedule(data)
+    if norms:
+        out += ["", "The ℓ1 gradient norm under each schedule (mean over its evaluation seeds "
+                    "of the mean over a window of the run; the refinement assumes it does not "
+                    "depend on the schedule):", "",
+                "| schedule | " + " | ".join(f"{a:.0%}–{b:.0%}" for a, b in NORM_WINDOWS)
+                + " |", "|---|" + "---:|" * len(NORM_WINDOWS)] + norms
     if figure:
         rel = os.path.relpath(figure, HERE)
         out += ["", f"![refined schedules, gradient norms, validation loss]({rel})"]
@@ -380,6 +387,24 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
 
 
 SHAPE_AT = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+NORM_WINDOWS = ((0.0, 0.05), (0.05, 0.1), (0.2, 0.3), (0.45, 0.55), (0.7, 0.8), (0.9, 1.0))
+
+
+def norm_by_schedule(data: dict[str, Any]) -> list[str]:
+    """Rows: each schedule's block-mean ℓ1 gradient norm over windows of the run."""
+    rows = []
+    for v in ALL:
+        runs = [np.asarray(r["grad_norm_l1"]) for r in data["runs"].values()
+                if r["variant"] == v]
+        if not runs:
+            continue
+        cells = []
+        for a, b in NORM_WINDOWS:
+            vals = [r[int(a * r.size):max(int(a * r.size) + 1, int(b * r.size))].mean()
+                    for r in runs]
+            cells.append(f"{np.mean(vals):.0f}")
+        rows.append(f"| {v} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _schedule_shapes(data: dict[str, Any], cfg: TrainConfig) -> list[str]:
