@@ -125,7 +125,8 @@ def plan(seeds: tuple[int, ...], variants: tuple[str, ...],
     order += [(v, s) for s in first for v in LR_CHECK if v in variants]
     if long_pilot:
         order.append((LONG_PILOT, PILOT_SEED))
-    order += [(v, s) for s in rest for v in ALL if v in variants]
+    order += [(v, s) for group in (MAIN, EXTRA, LR_CHECK) for s in rest for v in group
+              if v in variants]
     return order
 
 

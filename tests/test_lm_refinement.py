@@ -98,6 +98,7 @@ def test_plan_puts_the_main_comparison_first():
     assert set(check[15:22]) == {(v, s) for v in bench.LR_CHECK for s in (0, 1, 2)} | {
         (bench.LONG_PILOT, bench.PILOT_SEED)}
     assert {s for _, s in check[22:]} == {3, 4} and len(check) == 22 + 2 * len(bench.ALL)
+    assert {v for v, _ in check[22:28]} == set(bench.MAIN)  # the further seeds: main first
     # refined_self refines its seed's own linear run, which must come before it.
     for i, (variant, seed) in enumerate(order):
         if variant == "refined_self":
