@@ -366,7 +366,8 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
         out += ["", "Smoothed ℓ1 gradient norm: " + "; ".join(moves) + "."]
         peaks = {v: [r["lr_peak_step"] / cfg.steps for r in runs.values() if r["variant"] == v]
                  for v in ("linear", "cosine", "refined", "refined_l2", "refined_self")}
-        pk = ", ".join(f"{v} {min(p):.0%}" + (f"–{max(p):.0%}" if max(p) > min(p) else "")
+        pk = ", ".join(f"{v} {min(p):.0%}" + (f"–{max(p):.0%}" if f"{max(p):.0%}" !=
+                                               f"{min(p):.0%}" else "")
                        for v, p in peaks.items() if p)
         out += ["", f"Where the learning rate peaks (fraction of the run): {pk}."]
         shapes = _schedule_shapes(data, cfg)
