@@ -548,8 +548,9 @@ def main(argv=None) -> int:
                        log=lambda s: print(s, flush=True), long_pilot=args.long_pilot)
         print(f"all runs done in {time.perf_counter() - start:.0f} s", flush=True)
     plot(data, figure)
-    command = (".venv/bin/python benchmarks/lm_refinement.py --lr-check --long-pilot 4000` "
-               "(resumable; tables and figure: `--render-only`" if not args.quick else None)
+    # The command that makes the section (it resumes; `--render-only` redraws it).
+    command = (".venv/bin/python benchmarks/lm_refinement.py --lr-check --long-pilot 4000"
+               if not args.quick else None)
     text = render(data, figure, command=command)
     if args.quick:
         with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
