@@ -62,6 +62,25 @@ from optaxsched._registry import (
     optimizer_names,
     schedule_names,
 )
+from optaxsched._spam import (
+    ClipSpikesState,
+    ResetEveryState,
+    SpamState,
+    clip_spikes,
+    reset_every,
+    reset_warmup,
+    scale_by_spam,
+    spam,
+)
+from optaxsched._stable_spam import (
+    AdaptiveGradNormState,
+    AdaptiveSpikeClipState,
+    StableSpamState,
+    adaptive_grad_norm,
+    adaptive_spike_clip,
+    scale_by_stable_spam,
+    stable_spam,
+)
 from optaxsched._sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
 from optaxsched._types import (
     AverageKind,
@@ -95,23 +114,6 @@ from optaxsched.schedules import (
     wsd,
     wsd_s,
     wsd_s_checkpoints,
-)
-from optaxsched.spikes import (
-    AdaptiveGradNormState,
-    AdaptiveSpikeClipState,
-    ClipSpikesState,
-    ResetEveryState,
-    SpamState,
-    StableSpamState,
-    adaptive_grad_norm,
-    adaptive_spike_clip,
-    clip_spikes,
-    reset_every,
-    reset_warmup,
-    scale_by_spam,
-    scale_by_stable_spam,
-    spam,
-    stable_spam,
 )
 
 _MOVED_MODULES = _register_moved_modules(_MOVED)

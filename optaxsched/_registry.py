@@ -17,7 +17,8 @@ import optax
 from optaxsched import _checks, schedules
 from optaxsched._combinators import tabulated
 from optaxsched._hypergradient import hypergradient
-from optaxsched.spikes import spam, stable_spam
+from optaxsched._spam import spam
+from optaxsched._stable_spam import stable_spam
 
 __all__ = [
     "ScheduleName",
