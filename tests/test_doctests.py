@@ -39,7 +39,8 @@ class _Finder(doctest.DocTestFinder):
 def test_the_walk_finds_the_modules_with_examples():
     assert {"optaxsched.schedules.anytime", "optaxsched._nap", "optaxsched._refinement",
             "optaxsched.forecast", "optaxsched._averaging", "optaxsched._hypergradient",
-            "optaxsched._registry", "optaxsched.spikes", "optaxsched.plot"} <= set(MODULES)
+            "optaxsched._registry", "optaxsched._spam", "optaxsched._stable_spam",
+            "optaxsched.plot"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
