@@ -45,7 +45,7 @@ napoleon_use_rtype = False
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 
-# spikes.py's docstrings write the absolute value |g| outside literals, which reStructuredText
+# The spike modules' docstrings write |g| outside literals, which reStructuredText
 # reads as a substitution: define it as the literal text (drop once those docstrings use ``|g|``).
 rst_prolog = ".. |g| unicode:: U+007C U+0067 U+007C\n"
 

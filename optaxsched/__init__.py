@@ -61,6 +61,25 @@ from optaxsched._schedules.rex import rex
 from optaxsched._schedules.tabulated import tabulated
 from optaxsched._schedules.uba import uba
 from optaxsched._schedules.wsd import WsdSCheckpoint, wsd, wsd_s, wsd_s_checkpoints
+from optaxsched._spam import (
+    ClipSpikesState,
+    ResetEveryState,
+    SpamState,
+    clip_spikes,
+    reset_every,
+    reset_warmup,
+    scale_by_spam,
+    spam,
+)
+from optaxsched._stable_spam import (
+    AdaptiveGradNormState,
+    AdaptiveSpikeClipState,
+    StableSpamState,
+    adaptive_grad_norm,
+    adaptive_spike_clip,
+    scale_by_stable_spam,
+    stable_spam,
+)
 from optaxsched._sweep import lr_sensitivity, lr_sweep, stack_params, vmap_hyperparams
 from optaxsched._tokens import TokenSchedule, TokenScheduleState, in_tokens, token_schedule
 from optaxsched._types import (
@@ -73,23 +92,6 @@ from optaxsched._types import (
     RefineKind,
     ScaleOffsetMode,
     WarmupShape,
-)
-from optaxsched.spikes import (
-    AdaptiveGradNormState,
-    AdaptiveSpikeClipState,
-    ClipSpikesState,
-    ResetEveryState,
-    SpamState,
-    StableSpamState,
-    adaptive_grad_norm,
-    adaptive_spike_clip,
-    clip_spikes,
-    reset_every,
-    reset_warmup,
-    scale_by_spam,
-    scale_by_stable_spam,
-    spam,
-    stable_spam,
 )
 
 _MOVED_MODULES = _register_moved_modules(_MOVED)

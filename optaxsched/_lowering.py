@@ -3,13 +3,13 @@
 XLA's GPU and TPU backends fuse elementwise producers and reductions into one kernel and several
 outputs into one loop. Its CPU backend compiles each fusion into its own loop over memory, with
 no multi-output fusion, so a step costs about the number of full-size arrays its loops read and
-write. The update functions in :mod:`optaxsched.spikes` are written as the papers' algorithm
-boxes; the few places where the literal form would cost a full-size pass or a copy on CPU call a
-function of this module instead. Each one computes the same values (up to float rounding where
-said) and carries the measurement that justifies it. On an accelerator each is close to
-neutral: the exact divisions and multiplications by a runtime 1 and the recomputation identity
-are elementwise work inside memory-bound loops, and the library reductions are what XLA uses
-there anyway. (Optimisation barriers are not used: XLA's CPU pipeline removes them before
+write. The update functions in :mod:`optaxsched._spam` and :mod:`optaxsched._stable_spam` are
+written as the papers' algorithm boxes; the few places where the literal form would cost a full-size
+pass or a copy on CPU call a function of this module instead. Each one computes the same values (up
+to float rounding where said) and carries the measurement that justifies it. On an accelerator each
+is close to neutral: the exact divisions and multiplications by a runtime 1 and the recomputation
+identity are elementwise work inside memory-bound loops, and the library reductions are what XLA
+uses there anyway. (Optimisation barriers are not used: XLA's CPU pipeline removes them before
 fusion, so they had no effect; the compiled HLO holds none.) Not yet measured on a GPU.
 
 Measurements: ``benchmarks/step_time.py`` on the project's shared 2-core CPU, 16M float32
@@ -71,17 +71,19 @@ def stored(x: jax.Array, one: jax.Array) -> jax.Array:
     return x / one.astype(x.dtype)
 
 
-def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, limit_ratio: jax.Array,
-                              clip_on: jax.Array) -> tuple[jax.Array, jax.Array]:
+def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, threshold: jax.Array,
+                              b2: _numerics.Rate, clip_on: jax.Array
+                              ) -> tuple[jax.Array, jax.Array]:
     """SPAM's clipped gradient and spike mask, recomputed from the *updated* second moment.
 
     The algorithm clips against the old ``v`` (``g² > θ v_old`` -> ``sign(g) sqrt(θ v_old)``)
-    and then updates ``m`` and ``v`` with the clipped value. With ``c = b2 + (1 - b2) θ`` and
-    ``limit_ratio = θ / c``: a spike has ``v_new = c v_old``, hence ``θ v_old = θ v_new / c``;
-    otherwise ``v_new <= c v_old`` and ``g² <= θ v_new / c``. So ``g² > θ v_new / c`` is the same
-    test and ``sqrt(θ v_new / c)`` the same clipped value (equal up to float rounding; the
-    parity tests hold to 1e-5). Only where ``v`` saturated at the largest finite value does
-    the identity clip a little differently (both sides are then ~1e19 or beyond).
+    and then updates ``m`` and ``v`` with the clipped value (``threshold`` is θ, ``b2`` the
+    second-moment rate). With ``c = b2 + (1 - b2) θ``: a spike has ``v_new = c v_old``, hence
+    ``θ v_old = θ v_new / c``; otherwise ``v_new <= c v_old`` and ``g² <= θ v_new / c``. So
+    ``g² > θ v_new / c`` is the same test and ``sqrt(θ v_new / c)`` the same clipped value
+    (equal up to float rounding; the parity tests hold to 1e-5). Only where ``v`` saturated at the
+    largest finite value does the identity clip a little differently (both sides are then ~1e19 or
+    beyond).
 
     Why: if the ``m`` pass read the old ``v``, ``v`` could not be updated in place: XLA copied
     the whole of ``v`` on every step (a full-size copy in the compiled step, which
@@ -90,6 +92,8 @@ def spam_clip_from_new_moment(g: jax.Array, v_new: jax.Array, limit_ratio: jax.A
     ``v``) inside the ``m`` loop, which again needs the old ``v`` (two copies of the moments and
     a materialised ``sqrt(θ v)``: 4 parameter-sized temporaries, 6.4x ``optax.adam`` at 16M).
     """
+    growth = b2.value + b2.complement * threshold  # c: v_new = c v_old on a spike
+    limit_ratio = jnp.where(growth > 0, threshold / jnp.where(growth > 0, growth, 1.0), 0.0)
     v_new = jax.lax.optimization_barrier(v_new)
     limit = limit_ratio.astype(g.dtype) * v_new.astype(g.dtype)
     spike = clip_on & (g * g > limit)

@@ -50,6 +50,11 @@ MOVED: dict[str, dict[str, str]] = {
         "WSD_FRACTIONS": "optaxsched._forecast.plan:WSD_FRACTIONS",
         "WSD_SHAPES": "optaxsched._forecast.plan:WSD_SHAPES",
     },
+    "optaxsched.spikes": _same("SpamState", "scale_by_spam", "spam", "StableSpamState",
+                               "scale_by_stable_spam", "stable_spam", "ClipSpikesState",
+                               "clip_spikes", "AdaptiveSpikeClipState", "adaptive_spike_clip",
+                               "AdaptiveGradNormState", "adaptive_grad_norm", "ResetEveryState",
+                               "reset_every", "reset_warmup"),
     "optaxsched.registry": _same("ScheduleName", "OptimizerName", "get_schedule",
                                  "get_optimizer", "schedule_names", "optimizer_names"),
 }

@@ -24,7 +24,8 @@ from optaxsched._schedules.rex import rex
 from optaxsched._schedules.tabulated import tabulated
 from optaxsched._schedules.uba import uba
 from optaxsched._schedules.wsd import wsd, wsd_s
-from optaxsched.spikes import spam, stable_spam
+from optaxsched._spam import spam
+from optaxsched._stable_spam import stable_spam
 
 __all__ = [
     "ScheduleName",

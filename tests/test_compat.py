@@ -388,17 +388,16 @@ def test_reset_every_keeps_hyperparameters_injected_by_hand():
 # ------------------------------------------------------------------------------------------------
 
 
-# Per-leaf scalar statistics stored in a tree like the parameters (spikes.py: AdaClip's
-# max_ema, AdaGN's norm_mean) are taken for parameter copies by map_params, so a parameter's
-# sharding spec would be given to a scalar. Fixed in spikes.py on another branch; the lead
-# empties this set after merging.
-MAP_PARAMS_KNOWN_FAILURES = {"scale_by_stable_spam", "stable_spam", "adaptive_spike_clip",
-                             "adaptive_grad_norm"}
+# Per-leaf scalar statistics stored in a tree like the parameters would be taken for parameter
+# copies by map_params, so a parameter's sharding spec would be given to a scalar; NaP's target
+# norms and Stable-SPAM's statistics are flat vectors for that reason. Transforms that still
+# fail are listed here (none).
+MAP_PARAMS_KNOWN_FAILURES: set[str] = set()
 
 
 @pytest.mark.parametrize("case", [
     pytest.param(c, marks=pytest.mark.xfail(
-        reason="per-leaf scalars in a parameter-shaped tree (spikes.py)", strict=False))
+        reason="per-leaf scalars in a parameter-shaped tree", strict=False))
     if c.id in MAP_PARAMS_KNOWN_FAILURES else c for c in CASES], ids=IDS)
 def test_map_params_maps_exactly_the_parameter_copies(case):
     tx = reg.chained_tx(case.id)

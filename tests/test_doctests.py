@@ -40,7 +40,8 @@ def test_the_walk_finds_the_modules_with_examples():
     assert {"optaxsched._schedules.wsd", "optaxsched._nap", "optaxsched._refinement",
             "optaxsched._forecast.law", "optaxsched._forecast.fit", "optaxsched._forecast.plan",
             "optaxsched._io", "optaxsched._averaging", "optaxsched._hypergradient",
-            "optaxsched._registry", "optaxsched.spikes", "optaxsched.plot"} <= set(MODULES)
+            "optaxsched._registry", "optaxsched._spam", "optaxsched._stable_spam",
+            "optaxsched.plot"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
