@@ -1149,7 +1149,10 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
             g_hat, spike = _lowering.spam_clip_from_new_moment(g, v1.astype(cdt),
                                                                 rule.limit_ratio, rule.clip_on)
             new_v.append(v1)
-            out.append(g_hat.astype(leaf.dtype))
+            # Written out once, whole (_lowering.stored): Adam's two moment loops read it.
+            # Otherwise XLA wrote out only the shared square root and recomputed the rest in
+            # both loops, which then read g, the new v and that root (19 passes instead of 16).
+            out.append(_lowering.stored(g_hat, one).astype(leaf.dtype))
             if track_clips:
                 counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
         clipped, clipped_total = _counters(track_clips, counts, state)
