@@ -14,8 +14,9 @@ float32 tree) without running it, and reads three things off the compiled progra
   which hold 99.9% of the entries) counts each distinct such operand once and its output once.
   Divided by the kernels' bytes this is the number of full-size array passes per step, what a
   memory-bound step costs on any machine. ``loops`` is the number of those instructions per
-  kernel, ``rare`` the passes a conditional branch adds on the steps that take it (the largest
-  branch), ``temp`` XLA's temporary buffer bytes (``memory_analysis()``; a temporary that only a
+  kernel, ``branches`` the passes each branch of the step's conditionals adds on the steps that
+  take it (Stable-SPAM: the common step, a step where AdaClip clips, a non-finite or overflowing
+  gradient), ``temp`` XLA's temporary buffer bytes (``memory_analysis()``; a temporary that only a
   rare branch uses is allocated all the same but not touched on the common path).
 * **Floors**: the fewest passes the algorithm allows, derived by hand (``FLOORS``), once for a
   backend that fuses a whole optimizer step into one loop with several outputs (XLA's GPU and
@@ -67,32 +68,34 @@ class Floor(NamedTuple):
 FLOORS: dict[str, Floor] = {
     "optax.adam": Floor(7, 10, "read g, m, v, p; write m, v, p. CPU: v 3 + m 3 + step 4"),
     "spam": Floor(7, 11, "Adam's arrays, nothing more (the clip is elementwise). CPU: the m "
-                         "loop must also read v (the clip test g² > θ v; the old or the new "
-                         "v, one read either way): 3 + 4 + 4"),
-    "spam track_clips": Floor(7, 11, "as spam: the count of clipped coordinates is a "
-                                     "reduction of values the loops compute anyway. CPU: a "
-                                     "reduction is a loop of its own and must re-read g and "
-                                     "v: 13 unless it rides on a loop that reads them"),
+                         "loop must also read v for the clip test g² > θ v (the old or the new "
+                         "v: one read either way), 3 + 4 + 4"),
+    "spam track_clips": Floor(7, 13, "as spam on a fused backend (the count is a reduction of "
+                                     "values the loop computes anyway). CPU: the count is a "
+                                     "loop of its own (a reduction cannot be an extra output "
+                                     "of an elementwise loop) and reads g and v again: 11 + 2"),
     "stable_spam": Floor(8, 11, "Adam's 7 + one read of g for max|g| and Σg² together "
                                 "(nothing is clipped on the common step, so the clipped "
-                                "gradient's norm is √Σg²); a step where AdaClip clips needs a "
-                                "second read (9): the threshold depends on this step's max. "
-                                "CPU: 10 + 1 = 11 with both reductions in one pass, 12 with "
-                                "two single-output library reductions"),
+                                "gradient's norm is √Σg²); a step where AdaClip clips reads g "
+                                "once more (9): its threshold depends on this step's max. "
+                                "CPU: 10 + 1; 12 in practice, since a one-pass (max, sum) "
+                                "reduction is a scalar loop there, several times slower than "
+                                "two library reductions"),
     "stable_spam track_clips": Floor(8, 11, "as stable_spam on the common step (nothing is "
-                                            "clipped, the count is 0 or from the non-finite "
-                                            "test on the sum)"),
+                                            "clipped: the count is 0 unless the gradient is "
+                                            "not finite, which the sum shows)"),
     "identity + adam": Floor(7, 10, "optax.adam"),
     "clip_by_global_norm + adam": Floor(8, 11, "Adam's 7 + one read of g for the global norm. "
-                                               "CPU: 10 + 1, when the scaled gradient is "
-                                               "recomputed in Adam's loops, not written out"),
-    "clip_spikes + adam": Floor(9, 14, "Adam's 7 + the part's own second moment v' (read and "
-                                       "write; the part cannot share Adam's v). CPU: v' loop "
-                                       "(g, v' -> v': 3) + Adam's v and m loops each also "
-                                       "reading v' to recompute the clip (4 + 4), with the "
-                                       "step (4): 15; 14 if the v' loop is fused with one "
-                                       "of them, which needs two outputs. 16 when the clipped "
-                                       "gradient is written out once (3 + 3 + 10)"),
+                                               "CPU: 10 + 1 if the scaled gradient were "
+                                               "recomputed in Adam's loops; optax's chain "
+                                               "writes it out and reads it beside g: 15"),
+    "clip_spikes + adam": Floor(9, 15, "Adam's 7 + the part's own second moment v' (read and "
+                                       "written; it cannot share Adam's v). CPU: v' loop (g, "
+                                       "v' -> v': 3) + Adam's v and m loops each also reading "
+                                       "v' to redo the clip (4 + 4) + the step (4); 16 in "
+                                       "practice, because XLA does not copy the clip's square "
+                                       "root into two loops, so the clipped gradient is written "
+                                       "out once (3 + 3 + 10)"),
 }
 
 
@@ -102,7 +105,7 @@ class Measure(NamedTuple):
     xla_bytes: tuple[float, float]  # candidate, baseline (bytes)
     passes: tuple[float, float]  # common-path full-size passes
     loops: tuple[float, float]  # full-size instructions per kernel
-    rare: tuple[float, float]  # extra passes of the largest conditional branch
+    branches: tuple[float, ...]  # candidate's extra passes per branch index of its conditionals
     temp: tuple[float, float]  # temporaries, in units of the parameters' bytes
     floor: tuple[Floor, Floor]
 
@@ -151,13 +154,19 @@ def _computations(hlo: str) -> dict[str, list[str]]:
 class _Traffic(NamedTuple):
     bytes: int  # full-size bytes read and written by the computation's own instructions
     instructions: int  # instructions that touch a full-size array
-    rare: int  # the largest extra of a conditional branch
+    branches: tuple[int, ...]  # extra bytes of each branch index, summed over the conditionals
+
+    @property
+    def rare(self) -> int:
+        """The largest extra of a branch (all conditionals taking the same branch index)."""
+        return max(self.branches, default=0)
 
 
 def _traffic(comps: dict[str, list[str]], name: str) -> _Traffic:
     """Full-size traffic of one computation, branches of its conditionals apart."""
     shapes: dict[str, str] = {}
-    total = count = rare = 0
+    total = count = 0
+    branch_bytes: list[int] = []
     for line in comps[name]:
         m = _INSTR.match(line)
         if not m:
@@ -170,7 +179,10 @@ def _traffic(comps: dict[str, list[str]], name: str) -> _Traffic:
                      else [x.lstrip("%") for x in re.findall(r"(?:true|false)_computation=(%\S+?),",
                                                              rest)])
             extra = [_traffic(comps, b) for b in names if b in comps]
-            rare += max((t.bytes + t.rare for t in extra), default=0)
+            for i, t in enumerate(extra):
+                if i == len(branch_bytes):
+                    branch_bytes.append(0)
+                branch_bytes[i] += t.bytes + t.rare
             continue
         if op in _FREE:
             continue
@@ -181,7 +193,7 @@ def _traffic(comps: dict[str, list[str]], name: str) -> _Traffic:
         if read or written:
             total += read + written
             count += 1
-    return _Traffic(total, count, rare)
+    return _Traffic(total, count, tuple(branch_bytes))
 
 
 def analyse(tx: optax.GradientTransformation, params) -> tuple[float, _Traffic, float]:
@@ -240,7 +252,7 @@ def measure_all(num_params: int) -> list[Measure]:
         rows.append(Measure(
             name, base, (cb, bb), (ct.bytes / kernel_bytes, bt.bytes / kernel_bytes),
             (ct.instructions / kernels, bt.instructions / kernels),
-            (ct.rare / kernel_bytes, bt.rare / kernel_bytes),
+            tuple(b / kernel_bytes for b in ct.branches),
             (ctemp / kernel_bytes, btemp / kernel_bytes), (FLOORS[name], FLOORS[base])))
     return rows
 
@@ -254,13 +266,13 @@ def table(rows: list[Measure]) -> str:
             f"{r.xla_bytes[0] / r.xla_bytes[1]:.3f}",
             f"{r.passes[0]:g} / {r.passes[1]:g} = {r.passes[0] / r.passes[1]:.3f}",
             f"{r.loops[0]:g} / {r.loops[1]:g}",
-            f"{r.rare[0]:g}" if r.rare[0] else "0",
+            " / ".join(f"{b:g}" for b in r.branches) or "none",
             f"{r.temp[0]:.2f}",
             f"{cf.fused:g} / {bf.fused:g} = {cf.fused / bf.fused:.3f}",
             f"{cf.cpu:g} / {bf.cpu:g} = {cf.cpu / bf.cpu:.3f}"])
     return _common.markdown_table(
         ["candidate", "baseline", "XLA bytes ratio", "passes, common path (cand. / base.)",
-         "loops per kernel", "rare branch +passes", "temp (× P)",
+         "loops per kernel", "branches: +passes", "temp (× P)",
          "floor, fused backend", "floor, XLA:CPU"], out)
 
 
