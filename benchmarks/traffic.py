@@ -7,17 +7,19 @@ float32 tree) without running it, and reads three things off the compiled progra
 
 * **XLA bytes**: ``compiled.cost_analysis()["bytes accessed"]``, XLA's own estimate. It counts
   *every* branch of a ``lax.cond``/``lax.switch`` as if it ran, so for Stable-SPAM it includes
-  the rare branches (the clipping step and the non-finite step) on top of the common path.
-* **Passes on the common path**: the optimised HLO (``compiled.as_text()``) of the entry
-  computation, outside any conditional, is walked instruction by instruction; every fusion,
-  library call or copy that reads or writes a parameter-sized array (one of the 2-D kernels,
-  which hold 99.9% of the entries) counts each distinct such operand once and its output once.
-  Divided by the kernels' bytes this is the number of full-size array passes per step, what a
-  memory-bound step costs on any machine. ``loops`` is the number of those instructions per
-  kernel, ``branches`` the passes each branch of the step's conditionals adds on the steps that
-  take it (Stable-SPAM: the common step, a step where AdaClip clips, a non-finite or overflowing
-  gradient), ``temp`` XLA's temporary buffer bytes (``memory_analysis()``; a temporary that only a
-  rare branch uses is allocated all the same but not touched on the common path).
+  the other branches (a step where AdaClip clips, a non-finite gradient) on top of the common
+  path.
+* **Passes on the common path** (Stable-SPAM: a step where nothing is clipped): the optimised
+  HLO (``compiled.as_text()``) of the entry computation, outside any conditional, is walked
+  instruction by instruction; every fusion, library call or copy that reads or writes a
+  parameter-sized array (one of the 2-D kernels, which hold 99.9% of the entries) counts each
+  distinct such operand once and its output once. Divided by the kernels' bytes this is the
+  number of full-size array passes per step, what a memory-bound step costs on any machine.
+  ``loops`` is the number of those instructions per kernel, ``branches`` the passes each branch
+  of the step's conditionals adds on the steps that take it (Stable-SPAM: the common step, a
+  step where AdaClip clips, a non-finite or overflowing gradient), ``temp`` XLA's temporary
+  buffer bytes (``memory_analysis()``; a temporary that only a branch uses is allocated all the
+  same but not touched on the common path).
 * **Floors**: the fewest passes the algorithm allows, derived by hand (``FLOORS``), once for a
   backend that fuses a whole optimizer step into one loop with several outputs (XLA's GPU and
   TPU backends) and once for XLA's CPU backend, whose loops each write one array.
@@ -78,9 +80,9 @@ FLOORS: dict[str, Floor] = {
                                 "(nothing is clipped on the common step, so the clipped "
                                 "gradient's norm is √Σg²); a step where AdaClip clips reads g "
                                 "once more (9): its threshold depends on this step's max. "
-                                "CPU: 10 + 1; 12 in practice, since a one-pass (max, sum) "
-                                "reduction is a scalar loop there, several times slower than "
-                                "two library reductions"),
+                                "CPU: 10 + 1 (+ 1 on a clipping step), with max|g| and Σg² "
+                                "in one loop, which needs a maximum XLA:CPU vectorises "
+                                "(_lowering.max_abs_and_sum_squares)"),
     "stable_spam track_clips": Floor(8, 11, "as stable_spam on the common step (nothing is "
                                             "clipped: the count is 0 unless the gradient is "
                                             "not finite, which the sum shows)"),
