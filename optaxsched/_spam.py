@@ -485,7 +485,10 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
             v_old = common.reset(v, rule.reset, cdt)
             g_hat, v1, spike = _clip_and_update_v(g_for_v, g, v_old, rule, v.dtype, one)
             new_v.append(v1)
-            out.append(g_hat.astype(leaf.dtype))
+            # Written out once, whole (_lowering.stored): a chained Adam's two moment loops read
+            # it. Otherwise XLA wrote out only the shared square root and recomputed the rest in
+            # both loops, which then read g, the new v and that root (19 passes instead of 16).
+            out.append(_lowering.stored(g_hat, one).astype(leaf.dtype))
             if track_clips:
                 counts.append(_lowering.count_true(spike, ~jnp.isfinite(raw)))
         clipped, clipped_total = common.counters(track_clips, counts, state)

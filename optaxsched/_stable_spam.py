@@ -249,9 +249,10 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
                  weight_decay=0.0, mask=None) -> optax.GradientTransformationExtraArgs:
     """Shared by scale_by_stable_spam (learning_rate None: the direction) and stable_spam.
 
-    Passes: AdaClip's max|g| and AdaGN's Σg² per leaf (one more pass only on steps where
-    AdaClip clips or the gradient is not finite), then Adam's ``v``, ``m`` and direction
-    passes, each recomputing the clipped, normalised gradient from ``g`` and per-leaf scalars.
+    Passes: AdaClip's max|g| and AdaGN's Σg² per leaf together in one pass, plus one more on
+    steps where AdaClip clips (most steps with fresh gradients) or the gradient is not finite;
+    then Adam's ``v``, ``m`` and direction passes, each recomputing the clipped, normalised
+    gradient from ``g`` and per-leaf scalars.
     """
     authors_reset = reset_order == "authors"
 

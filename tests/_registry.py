@@ -195,9 +195,9 @@ def _spike_cases() -> list[TransformCase]:
     # The clip counters are opt-in (track_clips=True); the optimizer cases turn them on, the
     # direction cases keep the default (the counters then hold -1, "not tracked").
     counters = ("clipped_total",)
-    # Stable-SPAM, AdaClip and AdaGN reserve buffers for their rare branches (a step where
-    # AdaClip clips, or a non-finite or overflowing gradient); the common step never touches
-    # them (_lowering.clipped_norm).
+    # Stable-SPAM, AdaClip and AdaGN reserve buffers for their non-finite branch (a gradient with
+    # NaN/Inf entries or an overflowing sum); the clipping step needs none since its masked sum
+    # of squares is one fused reduction (_lowering.sum_squares_under).
     branch_buffers = 2
     return [
         TransformCase("scale_by_spam", "scale_by_spam", dict(b1=0.9, **spam_args), role="direction",
