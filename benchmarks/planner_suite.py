@@ -69,6 +69,14 @@ FIT_SETS = {"fit 1: constant + cosine": ("constant", "cosine"),
 # Trained before the fits (fit inputs and the default WSD), then after them (with the picks).
 PHASE1 = ("constant", "cosine", SHORT, DEFAULT_WSD)
 PHASE2 = ("linear", "infinite")
+# Set by main() from --size: file and section suffix, the flag to repeat, the config's origin.
+SUFFIX, SIZE_FLAG = "", ""
+CONFIG_NOTES = {
+    "demo": "The demo's configuration (`examples.demo.DEMO`, 0.44M parameters).",
+    "small": "The LR sweep's configuration (`examples.sweep.SWEEP`, 114k parameters: a quarter "
+             "of the demo's width, half its sequence length and batch; 600 steps), peak 3e-3.",
+}
+CONFIG_NOTE = CONFIG_NOTES["demo"]
 FIXED = {
     "constant": dict(schedule="constant"),
     "cosine": dict(schedule="cosine"),
@@ -89,10 +97,15 @@ def settings_of(name: str) -> dict[str, Any]:
     return dict(schedule="wsd", decay_shape=shape, decay_fraction=float(fraction))
 
 
-def base_config(quick: bool):
+def base_config(quick: bool, size: str = "demo"):
+    """The runs' configuration: the demo's (``examples.demo.DEMO``) or, with ``size='small'``,
+    the LR sweep's smaller transformer (``examples.sweep.SWEEP``: d_model 64, 114k parameters,
+    600 steps of 16 x 32 characters), evaluated every 20 steps, peak 3e-3."""
     from examples.demo import DEMO
+    from examples.sweep import SWEEP
 
-    cfg = DEMO.replace(eval_every=20, progress=False, overwrite=True)
+    cfg = (DEMO if size == "demo" else SWEEP.replace(peak_lr=3e-3)).replace(
+        eval_every=20, progress=False, overwrite=True)
     if quick:
         cfg = cfg.replace(d_model=16, layers=1, heads=2, seq_len=16, batch_size=8, steps=60,
                           warmup_steps=3, eval_every=10, eval_batches=1, corpus_bytes=200_000)
@@ -147,15 +160,81 @@ def train_one(base, seed: int, name: str, work_dir: str) -> dict[str, Any]:
             "load_1min": load}
 
 
-def _ensure(state, path, base, seed, name, work_dir, log) -> None:
-    key = f"seed{seed}/{name}"
-    if key in state["runs"]:
-        return
-    record = train_one(base, seed, name, work_dir)
-    state["runs"][key] = record
-    _save(path, state)
-    log(f"{key}: val {record['val_loss']:.4f} ({record['wall_s']:.0f} s, load "
-        f"{record['load_1min']:.1f})")
+def _claim(folder: str, key: str) -> bool:
+    """Claims a run for this process (several processes share the list of runs): False when a
+    live process holds it."""
+    claims = os.path.join(folder, "claims")
+    os.makedirs(claims, exist_ok=True)
+    path = os.path.join(claims, key.replace("/", "_"))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    pid = int(handle.read().strip() or 0)
+                os.kill(pid, 0)
+                return False  # its process is alive
+            except (ProcessLookupError, ValueError):
+                os.remove(path)  # a stale claim of a process that died
+                continue
+            except FileNotFoundError:
+                continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _release(folder: str, key: str) -> None:
+    try:
+        os.remove(os.path.join(folder, "claims", key.replace("/", "_")))
+    except FileNotFoundError:
+        pass
+
+
+def _record_path(folder: str, key: str) -> str:
+    return os.path.join(folder, key + ".json")  # key: seed<s>/<name>
+
+
+def _work_through(folder: str, config: dict, keys: list[str], train, done_runs, log,
+                  needed: list[str] | None = None) -> None:
+    """Trains the keys not yet done, in order, sharing the list with the other processes
+    (claims). Returns once every key in ``needed`` (default: all) is done and no other key is
+    left to claim, waiting meanwhile for the ones other processes hold."""
+    needed = keys if needed is None else needed
+    waiting = False
+    while True:
+        done = done_runs()
+        todo = [k for k in keys if k not in done]
+        if all(k in done for k in needed) and not any(_claimable(folder, k) for k in todo):
+            return
+        for key in todo:
+            if _claim(folder, key):
+                try:
+                    record = train(key)
+                    _save(_record_path(folder, key), {"config": config, "record": record})
+                finally:
+                    _release(folder, key)
+                log(f"{key}: val {record['val_loss']:.4f} ({record['wall_s']:.0f} s, load "
+                    f"{record['load_1min']:.1f})")
+                waiting = False
+                break
+        else:
+            if not waiting:
+                log(f"waiting for {', '.join(todo)} (other processes)")
+                waiting = True
+            time.sleep(20)
+
+
+def _claimable(folder: str, key: str) -> bool:
+    path = os.path.join(folder, "claims", key.replace("/", "_"))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            os.kill(int(handle.read().strip() or 0), 0)
+        return False
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return True
 
 
 def _curve(records: list[dict]) -> dict[str, Any]:
@@ -190,21 +269,29 @@ def plan(state: dict, base, seeds) -> dict[str, Any]:
     return {"seeds": list(seeds), "fits": plans}
 
 
-def _seed_path(folder: str, seed: int) -> str:
-    return os.path.join(folder, f"seed{seed}.json")
-
-
 def merged_state(folder: str, config: dict, seeds=None) -> dict:
     """Every seed's runs (one JSON file per seed, each written by one process) and the plans."""
     runs: dict[str, Any] = {}
     found = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.startswith("seed") and name.endswith(".json"):
-            seed = int(name[4:-5])
-            if seeds is None or seed in seeds:
-                runs.update(_load(os.path.join(folder, name), config)["runs"])
-                found.append(seed)
-    state = {"config": config, "runs": runs, "seeds": sorted(found)}
+        if not name.startswith("seed"):
+            continue
+        path = os.path.join(folder, name)
+        if name.endswith(".json"):  # a whole seed's runs, written by one process
+            batch = _load(path, config)["runs"]
+        elif os.path.isdir(path):  # one file per run
+            batch = {}
+            for run in sorted(os.listdir(path)):
+                if run.endswith(".json"):
+                    batch[f"{name}/{run[:-5]}"] = _load(os.path.join(path, run), config)[
+                        "record"]
+        else:
+            continue
+        seed = int(name[4:].split(".")[0])
+        if batch and (seeds is None or seed in seeds):
+            runs.update(batch)
+            found.append(seed)
+    state = {"config": config, "runs": runs, "seeds": sorted(set(found))}
     plans_path = os.path.join(folder, "plans.json")
     if os.path.exists(plans_path):
         with open(plans_path, encoding="utf-8") as handle:
@@ -220,7 +307,7 @@ def _shared_plan(folder: str, base, fit_seeds, log) -> dict:
     while not os.path.exists(path):
         state = merged_state(folder, base.to_dict(), fit_seeds)
         missing = [f"seed{s}/{n}" for s in fit_seeds for n in PHASE1
-                   if f"seed{s}/{n}" not in state["runs"]]
+                   if n != DEFAULT_WSD and f"seed{s}/{n}" not in state["runs"]]
         if not missing:
             plans = plan(state, base, fit_seeds)
             tmp = f"{path}.{os.getpid()}.tmp"
@@ -241,22 +328,26 @@ def _shared_plan(folder: str, base, fit_seeds, log) -> dict:
 
 
 def run_planner(args, log=print) -> dict:
-    base = base_config(args.quick)
-    folder = args.planner_dir
-    for seed in args.seeds:
-        path = _seed_path(folder, seed)
-        state = _load(path, base.to_dict())
-        for name in PHASE1:
-            _ensure(state, path, base, seed, name, args.work_dir, log)
+    """Part A; any number of processes may run it at once (they share the runs by claims)."""
+    base = base_config(args.quick, args.size)
+    folder, config = args.planner_dir, base.to_dict()
+
+    def train(key):
+        seed, name = key.split("/")
+        return train_one(base, int(seed[4:]), name, args.work_dir)
+
+    # Schedule-major: the fits' inputs on every seed come first, the default WSD last.
+    first = [f"seed{s}/{n}" for n in PHASE1 for s in args.seeds]
+    def done():
+        return merged_state(folder, config)["runs"]
+
+    _work_through(folder, config, first, train, done, log)
     plans = _shared_plan(folder, base, args.fit_seeds, log)
     picks = list(dict.fromkeys(p["pick"] for p in plans.values() if p["pick"]))
     log(f"plan_wsd picks: {picks}")
-    for seed in args.seeds:
-        path = _seed_path(folder, seed)
-        state = _load(path, base.to_dict())
-        for name in [*picks, *PHASE2]:
-            _ensure(state, path, base, seed, name, args.work_dir, log)
-    return merged_state(folder, base.to_dict())
+    then = [f"seed{s}/{n}" for n in [*picks, *PHASE2] for s in args.seeds]
+    _work_through(folder, config, then, train, done, log)
+    return merged_state(folder, config)
 
 
 def spearman(a, b) -> float:
@@ -357,41 +448,53 @@ def analyse(state: dict) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
+def _autolrs_state(folder: str, config: dict) -> dict:
+    """Every AutoLRS run: one file per run in ``folder`` (and the single file of a whole sweep
+    written by one process, ``folder + '.json'``, if there is one)."""
+    runs: dict[str, Any] = {}
+    if os.path.exists(folder + ".json"):
+        runs.update(_load(folder + ".json", config)["runs"])
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and name.startswith("seed"):
+            for run in sorted(os.listdir(path)):
+                if run.endswith(".json"):
+                    runs[f"{name}/{run[:-5]}"] = _load(os.path.join(path, run), config)["record"]
+    return {"config": config, "runs": runs}
+
+
 def run_autolrs_part(args, log=print) -> dict:
+    """Part B; any number of processes may run it at once (they share the runs by claims)."""
     from examples import autolrs_run
     from examples import sweep as sweep_lib
 
-    base = base_config(args.quick)
-    path = args.autolrs_json
-    state = _load(path, base.to_dict())
-    for seed in args.autolrs_seeds:
-        setup = None
-        for mode in ("sequential", "parallel"):
-            key = f"seed{seed}/{mode}"
-            if key in state["runs"]:
-                continue
-            if setup is None:
-                setup = sweep_lib.Setup(base.replace(seed=seed, schedule="constant"))
+    base = base_config(args.quick, args.size)
+    folder, config = args.autolrs_dir, base.to_dict()
+
+    def train(key):
+        seed, mode = key.split("/")
+        seed = int(seed[4:])
+        setup = sweep_lib.Setup(base.replace(seed=seed, schedule="constant"))
+        settings = autolrs_run.AutoLRSSettings(
+            min_lr=AUTOLRS_RANGE[0], max_lr=AUTOLRS_RANGE[1], parallel=mode == "parallel")
+        if args.quick:
             settings = autolrs_run.AutoLRSSettings(
-                min_lr=AUTOLRS_RANGE[0], max_lr=AUTOLRS_RANGE[1], parallel=mode == "parallel")
-            if args.quick:
-                settings = autolrs_run.AutoLRSSettings(
-                    min_lr=AUTOLRS_RANGE[0], max_lr=AUTOLRS_RANGE[1], candidates=3,
-                    first_stage=30, max_stage=30, parallel=mode == "parallel")
-            load = os.getloadavg()[0]
-            result = autolrs_run.run_autolrs(setup, settings, log=log)
-            state["runs"][key] = {
-                "seed": seed, "mode": mode, "val_loss": result.val_loss,
+                min_lr=AUTOLRS_RANGE[0], max_lr=AUTOLRS_RANGE[1], candidates=3,
+                first_stage=30, max_stage=30, parallel=mode == "parallel")
+        load = os.getloadavg()[0]
+        result = autolrs_run.run_autolrs(setup, settings, log=log)
+        return {"seed": seed, "mode": mode, "val_loss": result.val_loss,
                 "lr": _r(result.lr), "loss": _r(result.loss, 5), "stages": result.stages,
                 "budget": result.budget, "trial_steps": result.trial_steps,
                 "kept_steps": len(result.lr), "wall_s": result.wall_s, "load_1min": load,
                 "initial_loss": setup.initial_loss,
                 "settings": {"min_lr": AUTOLRS_RANGE[0], "max_lr": AUTOLRS_RANGE[1],
                              "candidates": settings.candidates}}
-            _save(path, state)
-            log(f"autolrs {key}: val {result.val_loss:.4f} ({result.wall_s:.0f} s, load "
-                f"{load:.1f})")
-    return state
+
+    keys = [f"seed{s}/{m}" for s in args.autolrs_seeds for m in ("sequential", "parallel")]
+    _work_through(folder, config, keys, train,
+                  lambda: _autolrs_state(folder, config)["runs"], log)
+    return _autolrs_state(folder, config)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,7 +516,9 @@ def planner_figure(state: dict, analysis: dict, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fits = analysis["fits"]
+    fits = {k: f for k, f in analysis["fits"].items() if "failed" not in f}
+    if not fits:
+        return None
     fig, axes = plt.subplots(1, max(1, len(fits)), figsize=(5.5 * max(1, len(fits)), 4.5),
                              squeeze=False)
     for ax, (label, fit) in zip(axes[0], fits.items(), strict=False):
@@ -443,11 +548,14 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
     runs = state["runs"]
     loads = [r["load_1min"] for r in runs.values()]
     walls = [r["wall_s"] for r in runs.values()]
-    lines = [header("Forecast planner validated over seeds (issue 14): demo model, 500 steps",
-                    command=".venv/bin/python benchmarks/planner_suite.py planner && "
-                            ".venv/bin/python benchmarks/planner_suite.py render").rstrip(), ""]
+    size = "the demo's model" if cfg["d_model"] == 128 else "a small transformer"
+    lines = [header(f"Forecast planner validated over seeds (issue 14): {size}, "
+                    f"{cfg['steps']} steps",
+                    command=f".venv/bin/python benchmarks/planner_suite.py planner {SIZE_FLAG} "
+                            f"&& .venv/bin/python benchmarks/planner_suite.py render "
+                            f"{SIZE_FLAG}").rstrip(), ""]
     lines.append(
-        f"The demo's configuration (`examples.demo.DEMO`): character transformer, d_model "
+        f"{CONFIG_NOTE} Character transformer, d_model "
         f"{cfg['d_model']}, {cfg['layers']} blocks, AdamW, {cfg['steps']} steps of "
         f"{cfg['batch_size']} x {cfg['seq_len']} characters of the stdlib corpus, peak "
         f"{cfg['peak_lr']:g}, warmup {cfg['warmup_steps']}; validation loss on "
@@ -466,7 +574,11 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
         "fractions 0.05-0.5 x shapes 1-sqrt/linear/cosine/square, and its pick is then trained on "
         "every seed.")
     lines.append("")
-    fits = analysis["fits"]
+    failed = {k: f["failed"] for k, f in analysis["fits"].items() if "failed" in f}
+    fits = {k: f for k, f in analysis["fits"].items() if "failed" not in f}
+    for label, why in failed.items():
+        lines.append(f"**{label}: the fit failed** ({why}).")
+        lines.append("")
     head = ["schedule", "observed (mean ± SE)", "per seed"]
     head += [f"{label.split(':')[0]}: predicted (error)" for label in fits]
     rows = []
@@ -502,6 +614,10 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
     rows = []
     for label, fit in fits.items():
         for row in fit["per_seed"]:
+            if "failed" in row:
+                rows.append([label.split(":")[0], row["seed"], "fit failed: " + row["failed"],
+                             *["-"] * 5])
+                continue
             rows.append([label.split(":")[0], row["seed"], f"{row['lam']:g}",
                          f"{row['spearman']:.2f}", _pct(row["mape_all"], False),
                          _pct(row["max_abs"], False), f"`{row.get('own_pick', '-')}`",
@@ -518,13 +634,16 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
 def autolrs_section(astate: dict, pstate: dict, figure: str | None) -> str:
     cfg = astate["config"]
     runs = astate["runs"]
-    lines = [header("AutoLRS at the demo's model and budget (issue 17)",
-                    command=".venv/bin/python benchmarks/planner_suite.py autolrs && "
-                            ".venv/bin/python benchmarks/planner_suite.py render").rstrip(), ""]
+    size = "the demo's model and budget" if cfg["d_model"] == 128 else \
+        "a small transformer, several seeds"
+    lines = [header(f"AutoLRS at {size} (issue 17)",
+                    command=f".venv/bin/python benchmarks/planner_suite.py autolrs {SIZE_FLAG} "
+                            f"&& .venv/bin/python benchmarks/planner_suite.py render "
+                            f"{SIZE_FLAG}").rstrip(), ""]
     loads = [r["load_1min"] for r in runs.values()]
     lines.append(
-        f"The demo's model and budget (0.44M-parameter transformer, d_model {cfg['d_model']}, "
-        f"{cfg['layers']} blocks, {cfg['batch_size']} x {cfg['seq_len']} characters, "
+        f"{CONFIG_NOTE} Transformer, d_model {cfg['d_model']}, {cfg['layers']} blocks, "
+        f"{cfg['batch_size']} x {cfg['seq_len']} characters, "
         f"**{cfg['steps']} budget steps** with AutoLRS's trials counted in them as the paper "
         f"counts them). AutoLRS (`examples.autolrs_run.run_autolrs`, the paper's k = 10 "
         f"candidates, τ' = τ/10, τ from {max(30, cfg['steps'] // 10)} doubling to "
@@ -597,10 +716,9 @@ def autolrs_figure(astate: dict, pstate: dict, path: str) -> str | None:
 
 
 def render(args, log=print) -> dict:
-    base = base_config(args.quick)
+    base = base_config(args.quick, args.size)
     pstate = merged_state(args.planner_dir, base.to_dict(), args.render_seeds)
-    astate = _load(args.autolrs_json, base.to_dict()) if os.path.exists(args.autolrs_json) \
-        else None
+    astate = _autolrs_state(args.autolrs_dir, base.to_dict())
     results = args.results
     fig_dir = args.figures
     os.makedirs(fig_dir, exist_ok=True)
@@ -608,16 +726,22 @@ def render(args, log=print) -> dict:
     if pstate["runs"]:
         analysis = analyse(pstate)
         out["analysis"] = analysis
-        figure = planner_figure(pstate, analysis, os.path.join(fig_dir, "planner_validation.png")
-                                ) if analysis["fits"] else None
-        write_section("planner_validation", planner_section(pstate, analysis, figure), results)
+        figure = planner_figure(pstate, analysis, os.path.join(
+            fig_dir, f"planner_validation{SUFFIX}.png")) if analysis["fits"] else None
+        write_section(f"planner_validation{SUFFIX}",
+                      planner_section(pstate, analysis, figure), results)
         for label, fit in analysis["fits"].items():
+            if "failed" in fit:
+                log(f"{label}: fit failed: {fit['failed']}")
+                continue
             log(f"{label}: lam {fit['lam']:g} spearman {fit['spearman']:.2f} MAPE "
                 f"{_pct(fit['mape_all'], False)} pick {fit['pick']} "
                 f"{fit.get('pick_vs_wsd')}")
-    if astate and astate["runs"]:
-        figure = autolrs_figure(astate, pstate, os.path.join(fig_dir, "autolrs_lr_demo.png"))
-        write_section("autolrs_demo", autolrs_section(astate, pstate, figure), results)
+    if astate["runs"]:
+        figure = autolrs_figure(astate, pstate, os.path.join(
+            fig_dir, f"autolrs_lr{SUFFIX or '_demo'}.png"))
+        write_section(f"autolrs{SUFFIX or '_demo'}",
+                      autolrs_section(astate, pstate, figure), results)
         out["autolrs"] = {k: r["val_loss"] for k, r in astate["runs"].items()}
     return out
 
@@ -629,6 +753,9 @@ def main(argv=None) -> int:
                         help="tiny model and budget, 2 seeds, everything under --work-dir")
     parser.add_argument("--work-dir", default=os.path.join(ROOT, "runs", "planner_suite"),
                         help="run directories (and, with --quick, every output)")
+    parser.add_argument("--size", choices=("demo", "small"), default="demo",
+                        help="demo: examples.demo.DEMO; small: examples.sweep.SWEEP's transformer "
+                             "(about 16x cheaper per run)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--fit-seeds", default=",".join(map(str, SEEDS)),
                         help="seeds whose mean curves the planner's fits use (their first runs "
@@ -636,6 +763,10 @@ def main(argv=None) -> int:
     parser.add_argument("--render-seeds", default=None, help="seeds to report (default: all)")
     parser.add_argument("--autolrs-seeds", default=",".join(map(str, AUTOLRS_SEEDS)))
     args = parser.parse_args(argv)
+    global SUFFIX, SIZE_FLAG, CONFIG_NOTE
+    SUFFIX = "" if args.size == "demo" else "_" + args.size
+    SIZE_FLAG = "" if args.size == "demo" else f"--size {args.size}"
+    CONFIG_NOTE = CONFIG_NOTES[args.size]
     args.seeds = tuple(int(s) for s in args.seeds.split(","))
     args.autolrs_seeds = tuple(int(s) for s in args.autolrs_seeds.split(","))
     args.fit_seeds = tuple(int(s) for s in args.fit_seeds.split(","))
@@ -644,13 +775,13 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.autolrs_seeds = args.seeds[:2], args.autolrs_seeds[:1]
         args.fit_seeds = args.seeds
-        args.planner_dir = os.path.join(args.work_dir, "planner_suite")
-        args.autolrs_json = os.path.join(args.work_dir, "autolrs_demo.json")
+        args.planner_dir = os.path.join(args.work_dir, "planner_suite" + SUFFIX)
+        args.autolrs_dir = os.path.join(args.work_dir, "autolrs" + (SUFFIX or "_demo"))
         args.results = os.path.join(args.work_dir, "RESULTS.md")
         args.figures = os.path.join(args.work_dir, "figures")
     else:
-        args.planner_dir = os.path.join(FIGURES, "planner_suite")
-        args.autolrs_json = os.path.join(FIGURES, "autolrs_demo.json")
+        args.planner_dir = os.path.join(FIGURES, "planner_suite" + SUFFIX)
+        args.autolrs_dir = os.path.join(FIGURES, "autolrs" + (SUFFIX or "_demo"))
         args.results = os.path.join(HERE, "RESULTS.md")
         args.figures = FIGURES
     start = time.perf_counter()

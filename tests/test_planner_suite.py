@@ -66,8 +66,8 @@ def test_planner_pipeline_recovers_a_known_law(tmp_path, monkeypatch):
     assert ps.main(["planner", "--quick", "--work-dir", work]) == 0
 
     out = ps.render(types.SimpleNamespace(
-        quick=True, planner_dir=folder, render_seeds=None,
-        autolrs_json=os.path.join(work, "none.json"), results=os.path.join(work, "R.md"),
+        quick=True, size="demo", planner_dir=folder, render_seeds=None,
+        autolrs_dir=os.path.join(work, "none"), results=os.path.join(work, "R.md"),
         figures=os.path.join(work, "fig")), log=lambda *_: None)
     fit2 = out["analysis"]["fits"]["fit 2: + short cooldown"]
     assert fit2["spearman"] > 0.95
