@@ -148,7 +148,7 @@ def train_one(base, seed: int, name: str, work_dir: str) -> dict[str, Any]:
     """One trainer run; its validation curve, learning rates and training losses."""
     from examples import train
 
-    out = os.path.join(work_dir, "runs", f"seed{seed}", name)
+    out = os.path.join(work_dir, f"runs{SUFFIX}", f"seed{seed}", name)
     load = os.getloadavg()[0]
     result = train.run(base.replace(seed=seed, out=out, **settings_of(name)))
     curve = oxs.load_loss_curve(out, loss_key="val_loss")
@@ -336,16 +336,19 @@ def run_planner(args, log=print) -> dict:
         seed, name = key.split("/")
         return train_one(base, int(seed[4:]), name, args.work_dir)
 
-    # Schedule-major: the fits' inputs on every seed come first, the default WSD last.
-    first = [f"seed{s}/{n}" for n in PHASE1 for s in args.seeds]
     def done():
         return merged_state(folder, config)["runs"]
 
-    _work_through(folder, config, first, train, done, log)
+    # Schedule-major: the fits' inputs on every seed first; the schedules that do not depend on
+    # the plan keep the processes busy while the others finish them (the plan needs only the
+    # fits' inputs); the picks come as soon as the plan is made.
+    fit_inputs = [f"seed{s}/{n}" for n in PHASE1 if n != DEFAULT_WSD for s in args.seeds]
+    first = [*fit_inputs, *[f"seed{s}/{n}" for n in (DEFAULT_WSD, *PHASE2) for s in args.seeds]]
+    _work_through(folder, config, first, train, done, log, needed=fit_inputs)
     plans = _shared_plan(folder, base, args.fit_seeds, log)
     picks = list(dict.fromkeys(p["pick"] for p in plans.values() if p["pick"]))
     log(f"plan_wsd picks: {picks}")
-    then = [f"seed{s}/{n}" for n in [*picks, *PHASE2] for s in args.seeds]
+    then = [f"seed{s}/{n}" for n in [*picks, DEFAULT_WSD, *PHASE2] for s in args.seeds]
     _work_through(folder, config, then, train, done, log)
     return merged_state(folder, config)
 
@@ -600,7 +603,7 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
         pv = fit.get("pick_vs_wsd")
         rows.append([
             label, f"{fit['lam']:g}",
-            f"{fit['L0']:.3f}, {fit['A']:.3g}, {fit['alpha']:.3f}, {fit['C']:.3g}",
+            f"{fit['L0']:.3g}, {fit['A']:.3g}, {fit['alpha']:.3g}, {fit['C']:.3g}",
             f"{fit['spearman']:.2f} / {fit['spearman_held_out']:.2f}",
             f"{_pct(fit['mape_all'], False)} / {_pct(fit['mape_held_out'], False)}",
             f"{_pct(fit['error'][fit['max_error']])} (`{fit['max_error']}`)",
