@@ -77,6 +77,7 @@ CONFIG_NOTES = {
              "of the demo's width, half its sequence length and batch; 600 steps), peak 3e-3.",
 }
 CONFIG_NOTE = CONFIG_NOTES["demo"]
+LABELS = {"sequential": "AutoLRS sequential", "parallel": "AutoLRS vmapped", "wsd": "WSD"}
 FIXED = {
     "constant": dict(schedule="constant"),
     "cosine": dict(schedule="cosine"),
@@ -647,13 +648,14 @@ def autolrs_section(astate: dict, pstate: dict, figure: str | None) -> str:
     lines.append(
         f"{CONFIG_NOTE} Transformer, d_model {cfg['d_model']}, {cfg['layers']} blocks, "
         f"{cfg['batch_size']} x {cfg['seq_len']} characters, "
-        f"**{cfg['steps']} budget steps** with AutoLRS's trials counted in them as the paper "
-        f"counts them). AutoLRS (`examples.autolrs_run.run_autolrs`, the paper's k = 10 "
+        f"**{cfg['steps']} budget steps**, AutoLRS's trials counted in them as the paper "
+        f"counts them. AutoLRS (`examples.autolrs_run.run_autolrs`, the paper's k = 10 "
         f"candidates, τ' = τ/10, τ from {max(30, cfg['steps'] // 10)} doubling to "
         f"{4 * max(30, cfg['steps'] // 10)}) searches [{AUTOLRS_RANGE[0]:g}, "
-        f"{AUTOLRS_RANGE[1]:g}], a decade either side of the demo's peak; the baselines are the "
-        f"planner suite's cosine and default-WSD runs of the same seeds at the demo's peak "
-        f"{cfg['peak_lr']:g} (not tuned for this comparison): same model, initialisation, data "
+        f"{AUTOLRS_RANGE[1]:g}], a decade either side of the baselines' peak; the baselines are "
+        f"the planner suite's cosine and default-WSD runs of the same seeds at the demo's (and "
+        f"the trainer's default) peak {cfg['peak_lr']:g}, not tuned for this comparison: same "
+        f"model, initialisation, data "
         f"order (AutoLRS's kept step t and the baselines' step t see batch t), budget and "
         f"validation windows. 1-min load average {min(loads):.1f}-{max(loads):.1f} at the runs' "
         f"starts.")
@@ -688,10 +690,11 @@ def autolrs_section(astate: dict, pstate: dict, figure: str | None) -> str:
     lines.append(markdown_table(head, rows))
     if deltas:
         lines.append("Mean over seeds of the final loss relative to cosine (paired): " + "; ".join(
-            f"{k} {_pct(float(np.mean(v)))}" for k, v in deltas.items()) + ".")
+            f"{LABELS.get(k, k)} {_pct(float(np.mean(v)))} ({len(v)} seeds)"
+            for k, v in deltas.items()) + ".")
         lines.append("")
     if figure:
-        lines.append(f"![AutoLRS learning rate, demo model](figures/{os.path.basename(figure)})")
+        lines.append(f"![AutoLRS learning rate](figures/{os.path.basename(figure)})")
         lines.append("")
         lines.append(f"The figure is seed {seeds[0]}'s vmapped run: left, the learning rate on "
                      "the budget axis (grey: the stages' trials; dots: their candidates; red: "
