@@ -1,4 +1,4 @@
-"""Tests for benchmarks/planner_suite.py: the planner validation and the AutoLRS comparison.
+"""Tests for benchmarks/planner_validation.py: the planner validation and the AutoLRS comparison.
 
 The pipeline (runs in order, resumable JSON, fits on the seed mean, ``plan_wsd``'s picks trained
 after the fits, the analysis and the RESULTS section) is checked on curves drawn from a known
@@ -21,7 +21,7 @@ import optaxsched as oxs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import planner_suite as ps  # noqa: E402
+import planner_validation as ps  # noqa: E402
 
 TRUE_LAW = dict(L0=2.0, A=0.3, alpha=0.5, C=2.0, lam=0.95)
 

@@ -1,14 +1,17 @@
-"""The forecast planner validated over seeds, and AutoLRS at the demo's model and budget.
+"""The forecast planner validated over seeds, and AutoLRS against cosine and WSD over seeds.
 
-    .venv/bin/python benchmarks/planner_suite.py planner          # part A: ~21-24 trainer runs
-    .venv/bin/python benchmarks/planner_suite.py autolrs          # part B: 4 AutoLRS runs
-    .venv/bin/python benchmarks/planner_suite.py render           # RESULTS.md sections, figures
-    .venv/bin/python benchmarks/planner_suite.py all --quick --work-dir /tmp/q   # smoke test
+    .venv/bin/python benchmarks/planner_validation.py planner   # part A (any number of processes)
+    .venv/bin/python benchmarks/planner_validation.py autolrs   # part B (likewise)
+    .venv/bin/python benchmarks/planner_validation.py render    # RESULTS.md sections and figures
+    ... planner --size small --seeds 0,1 --fit-seeds 0,1        # what RESULTS.md reports
+    .venv/bin/python benchmarks/planner_validation.py all --quick --work-dir /tmp/q   # smoke run
 
-Both parts train the example trainer's model at the demo's size and budget (``examples.demo.DEMO``:
-a 0.44M-parameter character transformer, d_model 128, 2 blocks, 500 AdamW steps of 32 x 64
-characters, peak 3e-3, warmup 25), evaluating every 20 steps on the demo's 128 fixed validation
-windows; seed ``s`` sets the initialisation and the data order.
+Both parts train the example trainer's transformer: by default at the demo's size and budget
+(``examples.demo.DEMO``: 0.44M parameters, d_model 128, 2 blocks, 500 AdamW steps of 32 x 64
+characters, peak 3e-3, warmup 25), with ``--size small`` at the LR sweep's
+(``examples.sweep.SWEEP``: 114k parameters, 600 steps of 16 x 32 characters, peak 3e-3, warmup
+30); the validation loss is evaluated every 20 steps on fixed windows; seed ``s`` sets the
+initialisation and the data order. It is not one of ``make bench``'s ``*_suite.py``: a full run is hours of CPU.
 
 **A. Planner validation.** Every schedule below is trained on every seed by
 ``examples.train.run``: ``constant``, ``cosine``, ``linear``, ``wsd_1-sqrt_0.2`` (the default
@@ -17,21 +20,22 @@ schedule: cosine cooldown to a plateau, then a geometric anneal), and the schedu
 ``oxs.plan_wsd`` picks. The annealing law (``oxs.fit_annealing_law``, λ chosen on the grid
 :data:`LAM_GRID` by the fit criterion) is fitted on the **seed-mean** validation curves of
 ``constant`` + ``cosine`` (fit 1) and of ``constant`` + ``cosine`` + ``wsd_linear_0.1`` (fit 2,
-whose short cooldown pins λ); each fit predicts every schedule's final loss and
-``oxs.plan_wsd`` picks a WSD shape and fraction under it. The picks are trained on every seed
-after the fits (runs of constant, cosine, short cooldown and default WSD come first). The same
-fits are also made per seed (seed s's runs only) as a check.
+whose short cooldown pins λ); each fit predicts every schedule's final loss and ``oxs.plan_wsd``
+picks a WSD shape and fraction under it. The plan is made once, from the ``--fit-seeds``' runs
+of the fits' inputs, and kept in ``plans.json``; the picks are then trained on every seed. The
+same fits are also made per seed (seed s's runs only) as a check.
 
 **B. AutoLRS** (``examples.autolrs_run.run_autolrs``, the paper's k = 10 candidates and
-τ' = τ/10, trials counted in the 500-step budget) with sequential and with vmapped trials, on the
-first :data:`AUTOLRS_SEEDS` seeds, searching ``[3e-4, 3e-2]`` (a decade either side of the
-demo's peak); the baselines are part A's cosine and default-WSD runs of the same seeds (same
-model, initialisation, data order, budget and validation windows), at the demo's peak 3e-3.
+τ' = τ/10, trials counted in the budget) with sequential and with vmapped trials, on the
+``--autolrs-seeds``, searching ``[3e-4, 3e-2]`` (a decade either side of 3e-3); the baselines
+are part A's cosine and default-WSD runs of the same seeds (same model, initialisation, data
+order, budget and validation windows) at peak 3e-3.
 
-Each run's result is appended to a JSON file (``benchmarks/figures/planner_suite.json`` and
-``autolrs_demo.json``) as soon as it ends, so an interrupted sweep resumes where it stopped and
-``render`` can report what is there. ``--quick``: a tiny model and budget, everything under
-``--work-dir`` (RESULTS.md untouched): a test.
+Every run is kept as its own JSON file (``benchmarks/figures/planner_suite[_small]/seed<s>/
+<schedule>.json``, ``benchmarks/figures/autolrs_<size>/seed<s>/<mode>.json``) as soon as it
+ends; processes share the list of runs through claim files, so several can train at once, an
+interrupted sweep resumes where it stopped, and ``render`` reports what is there. ``--quick``: a
+tiny model and budget, everything under ``--work-dir`` (RESULTS.md untouched).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ PHASE1 = ("constant", "cosine", SHORT, DEFAULT_WSD)
 PHASE2 = ("linear", "infinite")
 # Set by main() from --size: file and section suffix, the flag to repeat, the config's origin.
 SUFFIX, SIZE_FLAG = "", ""
+SCRIPT = ".venv/bin/python benchmarks/planner_validation.py"
 CONFIG_NOTES = {
     "demo": "The demo's configuration (`examples.demo.DEMO`, 0.44M parameters).",
     "small": "The LR sweep's configuration (`examples.sweep.SWEEP`, 114k parameters: a quarter "
@@ -555,9 +560,8 @@ def planner_section(state: dict, analysis: dict, figure: str | None) -> str:
     size = "the demo's model" if cfg["d_model"] == 128 else "a small transformer"
     lines = [header(f"Forecast planner validated over seeds (issue 14): {size}, "
                     f"{cfg['steps']} steps",
-                    command=f".venv/bin/python benchmarks/planner_suite.py planner {SIZE_FLAG} "
-                            f"&& .venv/bin/python benchmarks/planner_suite.py render "
-                            f"{SIZE_FLAG}").rstrip(), ""]
+                    command=f"{SCRIPT} planner {SIZE_FLAG} (several processes) && "
+                            f"{SCRIPT} render {SIZE_FLAG}").rstrip(), ""]
     lines.append(
         f"{CONFIG_NOTE} Character transformer, d_model "
         f"{cfg['d_model']}, {cfg['layers']} blocks, AdamW, {cfg['steps']} steps of "
@@ -641,9 +645,8 @@ def autolrs_section(astate: dict, pstate: dict, figure: str | None) -> str:
     size = "the demo's model and budget" if cfg["d_model"] == 128 else \
         "a small transformer, several seeds"
     lines = [header(f"AutoLRS at {size} (issue 17)",
-                    command=f".venv/bin/python benchmarks/planner_suite.py autolrs {SIZE_FLAG} "
-                            f"&& .venv/bin/python benchmarks/planner_suite.py render "
-                            f"{SIZE_FLAG}").rstrip(), ""]
+                    command=f"{SCRIPT} autolrs {SIZE_FLAG} (several processes) && "
+                            f"{SCRIPT} render {SIZE_FLAG}").rstrip(), ""]
     loads = [r["load_1min"] for r in runs.values()]
     lines.append(
         f"{CONFIG_NOTE} Transformer, d_model {cfg['d_model']}, {cfg['layers']} blocks, "
