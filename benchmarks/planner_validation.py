@@ -11,7 +11,8 @@ Both parts train the example trainer's transformer: by default at the demo's siz
 characters, peak 3e-3, warmup 25), with ``--size small`` at the LR sweep's
 (``examples.sweep.SWEEP``: 114k parameters, 600 steps of 16 x 32 characters, peak 3e-3, warmup
 30); the validation loss is evaluated every 20 steps on fixed windows; seed ``s`` sets the
-initialisation and the data order. It is not one of ``make bench``'s ``*_suite.py``: a full run is hours of CPU.
+initialisation and the data order. It is not one of ``make bench``'s ``*_suite.py``: a full run
+is hours of CPU.
 
 **A. Planner validation.** Every schedule below is trained on every seed by
 ``examples.train.run``: ``constant``, ``cosine``, ``linear``, ``wsd_1-sqrt_0.2`` (the default
