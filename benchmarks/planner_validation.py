@@ -349,9 +349,11 @@ def run_planner(args, log=print) -> dict:
     # Schedule-major: the fits' inputs on every seed first; the schedules that do not depend on
     # the plan keep the processes busy while the others finish them (the plan needs only the
     # fits' inputs); the picks come as soon as the plan is made.
-    fit_inputs = [f"seed{s}/{n}" for n in PHASE1 if n != DEFAULT_WSD for s in args.seeds]
-    first = [*fit_inputs, *[f"seed{s}/{n}" for n in (DEFAULT_WSD, *PHASE2) for s in args.seeds]]
-    _work_through(folder, config, first, train, done, log, needed=fit_inputs)
+    inputs = [n for n in PHASE1 if n != DEFAULT_WSD]
+    first = [f"seed{s}/{n}" for n in (*inputs, DEFAULT_WSD, *PHASE2) for s in args.seeds]
+    # The plan waits for the fit seeds' inputs only (they may be other seeds than this run's).
+    needed = [f"seed{s}/{n}" for n in inputs for s in args.fit_seeds]
+    _work_through(folder, config, first, train, done, log, needed=needed)
     plans = _shared_plan(folder, base, args.fit_seeds, log)
     picks = list(dict.fromkeys(p["pick"] for p in plans.values() if p["pick"]))
     log(f"plan_wsd picks: {picks}")
