@@ -236,6 +236,23 @@ def test_fit_recovers_parameters_from_noisy_constant_and_cosine_runs(seed):
         assert ref.mape(true[W:], law.predict(lrs)[W:]) < 1e-3
 
 
+def test_fit_keeps_a_law_when_a_parameter_is_driven_to_zero(monkeypatch):
+    """A parameter fitted (as a logarithm) towards -inf, as an irreducible loss that a short run
+    does not identify is, gives the smallest positive normal float, not 0 and an error."""
+    from optaxsched._forecast import fit as fit_module
+
+    real = fit_module._minimise_starts
+
+    def underflowing(*args):
+        params, values, info = real(*args)
+        return params.at[:, 0].set(-1000.0), values, info  # log L0 = -1000: exp underflows
+
+    monkeypatch.setattr(fit_module, "_minimise_starts", underflowing)
+    law = oxs.fit_annealing_law(_noisy_runs(0), warmup_steps=W)
+    assert 0.0 < law.L0 == pytest.approx(np.finfo(np.float64).tiny, rel=1e-9)
+    assert np.isfinite(law.fit_mape)
+
+
 def test_fit_huber_resists_spikes_where_least_squares_does_not():
     runs = _noisy_runs(2)
     robust = oxs.fit_annealing_law(runs, warmup_steps=W)

@@ -458,8 +458,12 @@ def _fit_one(where, curves, lam, warm, start_step, delta, starts, max_iter) -> A
     if not np.any(np.isfinite(values)):
         raise ValueError(f"{where}: the optimisation diverged from every start; the losses do "
                          "not look like a curve this law can describe.")
-    l0, a, alpha, c = np.exp(params[int(np.nanargmin(np.where(np.isfinite(values), values,
-                                                              np.nan)))])
+    best = params[int(np.nanargmin(np.where(np.isfinite(values), values, np.nan)))]
+    # The parameters are fitted as logarithms; one driven towards -inf (e.g. an irreducible loss
+    # that short runs do not identify) would underflow to 0, which no law accepts: keep it at the
+    # smallest positive normal float64 instead, and the largest finite at the other end.
+    info = np.finfo(np.float64)
+    l0, a, alpha, c = np.exp(np.clip(best, np.log(info.tiny), np.log(info.max)))
     A = float(a) * scale1 ** float(alpha)
     C = float(c) / scale2 if annealing else 0.0
     fitted = law_values(s1, s2, float(l0), A, float(alpha), C)
