@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The suite runs on two worker processes (CI has 2 cores); override with `make test PYTEST_ARGS=...`.
-PYTEST_ARGS ?= -n 2 -q
+# The suite runs on two worker processes (CI has 2 cores), an idle one taking tests from the
+# other (worksteal: the long tests do not leave one worker idle at the end); override with
+# `make test PYTEST_ARGS=...`.
+PYTEST_ARGS ?= -n 2 --dist worksteal -q
 DEMO_OUT ?= demo_out
 
 .PHONY: test demo bench lint docs clean
