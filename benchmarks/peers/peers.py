@@ -11,10 +11,14 @@ lives in its own venv, set up once with::
     python3 -m venv /work/torchvenv
     /work/torchvenv/bin/pip install torch==2.13.0 pytorch-optimizer==4.1.0 numpy
 
+Each side runs with its faster allocator setting: the JAX side with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (what ``make test``, ``make demo`` and ``make bench`` set;
+``--jax-tunables ''`` turns it off), the torch side without it (with it, fused AdamW took 28-33 ms
+per step instead of 11-12 and pytorch-optimizer's SPAM 1.5 s instead of 0.75 s on this machine).
+
 Run (from the repository root)::
 
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 .venv/bin/python benchmarks/peers/peers.py \
-        --torch-python /work/torchvenv/bin/python
+    .venv/bin/python benchmarks/peers/peers.py --torch-python /work/torchvenv/bin/python
 """
 
 from __future__ import annotations
@@ -34,10 +38,14 @@ import _common  # noqa: E402
 SECTION = "peers"
 
 
-def _run(python: str, script: str, rounds: int, steps: int) -> dict:
+def _run(python: str, script: str, rounds: int, steps: int, tunables: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(HERE)))
+    env.pop("GLIBC_TUNABLES", None)
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
     out = subprocess.run([python, os.path.join(HERE, script), "--rounds", str(rounds),
                           "--steps", str(steps)], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(HERE))))
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -48,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--jax-tunables", default="glibc.malloc.hugetlb=1",
+                        help="GLIBC_TUNABLES for the JAX side ('' for none; torch runs without)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     times: dict[str, list[float]] = {}
@@ -55,11 +65,11 @@ def main(argv=None) -> int:
     loads = []
     start = time.perf_counter()
     for i in range(args.repeats):
-        order = [("torch", args.torch_python, "torch_steps.py"),
-                 ("jax", sys.executable, "jax_steps.py")]
-        for side, python, script in order if i % 2 == 0 else order[::-1]:
+        order = [("torch", args.torch_python, "torch_steps.py", ""),
+                 ("jax", sys.executable, "jax_steps.py", args.jax_tunables)]
+        for side, python, script, tunables in order if i % 2 == 0 else order[::-1]:
             loads.append(os.getloadavg()[0])
-            result = _run(python, script, args.rounds, args.steps)
+            result = _run(python, script, args.rounds, args.steps, tunables)
             for name, values in result.pop("times_ms").items():
                 times.setdefault(name, []).extend(values)
             versions.update({k: str(v) for k, v in result.items()})
@@ -76,8 +86,10 @@ def main(argv=None) -> int:
         f"pytorch-optimizer {versions.get('pytorch_optimizer')}, {versions.get('threads')} "
         "threads), optimizers with their defaults and lr 1e-3, eager `step()`. JAX side: "
         f"`jax_steps.py` (jax {versions.get('jax')}, optax {versions.get('optax')}), one jitted "
-        "step with params and state donated. "
-        f"{args.repeats} fresh processes per side, alternating torch/JAX, each timing "
+        "step with params and state donated, "
+        + (f"`GLIBC_TUNABLES={args.jax_tunables}` (torch without: it is slower with it). "
+           if args.jax_tunables else "default allocator on both sides. ")
+        + f"{args.repeats} fresh processes per side, alternating torch/JAX, each timing "
         f"{args.rounds} rotating rounds ({args.steps} steps per round; 2 for pytorch-optimizer "
         "SPAM): ms per step, median and range over all rounds. The machine is shared with "
         "other agents' jobs: 1-minute load average "
