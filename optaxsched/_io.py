@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from optaxsched import _checks
-from optaxsched._forecast.fit import LossCurve
+from optaxsched._curves import LossCurve
 
 __all__ = [
     "load_grad_norms",

@@ -383,7 +383,7 @@ def _run_forecast_predict(args) -> int:
     import numpy as np
 
     import optaxsched
-    from optaxsched._forecast.law import sample_schedule
+    from optaxsched._curves import sample_schedule
 
     where = "optaxsched forecast predict"
     if args.output:

@@ -54,7 +54,7 @@ def sample(schedule: Callable, total_steps: int) -> np.ndarray:
     Returns:
       A float64 NumPy array of ``total_steps + 1`` values.
     """
-    from optaxsched._forecast.law import sample_schedule  # the package's one sampler
+    from optaxsched._curves import sample_schedule  # the package's one sampler
 
     return sample_schedule(schedule, _check_samples("sample", total_steps) + 1)
 
@@ -196,7 +196,7 @@ def forecast(law, schedules: Mapping | None = None, total_steps: int | None = No
       >>> law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=0.5, C=0.3)
       >>> fig = oplot.forecast(law, {"wsd": oxs.wsd(1e-3, 5000)}, total_steps=5000)
     """
-    from optaxsched._forecast.fit import LossCurve
+    from optaxsched._curves import LossCurve
     from optaxsched._forecast.law import AnnealingLaw
 
     where = "plot.forecast"
