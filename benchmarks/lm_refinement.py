@@ -14,7 +14,8 @@ transformer on the installed Python standard library's source, AdamW):
    ``refined`` (``oxs.refined_schedule(pilot ℓ1 norms, kind="adam")``: the pairing the library
    documents for Adam; no extra warmup, the shape makes its own), and two variants that say what
    the choice of norms costs: ``refined_l2`` (the pilot's ℓ2 norms with ``kind="sgd"``, which is
-   what ``oxs.refine``'s defaults give an Adam user who passes ``grad_norm_history(...)["l2"]``),
+   what ``oxs.refine``'s former default ``kind`` gave an Adam user who passed
+   ``grad_norm_history(...)["l2"]``; ``kind`` has no default now),
    and ``refined_self`` (``kind="adam"`` from the same seed's own ``linear`` run: no pilot, but
    the norms are those of the very initialisation and data order that are then evaluated).
 
@@ -320,7 +321,7 @@ def render(data: dict[str, Any], figure: str | None, command: str | None = None)
            "- `refined`: `oxs.refined_schedule(pilot ℓ1 norms, peak, kind=\"adam\")` "
            "(w = 1/‖g‖₁), the pairing the library documents for Adam;",
            "- `refined_l2`: the pilot's ℓ2 norms with `kind=\"sgd\"` (w = 1/‖g‖₂²): what "
-           "`oxs.refine`'s default `kind` gives an Adam user who passes the ℓ2 history;",
+           "`oxs.refine`'s former default `kind` gave an Adam user who passed the ℓ2 history;",
            "- `refined_self`: `kind=\"adam\"` from the same seed's own `linear` run;",
            f"- `linear_2x`, `refined_2x`: `linear` and `refined` at twice the peak "
            f"({2 * cfg.peak_lr:g}).",

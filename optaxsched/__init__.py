@@ -16,9 +16,10 @@ from optaxsched._autolrs import (
 )
 from optaxsched._averaging import AVERAGE_KINDS, AverageParamsState, average_params, averaged_params
 from optaxsched._combinators import join, multiply, rewarm, sample_every, with_warmup
+from optaxsched._curves import LossCurve
 from optaxsched._deprecation import REMOVED_IN as _REMOVED_IN
 from optaxsched._deprecation import register_moved_modules as _register_moved_modules
-from optaxsched._forecast.fit import LossCurve, fit_annealing_law
+from optaxsched._forecast.fit import fit_annealing_law
 from optaxsched._forecast.law import AnnealingLaw, annealing_areas
 from optaxsched._forecast.plan import PlanEntry, plan_schedules, plan_wsd
 from optaxsched._hypergradient import HYPERGRADIENT_MODES, HypergradientState, hypergradient

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxsched import _checks, _shapes
+from optaxsched import _checks, _numerics, _shapes
 from optaxsched._types import WarmupShape
 
 __all__ = ["with_warmup", "join", "multiply", "sample_every", "rewarm"]
@@ -252,6 +252,10 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
     for the constants ``a_j`` and schedules ``s_i`` among ``factors``. Typical uses: a unit-peak
     shape times a peak learning rate (``multiply(oxs.tabulated(shape), 3e-4)``), or a decay
     modulated by a second schedule. The constants are multiplied together once, in float64.
+    Finite factors give a finite product: one beyond float32's range saturates at ``±3.4e38``
+    (keeping its sign) instead of overflowing to ``inf``, which would turn an optimizer's state
+    NaN, and no partial product overflows or underflows on the way (``1e20 · 1e20 · 1e-10`` is
+    ``1e30``).
 
     Args:
       *factors: at least one factor; each a schedule or a finite number.
@@ -284,10 +288,9 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
 
     def product(count):
         count = _shapes.as_float_count(count)
-        value = jnp.full(jnp.shape(count), constant, dtype=jnp.float32)
-        for schedule in factors_in_order:
-            value = value * evaluate(schedule, count)
-        return value
+        values = [jnp.full(jnp.shape(count), constant, dtype=jnp.float32)]
+        values += [evaluate(schedule, count) for schedule in factors_in_order]
+        return _numerics.saturating_product(values)
 
     return product
 

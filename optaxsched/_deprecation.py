@@ -8,9 +8,11 @@ whole horizon) is accepted under its old name until :data:`REMOVED_IN`, with a
 (``optaxsched.spikes`` -> ``optaxsched._spam``, whose public names are re-exported by
 ``optaxsched``) stays importable under its old path: :func:`register_moved_modules` puts a stand-in
 module in ``sys.modules`` whose attributes warn and resolve to the public names
-(``from optaxsched.spikes import spam`` is ``optaxsched.spam``). The stand-ins are registered in
-``sys.modules`` directly, not imported, so the import system never binds them as attributes of the
-package: the function ``optaxsched.nap`` stays the function.
+(``from optaxsched.spikes import spam`` is ``optaxsched.spam``). An old name with no public home
+(a constant that is now only a default in a signature) is an :class:`Internal`: it resolves to
+the private value, and its warning says what to do instead; no warning names a private module.
+The stand-ins are registered in ``sys.modules`` directly, not imported, so the import system never
+binds them as attributes of the package: the function ``optaxsched.nap`` stays the function.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import sys
 import types
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-__all__ = ["REMOVED_IN", "MovedModule", "register_moved_modules", "renamed_arguments"]
+__all__ = ["REMOVED_IN", "Internal", "MovedModule", "register_moved_modules",
+           "renamed_arguments"]
 
 REMOVED_IN = "0.2.0"
 
@@ -61,16 +64,42 @@ def renamed_arguments(**old_to_new: str) -> Callable[[Callable[_P, _R]], Callabl
     return decorate
 
 
+class Internal(NamedTuple):
+    """An old public name whose value is now internal (no public name to point users at).
+
+    Attributes:
+      target: where the value lives, ``"module.path:attr"`` (never shown to users).
+      advice: what to do instead, the end of the warning: which argument of which public function
+        takes the value, or that it goes away.
+    """
+
+    target: str
+    advice: str
+
+
+def _is_private(dotted: str) -> bool:
+    return any(part.startswith("_") for part in dotted.split("."))
+
+
 class MovedModule(types.ModuleType):
     """Stand-in for a module that moved: each public name warns, then resolves where it lives now.
 
     Args:
       name: the old dotted module path, e.g. ``"optaxsched.spikes"``.
-      names: old attribute name -> its new home, ``"spam"`` (an attribute of ``optaxsched``) or
-        ``"module.path:attr"`` for a name that is not top-level.
+      names: old attribute name -> its new home: ``"spam"`` (an attribute of ``optaxsched``),
+        ``"module.path:attr"`` in a public module, or an :class:`Internal` for a value that has
+        no public name.
+
+    Raises:
+      ValueError: a home (a string) in a private module: the warning would send users to a
+        private name, so such a value must be an :class:`Internal` with its advice.
     """
 
-    def __init__(self, name: str, names: Mapping[str, str]) -> None:
+    def __init__(self, name: str, names: Mapping[str, str | Internal]) -> None:
+        for attr, home in names.items():
+            if isinstance(home, str) and _is_private(home.replace(":", ".")):
+                raise ValueError(f"MovedModule: {name}.{attr} would point users at the private "
+                                 f"name {home!r}; give an Internal(target, advice) instead.")
         super().__init__(name, f"Deprecated: the public names of {name} are in optaxsched.")
         self.__all__ = list(names)
         self._moved_names = dict(names)
@@ -79,18 +108,25 @@ class MovedModule(types.ModuleType):
         if attr.startswith("__") or attr not in self._moved_names:
             raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r} (it is "
                                  f"deprecated; its public names are in optaxsched)")
-        module, _, new = self._moved_names[attr].rpartition(":")
-        module = module or "optaxsched"
-        where = f"optaxsched.{new}" if module == "optaxsched" else f"{module}.{new}"
-        warnings.warn(f"{self.__name__}.{attr} is deprecated and will be removed in optaxsched "
-                      f"{REMOVED_IN}; use {where} instead.", DeprecationWarning, stacklevel=2)
+        home = self._moved_names[attr]
+        deprecated = (f"{self.__name__}.{attr} is deprecated and will be removed in optaxsched "
+                      f"{REMOVED_IN}")
+        if isinstance(home, Internal):
+            module, _, new = home.target.rpartition(":")
+            warnings.warn(f"{deprecated}; {home.advice}", DeprecationWarning, stacklevel=2)
+        else:
+            module, _, new = home.rpartition(":")
+            module = module or "optaxsched"
+            warnings.warn(f"{deprecated}; use {module}.{new} instead.", DeprecationWarning,
+                          stacklevel=2)
         return getattr(importlib.import_module(module), new)
 
     def __dir__(self) -> list[str]:
         return sorted(self._moved_names)
 
 
-def register_moved_modules(moved: Mapping[str, Mapping[str, str]]) -> dict[str, MovedModule]:
+def register_moved_modules(
+        moved: Mapping[str, Mapping[str, str | Internal]]) -> dict[str, MovedModule]:
     """Registers a :class:`MovedModule` in ``sys.modules`` for each old path; returns them."""
     stand_ins = {}
     for name, names in moved.items():

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from optaxsched import _checks
-from optaxsched._forecast.fit import LossCurve
+from optaxsched._curves import LossCurve
 
 __all__ = [
     "load_grad_norms",
@@ -570,6 +570,31 @@ def load_grad_norms(path: str | os.PathLike, key: str = "grad_norm_l2",
         empty[steps - first] = False
         out[empty] = np.nan
     return out
+
+
+def norm_log_columns(where: str, path: str) -> list[str] | None:
+    """The names of the columns a norm log holds (its JSON keys, CSV header, arrays or fields),
+    or ``None`` for an unnamed column (a header-less ``.csv``/``.txt``, a plain ``.npy`` array).
+
+    For the command line, which chooses the refinement's norm by the columns a log holds before
+    reading one. Problems with the file are the loader's errors, named ``where``; a CSV's rows
+    are checked when the column is read.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in _NORM_EXTENSIONS:
+        _checks.fail(where, "path", "a file ending in " + ", ".join(_NORM_EXTENSIONS), path)
+    if extension == ".npy":
+        return list(names) if (names := load_npy(where, path).dtype.names) else None
+    if extension == ".npz":
+        return sorted(load_npz(where, path))
+    with read_errors(where, path):
+        require_existing_file(where, path)
+        if extension == ".jsonl":
+            return sorted({key for _, record in read_json_records(where, path) for key in record})
+        with open(path, newline="", encoding="utf-8") as handle:
+            first = next((row for row in csv.reader(handle) if any(c.strip() for c in row)), [])
+    header = [cell.strip() for cell in first]
+    return None if all(_is_number(cell) for cell in header) else header
 
 
 def load_loss_curve(path: str | os.PathLike, loss_key: str = "loss", lr_key: str = "lr",

@@ -2,18 +2,21 @@
 
 Each method now lives in a private module (``optaxsched._nap``), and ``optaxsched`` is the one
 public surface. An entry maps an old module path to its public names and their new homes (a bare
-name is an attribute of ``optaxsched``). :mod:`optaxsched._deprecation` turns each entry into a
-stand-in module; a module moved later adds its entry here.
+name is an attribute of ``optaxsched``; an :class:`~optaxsched._deprecation.Internal`, a value
+with no public name, and the advice its warning gives instead). :mod:`optaxsched._deprecation`
+turns each entry into a stand-in module; a module moved later adds its entry here.
 """
 
 from __future__ import annotations
 
+from optaxsched._deprecation import Internal
 
-def _same(*names: str) -> dict[str, str]:
+
+def _same(*names: str) -> dict[str, str | Internal]:
     return {name: name for name in names}
 
 
-MOVED: dict[str, dict[str, str]] = {
+MOVED: dict[str, dict[str, str | Internal]] = {
     "optaxsched.nap": _same("ELR_KINDS", "SCALE_OFFSET_MODES", "ProjectToInitNormState",
                             "project_to_init_norm", "nap", "EffectiveLearningRate",
                             "effective_learning_rate", "nap_mask"),
@@ -43,12 +46,29 @@ MOVED: dict[str, dict[str, str]] = {
                 "load_loss_curve"),
         "fit": "fit_annealing_law",
         "plan": "plan_schedules",
-        # The defaults are now values in the signatures; the constants stay private.
-        "DEFAULT_LAM": "optaxsched._forecast.law:DEFAULT_LAM",
-        "LAM_GRID": "optaxsched._forecast.fit:LAM_GRID",
-        "HUBER_DELTA": "optaxsched._forecast.fit:HUBER_DELTA",
-        "WSD_FRACTIONS": "optaxsched._forecast.plan:WSD_FRACTIONS",
-        "WSD_SHAPES": "optaxsched._forecast.plan:WSD_SHAPES",
+        # The defaults are now values in the signatures; the constants stay private, and each
+        # warning names the argument that takes the value.
+        "DEFAULT_LAM": Internal(
+            "optaxsched._forecast.law:DEFAULT_LAM",
+            "it is the default (0.999) of the lam= argument of optaxsched.annealing_areas, "
+            "optaxsched.fit_annealing_law and optaxsched.AnnealingLaw; pass lam= for another."),
+        "LAM_GRID": Internal(
+            "optaxsched._forecast.fit:LAM_GRID",
+            "pass the candidate values to the lam= argument of optaxsched.fit_annealing_law "
+            "instead (a profile search: one fit per value, the best fit wins), e.g. "
+            "lam=(0.95, 0.98, 0.99, 0.995, 0.998, 0.999)."),
+        "HUBER_DELTA": Internal(
+            "optaxsched._forecast.fit:HUBER_DELTA",
+            "it is the default (0.001) of the huber_delta= argument of "
+            "optaxsched.fit_annealing_law; pass huber_delta= for another."),
+        "WSD_FRACTIONS": Internal(
+            "optaxsched._forecast.plan:WSD_FRACTIONS",
+            "it is the default of the fractions= argument of optaxsched.plan_wsd; pass "
+            "fractions= for others."),
+        "WSD_SHAPES": Internal(
+            "optaxsched._forecast.plan:WSD_SHAPES",
+            "it is the default of the shapes= argument of optaxsched.plan_wsd; pass shapes= "
+            "for others."),
     },
     "optaxsched.spikes": _same("SpamState", "scale_by_spam", "spam", "StableSpamState",
                                "scale_by_stable_spam", "stable_spam", "ClipSpikesState",

@@ -11,6 +11,9 @@ Decay rates and steps (the Adam family). A rate given as a Python float is expan
 before rounding to float32 (``1 - 0.999`` computed in float32 is off by 1.3e-5, relative), and a
 bias correction ``1 - b^k`` is ``-expm1(k log b)``, accurate for ``b`` close to 1. Step counts are
 int32 and saturate at :data:`INT32_MAX`.
+
+Products. :func:`saturating_product` (``optaxsched.multiply``'s) multiplies mantissas and adds
+exponents, so that finite factors give a finite product, saturated like a stored moment.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["INT32_MAX", "compute_dtype", "rescaled_norm", "norm_from_sum_squares",
-           "scaled_sum_squares", "finite_or_zero", "largest", "saturate", "store", "Rate", "rate",
+           "scaled_sum_squares", "finite_or_zero", "largest", "saturate", "saturating_product",
+           "store", "Rate", "rate",
            "scaled_rate", "debias", "step_number", "saturating_add"]
 
 INT32_MAX = 2**31 - 1
@@ -139,6 +143,43 @@ def saturate(x: jax.Array, dtype: Any) -> jax.Array:
     """
     big = largest(dtype)
     return jnp.clip(x, -big, big)
+
+
+def saturating_product(factors: Sequence[jax.Array]) -> jax.Array:
+    """The elementwise product of float32 arrays, saturated at ``±largest(float32)`` (the bound
+    :func:`saturate` clips to): finite whenever every factor is finite.
+
+    A running product overflows once it passes float32's range (two factors of 1e20), and the
+    ``inf`` turns into NaN against a later 0; a partial product can also underflow to 0 although
+    the whole product is representable (1e-30 · 1e-30 · 1e30). So each factor is split into a
+    mantissa in [0.5, 1) and a power of two (``frexp``, exact): the mantissas are multiplied and
+    renormalised, the exponents added, and the range is left, if at all, only at the end. Where
+    the plain running product stays in the normal range the result is that product, bit for bit.
+    JAX differentiates ``frexp`` and ``ldexp``: the gradient is the product's, and 0 where it
+    saturates (the exponent is capped before ``ldexp``, whose gradient would otherwise be
+    ``0 · inf``). Subnormal factors count as 0, as XLA's CPU backend flushes them (``frexp``
+    misreads them there). A non-finite factor gives what a plain product gives.
+    """
+    if not factors:
+        raise ValueError("saturating_product: at least one factor is needed.")
+    tiny = float(jnp.finfo(jnp.float32).tiny)
+
+    def split(factor: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        factor = jnp.asarray(factor, jnp.float32)
+        factor = jnp.where(jnp.abs(factor) < tiny, jnp.zeros_like(factor), factor)
+        mantissa, exponent = jnp.frexp(factor)
+        return mantissa, exponent, jnp.isfinite(factor)
+
+    mantissa, exponent, finite = split(factors[0])
+    for factor in factors[1:]:
+        m, e, ok = split(factor)
+        mantissa, carry = jnp.frexp(mantissa * m)
+        exponent, finite = exponent + e + carry, finite & ok
+    # |mantissa| is in [0.5, 1) (or 0): the product is beyond float32's range exactly when the
+    # exponent exceeds 128.
+    beyond = finite & (exponent > 128)
+    product = jnp.ldexp(mantissa, jnp.minimum(exponent, 128))
+    return jnp.where(beyond, jnp.sign(mantissa) * largest(jnp.float32), product)
 
 
 def store(x: jax.Array, dtype: Any) -> jax.Array:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, get_args
 
 import jax
@@ -48,6 +48,11 @@ NORM_NAMES: tuple[NormName, ...] = get_args(NormName)
 
 REFINE_KINDS: tuple[RefineKind, ...] = get_args(RefineKind)
 """Refinement variants: ``'sgd'`` (ℓ2 norms, w = Ĝ⁻²) and ``'adam'`` (ℓ1 norms, w = Ĝ⁻¹)."""
+
+# The norm each variant refines by, and the optimizers it is for.
+_KIND_NORM: dict[str, str] = {"sgd": "l2", "adam": "l1"}
+_FAMILY = {"sgd": "SGD-like", "adam": "of the Adam family"}
+_SYMBOL = {"l2": "ℓ2", "l1": "ℓ1"}
 
 # The median filter runs on at most this many points; longer logs are first reduced to block
 # medians (see `smooth_norms`). 10,000 is the resolution the paper's code smooths at.
@@ -525,7 +530,60 @@ def _closed_form(smoothed: np.ndarray, kind: str, where: str) -> np.ndarray:
     return eta / eta.max()
 
 
-def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) -> np.ndarray:
+def select_norms(where: str, grad_norms: Any, kind: Any) -> tuple[Any, RefineKind]:
+    """The norm log to refine and the variant, ``kind`` inferred from the norms' names if omitted.
+
+    The variant must match the norm (ℓ2 for ``'sgd'``, ℓ1 for ``'adam'``), and the wrong pairing
+    silently gives a worse schedule; so ``kind`` has no default. Norms named by
+    :func:`grad_norm_history` (a mapping ``{'l2': ..., 'l1': ...}``) say which they are: with only
+    one of ℓ2 and ℓ1 the variant follows from it, with both it must be chosen, and an explicit
+    ``kind`` must find its norm. A plain array does not say which norm it holds: ``kind`` is
+    required, and nothing can check it.
+
+    Raises:
+      ValueError: ``kind`` omitted for a plain array or for norms holding both ℓ2 and ℓ1; a
+        ``kind`` whose norm is not in the mapping; a mapping with keys that are not norm names
+        or without ℓ2 and ℓ1 norms; an unknown ``kind``.
+    """
+    if kind is not None:
+        kind = _checks.check_choice(where, "kind", kind, REFINE_KINDS)
+    choose = (f"pass kind='sgd' to refine by the ℓ2 norms (SGD-like optimizers) or kind='adam' "
+              f"to refine by the ℓ1 norms (Adam-family optimizers: adam, adamw, spam, ...), e.g. "
+              f"{where}(..., kind='adam')")
+    if not isinstance(grad_norms, Mapping):
+        if kind is None:
+            raise ValueError(f"{where}: kind is required when grad_norms is an array, which does "
+                             f"not say which norm it holds: {choose}; or pass the norms by name "
+                             f"({{'l1': norms}}, as grad_norm_history returns them) to have kind "
+                             f"inferred.")
+        return grad_norms, kind
+    names = list(grad_norms)
+    if not names or any(name not in NORM_NAMES for name in names):
+        _checks.fail(where, "grad_norms", f"a 1-D sequence of norms or a mapping from norm names "
+                     f"{NORM_NAMES} to them (as grad_norm_history returns)",
+                     f"a mapping with keys {names}")
+    usable = [k for k in REFINE_KINDS if _KIND_NORM[k] in grad_norms]
+    if kind is None:
+        if len(usable) == 2:
+            raise ValueError(f"{where}: grad_norms holds both ℓ2 and ℓ1 norms, so kind cannot "
+                             f"be inferred: {choose}.")
+        if not usable:
+            _checks.fail(where, "grad_norms", "a mapping holding 'l2' or 'l1' norms (the norms "
+                         "the refinement weighs steps by)", f"a mapping with keys {names}")
+        kind = usable[0]
+    elif kind not in usable:
+        norm = _KIND_NORM[kind]
+        other = "adam" if kind == "sgd" else "sgd"
+        instead = (f", or pass kind={other!r} if the optimizer is {_FAMILY[other]}"
+                   if other in usable else "")
+        raise ValueError(f"{where}: kind={kind!r} refines by the {_SYMBOL[norm]} norms, which "
+                         f"grad_norms does not hold (its norms: {names}); record them with "
+                         f"record_grad_norms(..., norms={norm!r}){instead}.")
+    return grad_norms[_KIND_NORM[kind]], kind
+
+
+def refine(grad_norms: Any, kind: RefineKind | None = None, smoothing: float = 0.1
+           ) -> np.ndarray:
     r"""Refined learning-rate multipliers from a run's gradient norms (peak 1, last step 0).
 
     The closed form of Defazio et al. for a run of :math:`T` steps, with :math:`\hat G_t` the
@@ -539,25 +597,45 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
 
     so the last multiplier is exactly 0, and constant norms give exactly linear decay. Large
     early norms produce a warmup; norms that grow late, a faster final decay. The paper's steps
-    :math:`t = 1..T` are the entries ``0..n-1`` here. Nothing checks which norm was passed.
+    :math:`t = 1..T` are the entries ``0..n-1`` here.
+
+    ``kind`` must match the optimizer and the norm: ``'sgd'`` with ℓ2 norms for SGD-like
+    optimizers, ``'adam'`` with ℓ1 norms for the Adam family (on the example language model,
+    ℓ2 norms with ``'sgd'`` for an Adam run ended 0.111 above linear decay, the ℓ1 pairing 0.067:
+    ``benchmarks/RESULTS.md``). So it has no default. Given the norms by name, as
+    :func:`grad_norm_history` returns them, ``kind`` is inferred when they hold only one of ℓ2
+    and ℓ1 (``record_grad_norms(n, norms="l1")``) and must be given when they hold both (what
+    ``record_grad_norms`` records by default); given a plain array, which does not say which
+    norm it holds, ``kind`` must be given and nothing checks it (:ref:`design-refinement`).
+
     Smoothed norms below 10⁻⁶ of the largest are raised to that floor with a warning
     (collapsing norms make refinement degenerate; the paper's advice is linear decay then).
     Multiply by the tuned peak learning rate, or use :func:`refined_schedule`.
 
     Args:
       grad_norms: 1-D sequence of non-negative gradient norms, one per step of the recorded run
-        (non-finite entries are interpolated with a warning; at least 2 finite, not all zero).
-      kind: ``'sgd'`` (w = Ĝ⁻²) or ``'adam'`` (w = Ĝ⁻¹).
+        (non-finite entries are interpolated with a warning; at least 2 finite, not all zero),
+        or a mapping from norm names (``'l2'``, ``'l1'``, ``'linf'``) to such sequences, as
+        :func:`grad_norm_history` returns; the norm ``kind`` refines by is taken from it.
+      kind: ``'sgd'`` (ℓ2 norms, w = Ĝ⁻², SGD-like optimizers) or ``'adam'`` (ℓ1 norms,
+        w = Ĝ⁻¹, Adam-family optimizers); ``None`` infers it from a mapping that holds only one
+        of ``'l2'`` and ``'l1'``.
       smoothing: relative median-filter width in [0, 1] (default 0.1 = 10% of the run, the
         paper's choice); 0 refines the raw norms.
 
     Returns:
-      A float64 NumPy array of ``len(grad_norms)`` multipliers in [0, 1], exactly 1 at the peak
-      and exactly 0 at the last entry.
+      A float64 NumPy array of multipliers, one per recorded step, in [0, 1], exactly 1 at the
+      peak and exactly 0 at the last entry.
+
+    Raises:
+      ValueError: bad norms or ``smoothing``; ``kind`` omitted for a plain array or for norms
+        that hold both ℓ2 and ℓ1; a ``kind`` whose norm the mapping does not hold.
 
     Example:
       >>> import numpy as np, optaxsched as oxs
-      >>> oxs.refine(np.ones(5), smoothing=0.0)
+      >>> oxs.refine(np.ones(5), kind="sgd", smoothing=0.0)
+      array([1.  , 0.75, 0.5 , 0.25, 0.  ])
+      >>> oxs.refine({"l1": np.ones(5)}, smoothing=0.0)  # only ℓ1 norms: kind='adam' inferred
       array([1.  , 0.75, 0.5 , 0.25, 0.  ])
 
     References:
@@ -566,14 +644,14 @@ def refine(grad_norms: Any, kind: RefineKind = "sgd", smoothing: float = 0.1) ->
       Decay Learning Rate Schedules and Further Refinements").
     """
     where = "refine"
-    kind = _checks.check_choice(where, "kind", kind, REFINE_KINDS)
+    grad_norms, kind = select_norms(where, grad_norms, kind)
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
     values = _as_norms(where, grad_norms, smoothing)
     return _closed_form(_smooth(values, smoothing), kind, where)
 
 
 def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None = None,
-                     kind: RefineKind = "sgd", smoothing: float = 0.1) -> Callable:
+                     kind: RefineKind | None = None, smoothing: float = 0.1) -> Callable:
     r"""An optax schedule that follows the refinement of a recorded run's gradient norms.
 
     .. math::
@@ -591,10 +669,12 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
     i.e. ``optaxsched.linear_decay(peak_value, total_steps=T - 1)`` on the run's counts.
 
     Args:
-      grad_norms: 1-D sequence of the recorded run's gradient norms (see :func:`refine`).
+      grad_norms: the recorded run's gradient norms: a 1-D sequence, or a mapping from norm
+        names as :func:`grad_norm_history` returns (see :func:`refine`).
       peak_value: the peak learning rate (positive).
       total_steps: length of the new run (at least 2); ``None`` keeps the recorded length.
-      kind: ``'sgd'`` or ``'adam'`` (see :func:`refine`).
+      kind: ``'sgd'`` (ℓ2 norms, SGD-like optimizers) or ``'adam'`` (ℓ1 norms, Adam family);
+        required unless the mapping holds only one of ℓ2 and ℓ1 (see :func:`refine`).
       smoothing: relative median-filter width in [0, 1].
 
     Returns:
@@ -602,7 +682,7 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
 
     Example:
       >>> import numpy as np, optax, optaxsched as oxs
-      >>> schedule = oxs.refined_schedule(np.ones(100), 3e-4, total_steps=1000)
+      >>> schedule = oxs.refined_schedule(np.ones(100), 3e-4, total_steps=1000, kind="adam")
       >>> tx = optax.adam(schedule)
 
     References:
@@ -614,7 +694,7 @@ def refined_schedule(grad_norms: Any, peak_value: float, total_steps: int | None
                                      strict_min=True)
     if total_steps is not None:
         total_steps = _checks.check_int(where, "total_steps", total_steps, minimum=2)
-    kind = _checks.check_choice(where, "kind", kind, REFINE_KINDS)
+    grad_norms, kind = select_norms(where, grad_norms, kind)
     smoothing = _checks.check_fraction(where, "smoothing", smoothing)
     values = _as_norms(where, grad_norms, smoothing)
     multipliers = _closed_form(_smooth(values, smoothing), kind, where)

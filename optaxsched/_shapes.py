@@ -181,12 +181,23 @@ def decay(shape, x: jnp.ndarray, peak_value: float, end_value: float) -> jnp.nda
 
 
 def warmup(shape: str, x: jnp.ndarray, init_value: float, peak_value: float) -> jnp.ndarray:
-    """Warmup ramp from ``init_value`` (x=0) to ``peak_value`` (x=1), linear or cosine."""
+    """Warmup ramp from ``init_value`` (x=0) to ``peak_value`` (x=1), linear or cosine.
+
+    Finite ends give a finite ramp. Ends of opposite signs can be further apart than float32's
+    range (``with_warmup`` from ``init_value=-3e38`` to a schedule at ``3e38``): the gap
+    ``peak - init`` then overflows, and ``init + gap · r`` would be ``inf`` (NaN at ``r = 0``).
+    There the ramp is the weighted sum ``init · (1 - r) + peak · r``, whose terms cannot
+    overflow; every other ramp keeps the usual form, and its bits.
+    """
     if shape == "linear":
         rise = x
     else:
         rise = 0.5 * (1.0 - jnp.cos(math.pi * x))
-    return init_value + (peak_value - init_value) * rise
+    gap = jnp.asarray(peak_value - init_value, dtype=jnp.float32)
+    fits = jnp.isfinite(gap)
+    # The unused branch gets a finite gap too, so that its gradient is not 0 * inf = NaN.
+    usual = init_value + jnp.where(fits, gap, 0.0) * rise
+    return jnp.where(fits, usual, init_value * (1.0 - rise) + peak_value * rise)
 
 
 def overlay_warmup(count: jnp.ndarray, body, warmup_steps: float, init_value, target,

@@ -11,7 +11,10 @@ import argparse
 import inspect
 import re
 import sys
-from typing import NoReturn, overload
+from typing import TYPE_CHECKING, NoReturn, cast, overload
+
+if TYPE_CHECKING:
+    from optaxsched._types import RefineKind
 
 __all__ = ["main", "build_parser"]
 
@@ -206,6 +209,54 @@ def _add_plot(subparsers) -> None:
         _add_schedule_parser(schedules, name, getattr(optaxsched, name))
 
 
+# The trainer's norm columns, and the refinement each is for (see optaxsched.refine).
+_NORM_KEYS = {"sgd": "grad_norm_l2", "adam": "grad_norm_l1"}
+_NORM_SYMBOLS = {"sgd": "l2", "adam": "l1"}
+_CHOOSE_KIND = ("--kind sgd refines by the l2 norms (SGD-like optimizers), --kind adam by the l1 "
+                "norms (Adam-family optimizers: adam, adamw, spam, ...)")
+
+
+def _refine_kind_and_key(path: str, kind: str | None, key: str | None
+                         ) -> tuple[RefineKind, str]:
+    """The refinement variant and the column to read, by the rule of ``optaxsched.refine``.
+
+    ``--kind`` may be omitted when the norms say which they are: ``--key`` names one of the
+    trainer's columns (``grad_norm_l2``, ``grad_norm_l1``), or the log holds one of them only.
+    A log holding both needs ``--kind``, and an explicit ``--kind`` must match the norms.
+    """
+    from optaxsched import _io
+
+    if key is not None:
+        named = {column: k for k, column in _NORM_KEYS.items()}.get(key)  # what its name says
+        if kind is None:
+            if named is None:
+                raise ValueError(f"--kind is required: the column {key!r} (--key) does not say "
+                                 f"which norm it holds; {_CHOOSE_KIND}.")
+            return cast("RefineKind", named), key
+        if named is not None and named != kind:
+            raise ValueError(f"--kind {kind} refines by the {_NORM_SYMBOLS[kind]} norms, but "
+                             f"--key {key} holds the {_NORM_SYMBOLS[named]} norms; pass --kind "
+                             f"{named}, or --key {_NORM_KEYS[kind]}.")
+        return cast("RefineKind", kind), key  # argparse's choices
+    # The loader's own errors for the file (missing, empty, malformed) come first.
+    columns = _io.norm_log_columns("load_grad_norms", path) or []
+    present = [k for k in ("sgd", "adam") if _NORM_KEYS[k] in columns]
+    if kind is None:
+        if len(present) == 2:
+            raise ValueError(f"{path} holds both grad_norm_l2 and grad_norm_l1, so --kind must be "
+                             f"given: {_CHOOSE_KIND}.")
+        if not present:
+            raise ValueError(f"--kind is required: {path} does not say which norm it holds (no "
+                             f"grad_norm_l2 or grad_norm_l1 column); {_CHOOSE_KIND}.")
+        kind = present[0]
+    elif present and kind not in present:  # the column read would be the other norm's
+        other = present[0]
+        raise ValueError(f"--kind {kind} refines by the {_NORM_SYMBOLS[kind]} norms "
+                         f"({_NORM_KEYS[kind]}), but {path} holds only {_NORM_KEYS[other]}; "
+                         f"pass --kind {other}, or record the {_NORM_SYMBOLS[kind]} norms.")
+    return cast("RefineKind", kind), _NORM_KEYS[kind]
+
+
 def _run_refine(args) -> int:
     import os
     import warnings
@@ -223,25 +274,25 @@ def _run_refine(args) -> int:
     extension = os.path.splitext(args.output)[1].lower()
     if extension not in (".npy", ".csv", ".txt"):
         _checks.fail(where, "-o/--output", "a file ending in .npy, .csv or .txt", args.output)
-    key = args.key or ("grad_norm_l1" if args.kind == "adam" else "grad_norm_l2")
+    kind, key = _refine_kind_and_key(args.norms_file, args.kind, args.key)
     if args.plot:
         _require_matplotlib()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         norms = _io.load_grad_norms(args.norms_file, key=key)
-        multipliers = _refinement.refine(norms, kind=args.kind, smoothing=args.smoothing)
+        multipliers = _refinement.refine(norms, kind=kind, smoothing=args.smoothing)
         if args.total_steps is None or args.total_steps == norms.size:
             values = peak_value * multipliers
         else:
             schedule = _refinement.refined_schedule(norms, peak_value, args.total_steps,
-                                                   kind=args.kind, smoothing=args.smoothing)
+                                                   kind=kind, smoothing=args.smoothing)
             values = np.asarray(schedule(np.arange(args.total_steps)), dtype=np.float64)
         if args.plot:
             from optaxsched import plot
 
-            plot.refinement(norms, kind=args.kind, smoothing=args.smoothing,
+            plot.refinement(norms, kind=kind, smoothing=args.smoothing,
                             peak_value=peak_value, path=_writable("--plot", args.plot),
-                            title=f"refined schedule ({args.kind}) from {args.norms_file}")
+                            title=f"refined schedule ({kind}) from {args.norms_file}")
     seen = set()
     for warning in caught:
         if str(warning.message) not in seen:
@@ -255,7 +306,7 @@ def _run_refine(args) -> int:
     peak = int(np.argmax(values))
     source = "" if args.norms_file.lower().endswith(".npy") else f" ({key})"
     print(f"read {norms.size} norms{source} from {args.norms_file}")
-    print(f"refined schedule ({args.kind}, smoothing {args.smoothing:g}): {values.size} steps, "
+    print(f"refined schedule ({kind}, smoothing {args.smoothing:g}): {values.size} steps, "
           f"peak {values[peak]:.6g} at step {peak} ({100.0 * peak / max(values.size - 1, 1):.1f}%"
           f" of the run), final value {values[-1]:.6g}")
     print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
@@ -274,8 +325,11 @@ def _add_refine(subparsers) -> None:
                              "optional 'step'), .csv/.txt (one column, or a header naming "
                              "columns; a 'step' column places values by step) or a trainer's "
                              "metrics.jsonl (keys 'step', 'grad_norm_l2', 'grad_norm_l1')")
-    parser.add_argument("--kind", choices=("sgd", "adam"), default="sgd",
-                        help="sgd: l2 norms, w = G^-2; adam: l1 norms, w = G^-1 (default: sgd)")
+    parser.add_argument("--kind", choices=("sgd", "adam"), default=None,
+                        help="sgd: l2 norms, w = G^-2, for SGD-like optimizers; adam: l1 norms, "
+                             "w = G^-1, for Adam-family optimizers. Required unless the log "
+                             "holds only one of grad_norm_l2 and grad_norm_l1 (or --key names "
+                             "one): then it follows from the norms")
     parser.add_argument("--peak-value", type=float, default=1.0,
                         help="peak learning rate the multipliers are scaled to (default: 1.0)")
     parser.add_argument("--smoothing", type=float, default=0.1,
@@ -383,7 +437,7 @@ def _run_forecast_predict(args) -> int:
     import numpy as np
 
     import optaxsched
-    from optaxsched._forecast.law import sample_schedule
+    from optaxsched._curves import sample_schedule
 
     where = "optaxsched forecast predict"
     if args.output:

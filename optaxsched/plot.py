@@ -54,7 +54,7 @@ def sample(schedule: Callable, total_steps: int) -> np.ndarray:
     Returns:
       A float64 NumPy array of ``total_steps + 1`` values.
     """
-    from optaxsched._forecast.law import sample_schedule  # the package's one sampler
+    from optaxsched._curves import sample_schedule  # the package's one sampler
 
     return sample_schedule(schedule, _check_samples("sample", total_steps) + 1)
 
@@ -106,7 +106,7 @@ def schedules(named: Mapping[str, Callable], total_steps: int, path: str | None 
     return _finish(fig, path)
 
 
-def refinement(grad_norms, kind: RefineKind = "sgd", smoothing: float = 0.1,
+def refinement(grad_norms, kind: RefineKind | None = None, smoothing: float = 0.1,
                peak_value: float = 1.0, path: str | None = None, title: str | None = None):
     """Plots a gradient-norm log, its smoothed version and the refined schedule it gives.
 
@@ -115,8 +115,10 @@ def refinement(grad_norms, kind: RefineKind = "sgd", smoothing: float = 0.1,
     linear decay from the same peak (what constant norms would give).
 
     Args:
-      grad_norms: 1-D sequence of gradient norms, one per step (see ``optaxsched.refine``).
-      kind: ``'sgd'`` or ``'adam'``.
+      grad_norms: 1-D sequence of gradient norms, one per step, or a mapping from norm names as
+        ``optaxsched.grad_norm_history`` returns (see ``optaxsched.refine``).
+      kind: ``'sgd'`` (ℓ2 norms, SGD-like optimizers) or ``'adam'`` (ℓ1 norms, Adam family);
+        required unless the mapping holds only one of ℓ2 and ℓ1 (see ``optaxsched.refine``).
       smoothing: relative median-filter width in [0, 1].
       peak_value: the peak learning rate the multipliers are scaled to.
       path: where to save the figure (PNG, PDF, SVG by extension); ``None`` saves nothing.
@@ -127,13 +129,15 @@ def refinement(grad_norms, kind: RefineKind = "sgd", smoothing: float = 0.1,
 
     Example:
       >>> import numpy as np, optaxsched.plot as oplot
-      >>> fig = oplot.refinement(1.0 + np.exp(-np.arange(500) / 50.0), peak_value=3e-4)
+      >>> fig = oplot.refinement(1.0 + np.exp(-np.arange(500) / 50.0), kind="sgd",
+      ...                        peak_value=3e-4)
     """
     from optaxsched import _refinement
 
     where = "plot.refinement"
     peak_value = _checks.check_float(where, "peak_value", peak_value, minimum=0.0,
                                      strict_min=True)
+    grad_norms, kind = _refinement.select_norms(where, grad_norms, kind)
     smoothed = _refinement.smooth_norms(grad_norms, smoothing=smoothing)  # validates
     refined = peak_value * _refinement.refine(grad_norms, kind=kind, smoothing=smoothing)
     raw = np.asarray(grad_norms, dtype=np.float64)
@@ -196,7 +200,7 @@ def forecast(law, schedules: Mapping | None = None, total_steps: int | None = No
       >>> law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=0.5, C=0.3)
       >>> fig = oplot.forecast(law, {"wsd": oxs.wsd(1e-3, 5000)}, total_steps=5000)
     """
-    from optaxsched._forecast.fit import LossCurve
+    from optaxsched._curves import LossCurve
     from optaxsched._forecast.law import AnnealingLaw
 
     where = "plot.forecast"

@@ -300,7 +300,8 @@ def _schedule_cases() -> list[ScheduleCase]:
             dict(tokens_per_step=TOKENS_PER_STEP))),
         s("rewarm", "rewarm", lambda: ((lin(),), dict(restart_steps=[20, 35], warmup_steps=3))),
         s("reset_warmup", "reset_warmup", lambda: ((), dict(interval=4, warmup_steps=2))),
-        s("refined_schedule", "refined_schedule", lambda: ((norms, 1e-2), dict(total_steps=50))),
+        s("refined_schedule", "refined_schedule",
+          lambda: ((norms, 1e-2), dict(total_steps=50, kind="sgd"))),
         s("token_schedule", "token_schedule", lambda: (
             (optax.linear_schedule(1e-2, 0.0, transition_steps=40.0 * TOKENS_PER_STEP),), {}),
           stateful=True, extra_args={"tokens": TOKENS_PER_STEP}),

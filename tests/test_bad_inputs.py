@@ -169,18 +169,30 @@ FACTORIES = [
          "record_grad_norms:", "norms", "distinct"),
     case("refine-unknown-kind", lambda: oxs.refine(np.ones(10), kind="adamw"),
          "refine:", "kind", "'sgd', 'adam'", "'adamw'"),
-    case("refine-smoothing-above-one", lambda: oxs.refine(np.ones(10), smoothing=1.5),
+    case("refine-smoothing-above-one",
+         lambda: oxs.refine(np.ones(10), kind="sgd", smoothing=1.5),
          "refine:", "smoothing", "[0, 1]", "1.5"),
-    case("refine-too-short", lambda: oxs.refine([1.0], smoothing=0.0),
+    case("refine-too-short", lambda: oxs.refine([1.0], kind="sgd", smoothing=0.0),
          "refine:", "grad_norms", "at least 2"),
-    case("refine-nan-only", lambda: oxs.refine([float("nan")] * 5),
+    case("refine-nan-only", lambda: oxs.refine([float("nan")] * 5, kind="sgd"),
          "refine:", "grad_norms", "finite"),
-    case("refine-negative", lambda: oxs.refine([1.0, -2.0, 3.0], smoothing=0.0),
+    case("refine-negative", lambda: oxs.refine([1.0, -2.0, 3.0], kind="sgd", smoothing=0.0),
          "refine:", "grad_norms", "non-negative"),
-    case("refined_schedule-peak-zero", lambda: oxs.refined_schedule(np.ones(10), 0.0),
+    case("refine-array-without-kind", lambda: oxs.refine(np.ones(10)),
+         "refine:", "kind is required", "kind='sgd'", "kind='adam'"),
+    case("refine-both-norms-without-kind",
+         lambda: oxs.refine({"l2": np.ones(10), "l1": np.ones(10)}),
+         "refine:", "both ℓ2 and ℓ1", "kind='sgd'", "kind='adam'"),
+    case("refine-kind-without-its-norm", lambda: oxs.refine({"l1": np.ones(10)}, kind="sgd"),
+         "refine:", "kind='sgd'", "ℓ2 norms", "['l1']"),
+    case("refined_schedule-peak-zero",
+         lambda: oxs.refined_schedule(np.ones(10), 0.0, kind="sgd"),
          "refined_schedule:", "peak_value", "positive", "0.0"),
-    case("refined_schedule-total-one", lambda: oxs.refined_schedule(np.ones(10), 1.0, 1),
+    case("refined_schedule-total-one",
+         lambda: oxs.refined_schedule(np.ones(10), 1.0, 1, kind="sgd"),
          "refined_schedule:", "total_steps", ">= 2", "1"),
+    case("refined_schedule-array-without-kind", lambda: oxs.refined_schedule(np.ones(40), 1.0),
+         "refined_schedule:", "kind is required", "kind='sgd'", "kind='adam'"),
     # --- hypergradient -----------------------------------------------------------------------
     case("hypergradient-unknown-mode", lambda: oxs.hypergradient(0.1, 1e-3, mode="adaptive"),
          "hypergradient:", "mode", "'additive', 'multiplicative'", "'adaptive'"),
@@ -307,7 +319,8 @@ FACTORIES = [
          "hypergradient:", "learning_rate", "representable in float32"),
     case("plan_wsd-peak-1e39", lambda: oxs.plan_wsd(_law(), 1e39, 100),
          "plan_wsd:", "peak_value", "representable in float32", "1e+39"),
-    case("refined_schedule-peak-1e39", lambda: oxs.refined_schedule(np.ones(40), 1e39),
+    case("refined_schedule-peak-1e39",
+         lambda: oxs.refined_schedule(np.ones(40), 1e39, kind="sgd"),
          "refined_schedule:", "peak_value", "representable in float32", "1e+39"),
     case("multiply-factor-1e39", lambda: oxs.multiply(CONST, 1e39),
          "multiply:", "factors[1]", "representable in float32"),
@@ -537,7 +550,7 @@ def _load(loader, path):
     if loader == "grad_norms":
         return oxs.load_grad_norms(path)
     if loader == "grad_norms_refined":
-        return oxs.refine(oxs.load_grad_norms(path))
+        return oxs.refine(oxs.load_grad_norms(path), kind="sgd")  # the l2 norms
     if loader == "loss_curve":
         return oxs.load_loss_curve(path)
     return oxs.AnnealingLaw.load(path)
@@ -600,8 +613,12 @@ CLI = [
     (["refine", "{out}/missing.csv", "-o", "{out}/s.csv"], ("no such file", "missing.csv")),
     (["refine", "{empty}", "-o", "{out}/s.csv"], ("empty.csv", "empty")),
     (["refine", "{nan}", "-o", "{out}/s.csv"], ("grad_norms", "finite")),
-    (["refine", "{steps}", "--key", "grad_norm_l3", "-o", "{out}/s.csv"],
+    (["refine", "{steps}", "--key", "grad_norm_l3", "--kind", "sgd", "-o", "{out}/s.csv"],
      ("no column 'grad_norm_l3'", "['step', 'grad_norm_l2']")),
+    (["refine", "{both}", "-o", "{out}/s.csv"],
+     ("both grad_norm_l2 and grad_norm_l1", "--kind sgd", "--kind adam")),
+    (["refine", "{steps}", "--kind", "adam", "-o", "{out}/s.csv"],
+     ("--kind adam", "holds only grad_norm_l2", "pass --kind sgd")),
     (["forecast", "fit", "{empty}", "-o", "{out}/law.json"], ("empty.csv", "empty")),
     (["forecast", "fit", "{norms}", "--starts", "0", "-o", "{out}/law.json"],
      ("load_loss_curve", "norms.csv")),
@@ -648,6 +665,9 @@ def cli_files(tmp_path):
     nan.write_text("grad_norm_l2\nnan\nnan\nnan\n")
     steps = tmp_path / "steps.csv"
     steps.write_text("step,grad_norm_l2\n" + "\n".join(f"{i},{1.0 + i}" for i in range(5)))
+    both = tmp_path / "both.csv"
+    both.write_text("step,grad_norm_l2,grad_norm_l1\n"
+                    + "\n".join(f"{i},{1.0 + i},{3.0 + i}" for i in range(20)))
     law = tmp_path / "law.json"
     _law().save(str(law))
     npz_as_npy = tmp_path / "norms.npy"
@@ -660,7 +680,7 @@ def cli_files(tmp_path):
     empty_law.parent.mkdir()
     empty_law.write_text("")
     return {"out": str(tmp_path), "norms": str(norms), "empty": str(empty), "nan": str(nan),
-            "steps": str(steps), "law": str(law), "npz_as_npy": str(npz_as_npy),
+            "steps": str(steps), "both": str(both), "law": str(law), "npz_as_npy": str(npz_as_npy),
             "truncated_npz": str(truncated_npz), "blocker": str(blocker),
             "empty_law": str(empty_law)}
 

@@ -43,6 +43,16 @@ from tests._schedule_helpers import (
 from tests.reference import combinators_np as ref
 from tests.reference import schedules_np
 
+# Finite float32 values of every magnitude; subnormals are left out, as XLA's CPU backend flushes
+# them to 0 in any product.
+FINITE32 = st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _constant(value):
+    return lambda count: jnp.full(jnp.shape(count), value, jnp.float32)
+
 # ------------------------------------------------------------------------------------------------
 # with_warmup
 # ------------------------------------------------------------------------------------------------
@@ -77,6 +87,33 @@ def test_with_warmup_shifts_the_schedule_and_ramps_within_bounds(pair, warm, sha
 def test_with_warmup_of_a_decay_rises_then_falls(pair, warm, shape):
     out = values(oxs.with_warmup(pair[0], warm, shape, 0.0))
     assert nondecreasing(out[: warm + 1]) and nonincreasing(out[warm:])
+
+
+def _ramps(init, target, counts, warm, shape):
+    """with_warmup's ramp, and rewarm's after a restart at 3, from ``init`` to ``target``."""
+    return (oxs.with_warmup(_constant(target), warm, shape, init)(counts),
+            oxs.rewarm(_constant(target), [3], warm, init, shape)(counts + 3))
+
+
+_ramps_jit = jax.jit(_ramps, static_argnums=(3, 4))
+
+
+@given(init=FINITE32, target=FINITE32, warm=st.sampled_from([1, 6, 50]), shape=shapes)
+def test_warmup_ramps_between_finite_ends_stay_finite(init, target, warm, shape):
+    """Ends of opposite signs further apart than float32's range (init -3e38 to 3e38): the gap
+    overflows, the ramp does not."""
+    counts = jnp.arange(warm + 2, dtype=jnp.int32)
+    # The reference ramp in float64: it never leaves [min(ends), max(ends)].
+    x = np.clip(np.arange(warm + 2) / warm, 0.0, 1.0)
+    rise = x if shape == "linear" else 0.5 * (1.0 - np.cos(np.pi * x))
+    expected = float(init) + (float(target) - float(init)) * rise
+    scale = max(abs(float(init)), abs(float(target)), F32_TINY)
+    ends = (jnp.float32(init), jnp.float32(target))
+    for out in (*_ramps(*ends, counts, warm, shape), *_ramps_jit(*ends, counts, warm, shape)):
+        out = np.asarray(out)
+        assert np.all(np.isfinite(out)), (init, target, out)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=4e-7 * scale)
+        assert out[0] == np.float32(init) and out[warm] == np.float32(target)
 
 
 def test_with_warmup_zero_steps_is_the_schedule():
@@ -163,6 +200,53 @@ def test_multiply_of_bounded_decays_is_bounded_and_decreasing(a, b, peak):
     out = values(oxs.multiply(a[0], peak, b[0]))
     assert out.min() >= 0.0 and out.max() <= peak * a[2] * b[2] * (1 + 1e-6) + 1e-7
     assert nonincreasing(out)
+
+
+def _product(values, counts):
+    return oxs.multiply(*map(_constant, values))(counts)
+
+
+_product_jit = jax.jit(_product)  # the values are arguments: compiled once per number of factors
+
+
+@given(values=st.lists(FINITE32, min_size=1, max_size=5))
+def test_multiply_of_finite_values_is_the_clipped_float64_product(values):
+    counts = jnp.arange(3, dtype=jnp.int32)
+    factors = tuple(jnp.float32(v) for v in values)
+    eager = np.asarray(_product(factors, counts))
+    np.testing.assert_array_equal(np.asarray(_product_jit(factors, counts)), eager)
+    assert np.all(np.isfinite(eager)), (values, eager)
+    expected = np.clip(math.prod(float(v) for v in values), -F32_MAX, F32_MAX)
+    # One float32 rounding per factor; below float32's normal range results flush to 0.
+    np.testing.assert_allclose(eager, np.full(3, expected), rtol=len(values) * 2.0**-24,
+                               atol=F32_TINY)
+    if abs(expected) >= F32_TINY:
+        assert np.all(np.sign(eager) == np.sign(expected))
+
+
+def test_multiply_saturates_instead_of_overflowing():
+    big, small_ = _constant(1e20), _constant(1e-30)
+    counts = np.arange(4, dtype=np.int32)
+    for factors, expected in [
+            ((big, big), F32_MAX),                        # 1e40: saturated, not inf
+            ((big, _constant(-1e20)), -F32_MAX),          # keeps the sign
+            ((big, big, 1e-10), 1e30),                    # no partial product overflows
+            ((big, big, _constant(0.0)), 0.0),            # inf * 0 would be NaN
+            ((small_, small_, _constant(1e30)), 1e-30)]:  # no partial product underflows
+        schedule = oxs.multiply(*factors)
+        for out in (schedule(counts), jax.jit(schedule)(counts)):
+            np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-6)
+    # Within the range: the plain product, bit for bit, and its gradient.
+    a, b = optax.cosine_decay_schedule(2.0, 500, alpha=0.05), optax.linear_schedule(0.0, 1.0, 50)
+    plain = np.asarray(a(COUNTS)).astype(np.float32) * np.float32(0.5) * np.asarray(b(COUNTS))
+    np.testing.assert_array_equal(values(oxs.multiply(0.5, a, b)), plain)
+    assert float(jax.grad(oxs.multiply(lambda c: c * c, 3.0))(2.0)) == 12.0
+    # Saturated: the gradient is 0, not NaN (ldexp's would be 0 * inf).
+    assert float(jax.grad(oxs.multiply(big, big, lambda c: c))(2.0)) == 0.0
+    # A non-finite factor is not hidden: it gives what a plain product gives.
+    assert np.isinf(oxs.multiply(_constant(np.inf), 2.0)(0))
+    assert np.isnan(oxs.multiply(_constant(np.inf), _constant(0.0))(0))
+    assert np.isnan(oxs.multiply(_constant(np.nan), 2.0)(0))
 
 
 def test_multiply_constants_only_and_broadcast():

@@ -53,10 +53,10 @@ def test_every_listed_name_exists():
 
 def test_the_forecast_and_plot_modules_are_documented_in_full():
     docs = documented()
-    from optaxsched import plot
+    from optaxsched import _curves, plot
     from optaxsched._forecast import fit, law, plan
     listed = docs.get("optaxsched", set())
-    for module in (law, fit, plan):
+    for module in (_curves, law, fit, plan):
         for name in set(module.__all__) - {"sample_schedule"}:  # the sampler is private
             assert name in listed, name
     assert set(plot.__all__) <= docs.get("optaxsched.plot", set())

@@ -16,7 +16,7 @@ import pytest
 
 import optaxsched as oxs
 from optaxsched import plot
-from optaxsched._forecast.law import sample_schedule
+from optaxsched._curves import sample_schedule
 
 
 def _write_jsonl(path, records):

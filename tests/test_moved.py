@@ -4,12 +4,15 @@ names; the package's own names (the function ``optaxsched.nap``) are never shado
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 import optaxsched as oxs
+from optaxsched._deprecation import Internal, MovedModule
 from optaxsched._moved import MOVED
 
 
@@ -17,10 +20,43 @@ from optaxsched._moved import MOVED
 def test_every_old_name_warns_and_is_the_public_object(old):
     module = importlib.import_module(old)
     for name, new in MOVED[old].items():
-        target_module, _, attr = new.rpartition(":")
+        target = new.target if isinstance(new, Internal) else new
+        target_module, _, attr = target.rpartition(":")
         expected = getattr(importlib.import_module(target_module or "optaxsched"), attr)
         with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} is deprecated.*0\.2\.0"):
             assert getattr(module, name) is expected
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_no_warning_points_at_a_private_name(old):
+    module = importlib.import_module(old)
+    for name in MOVED[old]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            getattr(module, name)
+        (message,) = [str(w.message) for w in caught]
+        # Every dotted name in the message after the old one is public: no part starts with "_".
+        advice = message.split(" is deprecated", 1)[1]
+        private = [n for n in re.findall(r"[\w.]*\w", advice)
+                   if any(part.startswith("_") for part in n.split("."))]
+        assert not private, message
+
+
+def test_the_lam_grid_points_at_fit_annealing_laws_lam_argument():
+    from optaxsched._forecast.fit import LAM_GRID
+
+    with pytest.warns(DeprecationWarning) as caught:
+        from optaxsched.forecast import LAM_GRID as old
+    assert old is LAM_GRID
+    message = str(caught[0].message)
+    assert "the lam= argument of optaxsched.fit_annealing_law" in message
+    assert f"lam={LAM_GRID}" in message  # the example is the grid itself
+
+
+def test_a_private_home_without_advice_is_refused():
+    with pytest.raises(ValueError, match="private name 'optaxsched._forecast.fit:LAM_GRID'"):
+        MovedModule("optaxsched.old", {"LAM_GRID": "optaxsched._forecast.fit:LAM_GRID"})
+    MovedModule("optaxsched.old", {"forecast": "optaxsched.plot:forecast"})  # a public module
 
 
 def test_from_import_warns_and_names_the_new_home():

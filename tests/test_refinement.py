@@ -130,14 +130,14 @@ def test_long_log_block_smoothing_approximates_the_direct_filter():
     w = direct ** -2.0
     tail = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
     refined_direct = w * tail / np.max(w * tail)
-    assert np.max(np.abs(oxs.refine(x, smoothing=smoothing) - refined_direct)) < 0.03
+    assert np.max(np.abs(oxs.refine(x, kind="sgd", smoothing=smoothing) - refined_direct)) < 0.03
 
 
 def test_refine_on_a_million_steps_is_fast():
     import time
 
     x = (1.0 + 5.0 * np.exp(-np.arange(1_000_000) / 5e4)) * RNG.lognormal(0.0, 0.3, 1_000_000)
-    oxs.refine(x[:30_000])  # warm up NumPy paths
+    oxs.refine(x[:30_000], kind="adam")  # warm up NumPy paths
     start = time.perf_counter()
     out = oxs.refine(x, kind="adam")
     elapsed = time.perf_counter() - start
@@ -165,7 +165,7 @@ def test_non_finite_entries_are_interpolated_with_a_warning():
 def test_collapsing_norms_are_floored_with_a_warning():
     x = np.concatenate([np.ones(50), np.zeros(50)])
     with pytest.warns(RuntimeWarning, match="raised to that floor"):
-        out = oxs.refine(x, smoothing=0.1)
+        out = oxs.refine(x, kind="sgd", smoothing=0.1)
     assert np.all(np.isfinite(out)) and out.max() == 1.0 and out[-1] == 0.0
 
 
@@ -188,8 +188,76 @@ def test_collapsing_norms_are_floored_with_a_warning():
 ])
 def test_refine_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
-        oxs.refine(**kwargs)
+        oxs.refine(**{"kind": "sgd", **kwargs})
     assert str(err.value).startswith("refine: ")
+
+
+# ------------------------------------------------------------------------------------------
+# refine: the kind follows from the norms, or must be given
+# ------------------------------------------------------------------------------------------
+
+
+def _recorded(norms) -> dict[str, np.ndarray]:
+    """grad_norm_history of a run of 60 steps that recorded ``norms``."""
+    tx = oxs.record_grad_norms(60, norms=norms)
+    state = tx.init(jnp.zeros(3))
+    update = jax.jit(tx.update)
+    for k in range(60):
+        _, state = update(jnp.array([1.0 + 5.0 * np.exp(-k / 10.0), -2.0, 0.5]), state)
+    return oxs.grad_norm_history(state)
+
+
+@pytest.mark.parametrize("norms, kind", [("l1", "adam"), ("l2", "sgd"), (("l2", "linf"), "sgd"),
+                                         (("l1", "linf"), "adam")])
+def test_kind_is_inferred_from_norms_of_one_kind(norms, kind):
+    history = _recorded(norms)
+    used = history["l2" if kind == "sgd" else "l1"]
+    np.testing.assert_array_equal(oxs.refine(history), oxs.refine(used, kind=kind))
+    counts = np.arange(100)
+    np.testing.assert_array_equal(oxs.refined_schedule(history, 0.1, 100)(counts),
+                                  oxs.refined_schedule(used, 0.1, 100, kind=kind)(counts))
+    np.testing.assert_array_equal(oxs.refine(history, kind=kind), oxs.refine(used, kind=kind))
+
+
+def test_norms_of_both_kinds_need_kind():
+    history = _recorded(("l2", "l1"))  # what record_grad_norms records by default
+    for call in (lambda: oxs.refine(history),
+                 lambda: oxs.refined_schedule(history, 3e-4)):
+        with pytest.raises(ValueError, match="holds both ℓ2 and ℓ1 norms") as err:
+            call()
+        message = str(err.value)
+        assert "kind='sgd'" in message and "ℓ2 norms (SGD-like" in message
+        assert "kind='adam'" in message and "ℓ1 norms (Adam-family" in message
+        assert "kind='adam')" in message  # how to pass it
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_an_explicit_kind_chooses_among_norms_of_both_kinds(kind):
+    history = _recorded(("l2", "l1"))
+    used = history["l2" if kind == "sgd" else "l1"]
+    np.testing.assert_array_equal(oxs.refine(history, kind=kind), oxs.refine(used, kind=kind))
+    assert not np.allclose(oxs.refine(history, kind="sgd"), oxs.refine(history, kind="adam"))
+
+
+@pytest.mark.parametrize("grad_norms, kind, match", [
+    ({"l2": np.ones(50)}, "adam", r"kind='adam' refines by the ℓ1 norms, which grad_norms does "
+                                  r"not hold \(its norms: \['l2'\]\).*or pass kind='sgd'"),
+    ({"l1": np.ones(50)}, "sgd", r"kind='sgd' refines by the ℓ2 norms.*norms='l2'"),
+    ({"linf": np.ones(50)}, "sgd", r"its norms: \['linf'\]\); record them"),
+    ({"linf": np.ones(50)}, None, r"grad_norms must be a mapping holding 'l2' or 'l1' norms"),
+    ({"grad_norm_l1": np.ones(50)}, None, r"grad_norms must be a 1-D sequence of norms or a "
+                                          r"mapping from norm names"),
+    ({}, None, "mapping from norm names"),
+    (np.ones(50), None, r"kind is required when grad_norms is an array.*kind='sgd'.*kind='adam'"),
+    ({"l1": np.ones(50)}, "lion", "kind must be one of 'sgd', 'adam'"),
+])
+def test_kind_and_norms_that_do_not_match_are_named_errors(grad_norms, kind, match):
+    for where, call in (("refine", lambda: oxs.refine(grad_norms, kind=kind)),
+                        ("refined_schedule",
+                         lambda: oxs.refined_schedule(grad_norms, 1e-3, kind=kind))):
+        with pytest.raises(ValueError, match=match) as err:
+            call()
+        assert str(err.value).startswith(f"{where}: ")
 
 
 def test_smooth_norms_and_zero_smoothing():
@@ -229,7 +297,7 @@ def test_refined_schedule_resamples_in_relative_time(kind, total_steps):
 
 
 def test_refined_schedule_of_constant_norms_is_linear_decay():
-    schedule = oxs.refined_schedule(np.full(200, 0.7), 0.1, total_steps=1000)
+    schedule = oxs.refined_schedule(np.full(200, 0.7), 0.1, total_steps=1000, kind="sgd")
     counts = np.arange(1000)
     np.testing.assert_allclose(schedule(counts), 0.1 * (1.0 - counts / 999.0), rtol=1e-5,
                                atol=1e-8)
@@ -238,7 +306,7 @@ def test_refined_schedule_of_constant_norms_is_linear_decay():
 
 
 def test_refined_schedule_in_an_optimizer():
-    schedule = oxs.refined_schedule(np.ones(50), 0.5, total_steps=10)
+    schedule = oxs.refined_schedule(np.ones(50), 0.5, total_steps=10, kind="sgd")
     tx = optax.sgd(schedule)
     params = jnp.zeros(2)
     state = tx.init(params)
@@ -260,7 +328,7 @@ def test_refined_schedule_in_an_optimizer():
     (dict(peak_value=1e-3, grad_norms=np.ones(5)), "too short to smooth"),
 ])
 def test_refined_schedule_bad_inputs(kwargs, match):
-    kwargs = {"grad_norms": np.ones(100), **kwargs}
+    kwargs = {"grad_norms": np.ones(100), "kind": "sgd", **kwargs}
     with pytest.raises(ValueError, match=match) as err:
         oxs.refined_schedule(**kwargs)
     assert str(err.value).startswith("refined_schedule: ")
@@ -595,7 +663,7 @@ def test_cli_refine_csv_output_and_warning(tmp_path, capsys):
     x[10] = np.nan
     np.save(tmp_path / "n.npy", x)
     out = tmp_path / "lr.csv"
-    assert cli.main(["refine", str(tmp_path / "n.npy"), "-o", str(out)]) == 0
+    assert cli.main(["refine", str(tmp_path / "n.npy"), "--kind", "sgd", "-o", str(out)]) == 0
     np.testing.assert_allclose(np.loadtxt(out), ref.linear_decay(100), rtol=1e-8)
     assert "warning: refine: dropped 1 non-finite" in capsys.readouterr().err
 
@@ -606,7 +674,7 @@ def test_cli_refine_csv_column_and_resampling(tmp_path):
     path.write_text("step,gnorm,loss\n"
                     + "".join(f"{i},{float(v)!r},1.0\n" for i, v in enumerate(norms)))
     out = tmp_path / "lr.npy"
-    assert cli.main(["refine", str(path), "--key", "gnorm", "--smoothing", "0.2",
+    assert cli.main(["refine", str(path), "--key", "gnorm", "--kind", "sgd", "--smoothing", "0.2",
                      "--peak-value", "0.5", "--total-steps", "600", "-o", str(out)]) == 0
     values = np.load(out)
     position = np.arange(600) * 119 / 599
@@ -615,13 +683,80 @@ def test_cli_refine_csv_column_and_resampling(tmp_path):
     np.testing.assert_allclose(values, expected, rtol=2e-6, atol=1e-7)
 
 
+def _two_norm_log(tmp_path, columns=("grad_norm_l2", "grad_norm_l1")):
+    norms = _hand_made(200)
+    values = {"grad_norm_l2": norms["early_large"], "grad_norm_l1": norms["late_growth"]}
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": i, **{c: float(values[c][i]) for c in columns}})
+                            + "\n" for i in range(200)))
+    return path, values
+
+
+@pytest.mark.parametrize("column, kind", [("grad_norm_l1", "adam"), ("grad_norm_l2", "sgd")])
+def test_cli_refine_infers_the_kind_from_a_log_of_one_norm(tmp_path, capsys, column, kind):
+    path, values = _two_norm_log(tmp_path, columns=(column,))
+    out = tmp_path / "s.npy"
+    assert cli.main(["refine", str(path), "-o", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), ref.refine(values[column], kind, 0.1), rtol=1e-12)
+    printed = capsys.readouterr().out
+    assert f"({column})" in printed and f"refined schedule ({kind}," in printed
+
+
+def test_cli_refine_a_log_of_both_norms_needs_kind(tmp_path, capsys):
+    path, values = _two_norm_log(tmp_path)
+    out = tmp_path / "s.npy"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["refine", str(path), "-o", str(out)])
+    assert exit_info.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("optaxsched refine: error: ")
+    assert "holds both grad_norm_l2 and grad_norm_l1, so --kind must be given" in lines[0]
+    assert "--kind sgd refines by the l2 norms (SGD-like" in lines[0]
+    assert "--kind adam by the l1 norms (Adam-family" in lines[0]
+    # With --kind (or a --key that names one of them), the log of both norms is refined.
+    for extra, kind, column in ((["--kind", "adam"], "adam", "grad_norm_l1"),
+                                (["--kind", "sgd"], "sgd", "grad_norm_l2"),
+                                (["--key", "grad_norm_l1"], "adam", "grad_norm_l1")):
+        assert cli.main(["refine", str(path), *extra, "-o", str(out)]) == 0
+        np.testing.assert_allclose(np.load(out), ref.refine(values[column], kind, 0.1),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("log, argv, match", [
+    # A CSV of one named column was read whatever its name: --kind sgd refined the l1 norms.
+    ("grad_norm_l1\n", ["--kind", "sgd"],
+     r"--kind sgd refines by the l2 norms \(grad_norm_l2\), but .*norms.csv holds only "
+     r"grad_norm_l1; pass --kind adam"),
+    ("step,grad_norm_l2\n", ["--kind", "adam"], r"holds only grad_norm_l2; pass --kind sgd"),
+    ("step,grad_norm_l2,grad_norm_l1\n", ["--key", "grad_norm_l1", "--kind", "sgd"],
+     r"--kind sgd refines by the l2 norms, but --key grad_norm_l1 holds the l1 norms"),
+    ("step,gnorm\n", ["--key", "gnorm"], r"--kind is required: the column 'gnorm' \(--key\)"),
+    ("gnorm\n", [], r"--kind is required: .*norms.csv does not say which norm it holds"),
+])
+def test_cli_refine_kind_errors_are_one_line(tmp_path, capsys, log, argv, match):
+    path = tmp_path / "norms.csv"
+    width = log.count(",") + 1
+    path.write_text(log + "".join(",".join([str(i)] + ["1.5"] * (width - 1)) + "\n"
+                                  if width > 1 else "1.5\n" for i in range(50)))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["refine", str(path), *argv, "-o", str(tmp_path / "s.npy")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert __import__("re").search(match, lines[0]), lines[0]
+
+
 @pytest.mark.parametrize("argv_tail, match", [
     (["missing.jsonl", "-o", "x.npy"], "no such file"),
     (["bad.jsonl", "-o", "x.npy"], "not valid JSON"),
-    (["short.npy", "-o", "x.npy"], "too short to smooth"),
+    (["short.npy", "--kind", "sgd", "-o", "x.npy"], "too short to smooth"),
     (["short.npy", "-o", "x.png"], "output must be a file ending in .npy, .csv or .txt"),
     (["short.npy", "-o", "x.npy", "--peak-value", "-1"], "--peak-value must be"),
-    (["short.npy", "-o", "x.npy", "--smoothing", "3"], "smoothing must be"),
+    (["short.npy", "--kind", "sgd", "-o", "x.npy", "--smoothing", "3"], "smoothing must be"),
+    (["short.npy", "-o", "x.npy"], "--kind is required: short.npy does not say which norm"),
 ])
 def test_cli_bad_input_exits_with_code_2(tmp_path, monkeypatch, capsys, argv_tail, match):
     monkeypatch.chdir(tmp_path)
@@ -643,11 +778,16 @@ def test_plot_refinement_draws_three_curves(tmp_path):
     fig = plot.refinement(x, kind="sgd", peak_value=0.1, path=tmp_path / "r.png")
     top, bottom = fig.axes
     assert len(top.lines) == 2 and len(bottom.lines) == 2
-    np.testing.assert_allclose(bottom.lines[1].get_ydata(), 0.1 * oxs.refine(x))
+    np.testing.assert_allclose(bottom.lines[1].get_ydata(), 0.1 * oxs.refine(x, kind="sgd"))
     np.testing.assert_allclose(top.lines[1].get_ydata(), oxs.smooth_norms(x))
     assert (tmp_path / "r.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="plot.refinement: peak_value must be"):
-        plot.refinement(x, peak_value=0.0)
+        plot.refinement(x, kind="sgd", peak_value=0.0)
+    with pytest.raises(ValueError, match="plot.refinement: grad_norms holds both"):
+        plot.refinement({"l2": x, "l1": x})
+    fig = plot.refinement({"l1": x})  # the kind follows from the norms
+    assert fig.axes[0].get_ylabel() == "ℓ1 norm"
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), oxs.refine(x, kind="adam"))
 
 
 def test_no_warnings_on_clean_input():

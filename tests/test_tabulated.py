@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -94,6 +95,29 @@ def test_tabulated_accepts_arrays_and_negative_values():
     table = jnp.linspace(-1.0, 1.0, 11)
     close(values(oxs.tabulated(table, 21)),
           ref.evaluate(ref.tabulated(np.linspace(-1, 1, 11), 21), COUNTS))
+
+
+@given(table=st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False,
+                                allow_subnormal=False), min_size=2, max_size=6),
+       total=st.integers(2, 40))
+def test_tabulated_between_entries_of_any_size_is_finite(table, total):
+    """Neighbours of opposite signs further apart than float32's range (-3e38, 3e38): their
+    slope overflows, the interpolation does not."""
+    schedule = oxs.tabulated(table, total)
+    counts = np.arange(total + 2, dtype=np.int32)
+    eager = np.asarray(schedule(counts))
+    assert np.all(np.isfinite(eager)), (table, eager)
+    expected = ref.evaluate(ref.tabulated(np.asarray(table, np.float64), total), counts)
+    np.testing.assert_allclose(eager, expected, rtol=0, atol=1e-6 * max(map(abs, table)))
+
+
+def test_tabulated_of_a_table_wider_than_float32_keeps_its_entries():
+    big = float(np.finfo(np.float32).max)
+    schedule = oxs.tabulated([-big, big, -big], total_steps=5)
+    out = values(schedule)
+    np.testing.assert_array_equal(out[:5], np.float32([-big, 0.0, big, 0.0, -big]))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_array_equal(np.asarray(jax.jit(schedule)(COUNTS)), out)
 
 
 BAD = [

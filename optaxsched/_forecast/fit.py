@@ -1,14 +1,14 @@
 """Fitting the scaling law with learning-rate annealing to observed runs (private).
 
-A run is a :class:`LossCurve` (learning rates at every step, losses where observed). The fit
-minimises a Huber loss on log-losses over ``(L0, A, α, C)``: starting points by variable
-projection (for a grid of α the law is linear in ``(L0, A, C) ≥ 0``), then optax's L-BFGS from
-all of them at once (``jax.vmap`` in one ``jit``, float64). See :func:`fit_annealing_law`.
+A run is a :class:`~optaxsched.LossCurve` (:mod:`optaxsched._curves`: learning rates at every
+step, losses where observed). The fit minimises a Huber loss on log-losses over
+``(L0, A, α, C)``: starting points by variable projection (for a grid of α the law is linear in
+``(L0, A, C) ≥ 0``), then optax's L-BFGS from all of them at once (``jax.vmap`` in one ``jit``,
+float64). See :func:`fit_annealing_law`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -18,20 +18,10 @@ import numpy as np
 import optax
 
 from optaxsched import _checks
-from optaxsched._forecast.law import (
-    DEFAULT_LAM,
-    MAX_SAMPLED_STEPS,
-    AnnealingLaw,
-    areas,
-    as_vector,
-    check_lam,
-    fail_entry,
-    law_values,
-    learning_rates,
-    short,
-)
+from optaxsched._curves import LossCurve, check_curve, short
+from optaxsched._forecast.law import DEFAULT_LAM, AnnealingLaw, areas, check_lam, law_values
 
-__all__ = ["LossCurve", "fit_annealing_law"]
+__all__ = ["fit_annealing_law"]
 
 # The λ values the docs and ``optaxsched forecast fit --lam`` suggest for a profile search
 # (``fit_annealing_law(runs, lam=LAM_GRID)``): one fit per value, the best criterion wins.
@@ -52,112 +42,7 @@ _GTOL = 1e-9
 _FTOL = 1e-13
 
 # ---------------------------------------------------------------------------------------------
-# Loss curves: what the fit consumes.
-
-
-def _check_step_values(where: str, name: str, steps) -> np.ndarray:
-    """``steps`` as a 1-D array of finite, non-negative integers (the standard errors if not)."""
-    raw = as_vector(where, name, steps, "a 1-D array of integer steps")
-    bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0))
-    if bad.size:
-        fail_entry(where, name, "integers >= 0 (finite)", raw[bad[0]].item(),
-                   int(bad[0]))
-    return raw
-
-
-def _check_curve(where: str, label: str, lrs, losses, steps):
-    """Validated ``(lrs, losses, steps)`` arrays for one run; ``label`` prefixes argument names."""
-    if steps is not None:  # validated before anything uses them (a schedule is sampled up to them)
-        _check_step_values(where, f"{label}steps", steps)
-    if callable(lrs):
-        if steps is None:
-            n = len(losses) if hasattr(losses, "__len__") and np.ndim(losses) == 1 else 0
-        else:
-            step_array = as_vector(where, f"{label}steps", steps, "a 1-D array of integer steps")
-            n = int(np.max(step_array)) + 1 if step_array.size else 0
-            if n > MAX_SAMPLED_STEPS:
-                fail_entry(where, f"{label}steps", f"at most {MAX_SAMPLED_STEPS - 1} when lrs is "
-                           f"a schedule (it is sampled at every step up to the last one)",
-                           int(step_array.max()), int(np.argmax(step_array)))
-        if n < 1:
-            _checks.fail(where, f"{label}losses", "a non-empty 1-D array of losses", losses)
-        lrs = learning_rates(where, f"{label}lrs", lrs, n)
-    else:
-        lrs = learning_rates(where, f"{label}lrs", lrs, None)
-    losses = as_vector(where, f"{label}losses", losses, "a 1-D array of losses")
-    if losses.size == 0:
-        _checks.fail(where, f"{label}losses", "a non-empty 1-D array of losses", losses)
-    bad = np.flatnonzero(~np.isfinite(losses) | (losses <= 0))
-    if bad.size:
-        fail_entry(where, f"{label}losses", "finite and positive", float(losses[bad[0]]),
-                   int(bad[0]))
-    if steps is None:
-        if losses.size != lrs.size:
-            raise ValueError(
-                f"{where}: {label}losses must have one entry per learning rate ({lrs.size}) "
-                f"when no steps are given, got {losses.size}.")
-        step_array = np.arange(lrs.size, dtype=np.int64)
-    else:
-        raw = as_vector(where, f"{label}steps", steps, "a 1-D array of integer steps")
-        if raw.size != losses.size:
-            raise ValueError(f"{where}: {label}steps must have one entry per loss "
-                             f"({losses.size}), got {raw.size}.")
-        bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0)
-                             | (raw > lrs.size - 1))
-        if bad.size:
-            fail_entry(where, f"{label}steps", f"integers in [0, {lrs.size - 1}] (indices into "
-                       "the learning rates)", raw[bad[0]].item(), int(bad[0]))
-        step_array = raw.astype(np.int64)
-        bad = np.flatnonzero(np.diff(step_array) <= 0)
-        if bad.size:
-            fail_entry(where, f"{label}steps", "strictly increasing",
-                       int(step_array[bad[0] + 1]), int(bad[0] + 1))
-    lrs, losses, step_array = lrs.copy(), losses.copy(), step_array.copy()  # never the caller's
-    for array in (lrs, losses, step_array):
-        array.setflags(write=False)
-    return lrs, losses, step_array
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LossCurve:
-    """One training run: its learning rate at every step and the losses observed along it.
-
-    ``lrs[k]`` is the learning rate of the optax count ``k``; ``losses[i]`` was observed after
-    step ``steps[i]`` (the convention of :func:`optaxsched.annealing_areas`). Losses may be known
-    at every step (``steps=None``: then ``len(losses) == len(lrs)``) or at a subset (evaluation
-    every few hundred steps), while the learning rate must be known at every step because the
-    areas accumulate it. Arrays are validated and stored read-only as float64 / int64.
-
-    Args:
-      lrs: 1-D array of finite, non-negative learning rates, one per step (or an optax
-        schedule, sampled at counts ``0 .. n − 1`` with ``n = len(losses)`` or
-        ``max(steps) + 1``).
-      losses: 1-D array of finite, positive losses.
-      steps: strictly increasing integer steps in ``[0, len(lrs) − 1]``, one per loss;
-        ``None`` means every step.
-      name: a label for plots and messages.
-
-    Example:
-      >>> import numpy as np, optaxsched as oxs
-      >>> curve = oxs.LossCurve(np.full(1000, 1e-3), [3.1, 2.9, 2.8], steps=[99, 499, 999])
-    """
-
-    lrs: np.ndarray
-    losses: np.ndarray
-    steps: np.ndarray | None = None
-    name: str = ""
-
-    def __post_init__(self):
-        if not isinstance(self.name, str):
-            _checks.fail("LossCurve", "name", "a string", self.name)
-        lrs, losses, steps = _check_curve("LossCurve", "", self.lrs, self.losses, self.steps)
-        object.__setattr__(self, "lrs", lrs)
-        object.__setattr__(self, "losses", losses)
-        object.__setattr__(self, "steps", steps)
-
-    def __repr__(self) -> str:
-        return (f"LossCurve(name={self.name!r}, steps={self.lrs.size}, observed={self.losses.size}"
-                f", final_loss={float(self.losses[-1]):.6g})")
+# Runs: what the fit consumes (each a LossCurve, from optaxsched._curves).
 
 
 def _is_vector_like(value) -> bool:
@@ -199,7 +84,7 @@ def _as_curve(where: str, label: str, run) -> LossCurve:
         _checks.fail(where, label, _RUN_ALLOWED, short(run))
     if not isinstance(name, str):
         _checks.fail(where, f"{label}.name", "a string", name)
-    lrs, losses, steps = _check_curve(where, f"{label}.", lrs, losses, steps)
+    lrs, losses, steps = check_curve(where, f"{label}.", lrs, losses, steps)
     return LossCurve(lrs, losses, steps, name)
 
 

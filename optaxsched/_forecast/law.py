@@ -37,109 +37,30 @@ import functools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from optaxsched import _checks
+from optaxsched._curves import learning_rates
 
-__all__ = ["annealing_areas", "AnnealingLaw", "sample_schedule"]
+__all__ = ["annealing_areas", "AnnealingLaw"]
 
 # The default momentum decay factor λ of the annealing area (the paper's usual value). Written once
 # here and shown as the value ``lam=0.999`` in the signatures that use it.
 DEFAULT_LAM: float = 0.999
-# A schedule given as ``lrs`` is sampled at every step up to the last observed one; beyond this
-# many steps that is a mistake (a step in tokens, a corrupt log), not a run to evaluate.
-MAX_SAMPLED_STEPS = 100_000_000
 
 _LAW_FORMAT = "optaxsched.AnnealingLaw"
 _LAW_VERSION = 1
 
 # ---------------------------------------------------------------------------------------------
-# Learning rates and the two areas.
+# The two areas.
 
 
 def check_lam(where: str, lam) -> float:
     return _checks.check_float(where, "lam", lam, minimum=0.0, maximum=1.0, strict_min=True,
                                strict_max=True)
-
-
-def sample_schedule(schedule: Callable, n: int) -> np.ndarray:
-    """A schedule at counts ``0 .. n - 1`` as float64, in one vectorised call when it allows it.
-
-    The one sampler of the package (the forecast's areas, ``optaxsched.plot``); ``n`` is checked
-    by the caller. A schedule that branches in Python on the count cannot take an array of
-    counts: it is then evaluated one count at a time.
-    """
-    counts = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-    try:
-        values = np.asarray(schedule(counts), dtype=np.float64)
-    except (TypeError, ValueError):  # Python branching on the count: not vectorisable.
-        values = None
-    if values is None or values.shape != counts.shape:
-        values = np.array([float(schedule(int(c))) for c in counts], dtype=np.float64)
-    return values
-
-
-def as_vector(where: str, name: str, value, allowed: str) -> np.ndarray:
-    """``value`` as a 1-D float64 array (no other checks), or the standard error."""
-    if isinstance(value, (str, bytes, Mapping)) or callable(value):
-        _checks.fail(where, name, allowed, value)
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float64
-        _checks.fail(where, name, allowed, short(value))
-    if array.ndim != 1:
-        _checks.fail(where, name, allowed, short(value))
-    return array
-
-
-def short(value) -> Any:
-    """A value fit for an error message (large arrays are summarised by their shape)."""
-    try:
-        array = np.asarray(value)
-    except Exception:  # pragma: no cover - anything np.asarray refuses is shown as it is
-        return value
-    if array.size > 8:
-        return f"<array of shape {array.shape}>"
-    return value
-
-
-def fail_entry(where: str, name: str, allowed: str, value, index: int) -> None:
-    raise ValueError(f"{where}: {name} must be {allowed}, got {value!r} at index {index}.")
-
-
-def _check_lrs(where: str, name: str, lrs: np.ndarray) -> np.ndarray:
-    allowed = "finite and non-negative"
-    bad = np.flatnonzero(~np.isfinite(lrs) | (lrs < 0))
-    if bad.size:
-        fail_entry(where, name, allowed, float(lrs[bad[0]]), int(bad[0]))
-    return lrs
-
-
-def learning_rates(where: str, name: str, schedule_or_lrs, total_steps) -> np.ndarray:
-    """A schedule sampled at ``0 .. total_steps - 1``, or a validated 1-D array of rates."""
-    if callable(schedule_or_lrs):
-        if total_steps is None:
-            raise ValueError(f"{where}: total_steps is required when {name} is a schedule.")
-        # The schedule is sampled at every step: beyond 10^8 that is a mistake (tokens given as
-        # steps), not a forecast; refused here rather than as a MemoryError.
-        total = _checks.check_int(where, "total_steps", total_steps, minimum=1,
-                                  maximum=MAX_SAMPLED_STEPS)
-        lrs = sample_schedule(schedule_or_lrs, total)
-        return _check_lrs(where, f"{name} (sampled at counts 0..{total - 1})", lrs)
-    lrs = as_vector(where, name, schedule_or_lrs,
-                    "an optax schedule or a 1-D array of learning rates")
-    if lrs.size == 0:
-        _checks.fail(where, name, "an optax schedule or a non-empty 1-D array of learning rates",
-                     schedule_or_lrs)
-    if total_steps is not None:
-        total = _checks.check_int(where, "total_steps", total_steps, minimum=1)
-        if total != lrs.size:
-            raise ValueError(f"{where}: total_steps must equal the length of {name} ({lrs.size})"
-                             f" when {name} is an array, got {total}.")
-    return _check_lrs(where, name, lrs)
 
 
 def _discounted_cumsum(x: np.ndarray, lam: float) -> np.ndarray:

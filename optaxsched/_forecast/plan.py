@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from optaxsched import _checks, _shapes
-from optaxsched._forecast.law import AnnealingLaw, predict_losses, short
+from optaxsched._curves import short
+from optaxsched._forecast.law import AnnealingLaw, predict_losses
 from optaxsched._schedules.wsd import wsd as _wsd
 from optaxsched._types import DecayShape
 

@@ -96,6 +96,12 @@ def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
     starts = table32[:-1]
     slopes = table32[1:] - table32[:-1]
     last = table32[-1]
+    # Neighbours of opposite signs can be further apart than float32's range (-3e38, 3e38): their
+    # slope overflows, and start + frac * slope would be inf (NaN at frac = 0). Such a table
+    # interpolates as start * (1 - frac) + end * frac instead, whose terms cannot overflow; every
+    # other table keeps the usual form, and its bits.
+    wide = not bool(np.all(np.isfinite(np.asarray(slopes))))
+    ends = table32[1:]
 
     def schedule(count):
         count = _shapes.as_float_count(count)
@@ -108,7 +114,10 @@ def tabulated(values: Any, total_steps: int | None = None) -> optax.Schedule:
                           jnp.minimum(index + 1.0, float(n - 2)), index)
         frac = (scaled - index * steps_per_entry) / steps_per_entry
         i = index.astype(jnp.int32)
-        value = starts[i] + frac * slopes[i]
+        if wide:
+            value = starts[i] * (1.0 - frac) + ends[i] * frac
+        else:
+            value = starts[i] + frac * slopes[i]
         return jnp.where(scaled >= end, last, value)  # the last value exactly, not v + 1 * dv
 
     return schedule
