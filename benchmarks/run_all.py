@@ -1,16 +1,18 @@
 """Runs every benchmark in turn: what ``make bench`` does.
 
-Each ``benchmarks/*_suite.py`` (in name order), then ``benchmarks/step_time.py``, runs in its
-own process (so that one suite's JAX caches and memory do not affect the next one's timings) and
-regenerates its own section of ``benchmarks/RESULTS.md``. step_time runs twice: with glibc's
-default allocator, writing its rows as JSON too, from which ``benchmarks/scaling_plot.py`` then
-draws the step-time-ratio-against-parameter-count figure (section ``step_time_scaling``); and
-with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (section ``step_time_hugepages``).
+``benchmarks/roofline.py`` (step time against the memory roofline, with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), each ``benchmarks/*_suite.py`` (in name order), then
+``benchmarks/step_time.py``, runs in its own process (so that one suite's JAX caches and memory
+do not affect the next one's timings) and regenerates its own section of
+``benchmarks/RESULTS.md``. step_time runs twice: with glibc's default allocator, writing its rows
+as JSON too, from which ``benchmarks/scaling_plot.py`` then draws the
+step-time-ratio-against-parameter-count figure (section ``step_time_scaling``); and with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (section ``step_time_hugepages``).
 
-``--quick`` runs every suite with its own ``--quick`` flag (small sizes, a smoke run that writes
-nothing) and step_time at 50K and 200K parameters with few rounds, writing nothing to RESULTS.md
-(the figure goes to a temporary directory). A failing suite is reported and the others still
-run; the exit code is the number of failures.
+``--quick`` runs roofline and every suite with its own ``--quick`` flag (small sizes, a smoke run
+that writes nothing) and step_time at 50K and 200K parameters with few rounds, writing nothing to
+RESULTS.md (the figure goes to a temporary directory). A failing suite is reported and the others
+still run; the exit code is the number of failures.
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (``--quick``; ``--only spike,step_time`` to
 select by name; ``--list`` to show the plan).
@@ -42,7 +44,12 @@ SMOKE_TESTED_ELSEWHERE = ("refinement_paper_suite",)
 def plan(quick: bool, scratch: str) -> list[tuple[str, list[str]]]:
     """``(name, command)`` for every benchmark, in the order they run."""
     python = sys.executable
-    out = []
+    roofline = [python, os.path.join(HERE, "roofline.py")]
+    # First: the quick bench's first half (tests/test_benchmarks.py) takes it, the second keeps
+    # step_time and the scaling plot. Its bandwidths are per-byte figures, measured with huge
+    # pages so that the CPU allocator's page faults do not count as memory traffic.
+    out = [("roofline", [*roofline, "--quick"] if quick else
+            ["env", f"GLIBC_TUNABLES={HUGEPAGES}", *roofline])]
     for path in sorted(glob.glob(os.path.join(HERE, "*_suite.py"))):
         name = os.path.basename(path)[:-len(".py")]
         if quick and name in SMOKE_TESTED_ELSEWHERE:

@@ -35,7 +35,8 @@ def _digests(folder: str) -> dict[str, str]:
 
 
 # The quick bench in two halves, so that the suite's two workers share it (step_time and the
-# scaling plot drawn from its rows, last in the plan, stay together); together they run it all.
+# scaling plot drawn from its rows, last in the plan, stay together; roofline, first, goes with
+# the first half); together they run it all.
 _QUICK_NAMES = [name for name, _ in run_all.plan(quick=True, scratch="")]
 _QUICK_HALVES = [_QUICK_NAMES[:len(_QUICK_NAMES) // 2], _QUICK_NAMES[len(_QUICK_NAMES) // 2:]]
 
@@ -44,6 +45,7 @@ def test_the_halves_cover_the_quick_plan():
     assert len(_QUICK_NAMES) >= 6
     assert sorted(sum(_QUICK_HALVES, [])) == sorted(_QUICK_NAMES)
     assert {"step_time", "scaling_plot"} <= set(_QUICK_HALVES[1])
+    assert "roofline" in _QUICK_HALVES[0]
     for name in _QUICK_NAMES:  # --only matches parts of names: each selects just itself
         assert [n for n in _QUICK_NAMES if run_all._selected(n, [name])] == [name]
 
@@ -77,9 +79,12 @@ def test_plan_runs_the_scaling_plot_after_step_time(tmp_path):
         names = [name for name, _ in run_all.plan(quick=quick, scratch=str(tmp_path))]
         assert names[-1] == "scaling_plot"
         assert names.index("step_time") < names.index("scaling_plot")
-        assert all(n.endswith("_suite") or n.startswith("step_time") for n in names[:-1])
+        assert names[0] == "roofline"
+        assert all(n.endswith("_suite") or n.startswith("step_time") for n in names[1:-1])
     full = dict(run_all.plan(quick=False, scratch=str(tmp_path)))
     assert full["step_time_hugepages"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+    assert full["roofline"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+    assert dict(run_all.plan(quick=True, scratch=str(tmp_path)))["roofline"][-1] == "--quick"
 
 
 def _row(name, params, ratio, goal=None):
