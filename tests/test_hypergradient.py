@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -29,20 +30,28 @@ def _grad_np(x):
 def _run(tx, steps=STEPS, a=A, c=C, x0=X0):
     """Runs ``tx`` on the quadratic with one jitted scan; returns params, lr and h per step."""
     a32, c32 = jnp.asarray(a, jnp.float32), jnp.asarray(c, jnp.float32)
+    xs, lrs, hs = _scan(tx, steps)(jnp.asarray(x0, jnp.float32), a32, c32)
+    return np.asarray(xs, np.float64), np.asarray(lrs, np.float64), np.asarray(hs, np.float64)
 
-    def body(carry, _):
+
+@functools.cache
+def _scan(tx, steps):
+    """The jitted scan of ``tx`` for ``steps`` steps, the quadratic's a and c its arguments: a
+    transform run on several problems (the property test's examples) compiles once."""
+
+    def body(carry, _, a32, c32):
         x, state = carry
         updates, state = tx.update(a32 * (x - c32), state, x)
         x = optax.apply_updates(x, updates)
         return (x, state), (x, state.learning_rate, state.hypergradient)
 
     @jax.jit
-    def run(x):
-        _, out = jax.lax.scan(body, (x, tx.init(x)), None, length=steps)
+    def run(x, a32, c32):
+        _, out = jax.lax.scan(functools.partial(body, a32=a32, c32=c32), (x, tx.init(x)), None,
+                              length=steps)
         return out
 
-    xs, lrs, hs = run(jnp.asarray(x0, jnp.float32))
-    return np.asarray(xs, np.float64), np.asarray(lrs, np.float64), np.asarray(hs, np.float64)
+    return run
 
 
 def _assert_matches(tx, rtol=2e-4, atol=1e-5, **ref_kwargs):

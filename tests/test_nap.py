@@ -174,14 +174,20 @@ def test_selected_norms_stay_at_init_others_untouched(opt_name, seed, scale, gra
                                               np.asarray(plain[n][t - 1]))
 
 
+_EVERY = 3
+_PROJECT_EVERY = oxs.project_to_init_norm(dict(LABELS), every=_EVERY)
+# Compiled once for every example (a jit made inside the test compiled again for each one).
+_PROJECT_EVERY_INIT = jax.jit(_PROJECT_EVERY.init)
+_PROJECT_EVERY_UPDATE = jax.jit(_PROJECT_EVERY.update)
+
+
 @settings(max_examples=8)
 @given(seed=st.integers(0, 2**16), steps=st.integers(1, 7))
 def test_steps_between_projections_pass_updates_through(seed, steps):
     params, grads_seq = _params(seed), _grads(seed, steps)
-    every = 3
-    tx = oxs.project_to_init_norm(dict(LABELS), every=every)
-    update = jax.jit(tx.update)
-    state = tx.init(params)
+    every = _EVERY
+    update = _PROJECT_EVERY_UPDATE
+    state = _PROJECT_EVERY_INIT(params)
     p = params
     for c, grads in enumerate(grads_seq):
         u = jax.tree.map(lambda g: -0.1 * g, grads)
@@ -198,16 +204,25 @@ def test_steps_between_projections_pass_updates_through(seed, steps):
         p = optax.apply_updates(p, out)
 
 
+@functools.partial(jax.jit, static_argnames="kind")
+def _elr_mean_max(params, kind):
+    """``effective_learning_rate(0.3, params, LABELS, kind)``'s mean and max, compiled once per
+    kind and shared by every example: called eagerly, each call compiled the norms' ``lax.cond``
+    afresh (its branches are new closures each time), about 1.5 s an example."""
+    elr = oxs.effective_learning_rate(0.3, params, dict(LABELS), kind)
+    return elr.mean, elr.max
+
+
 @settings(max_examples=20)
 @given(seed=st.integers(0, 2**16), c=st.floats(0.05, 20.0), kind=st.sampled_from(["sgd", "adam"]))
 def test_effective_lr_scales_with_the_norm(seed, c, kind):
     params = _params(seed)
     scaled = jax.tree.map(lambda x: c * x, params)
-    base = oxs.effective_learning_rate(0.3, params, dict(LABELS), kind)
-    other = oxs.effective_learning_rate(0.3, scaled, dict(LABELS), kind)
+    base_mean, base_max = _elr_mean_max(params, kind)
+    other_mean, other_max = _elr_mean_max(scaled, kind)
     power = 2 if kind == "sgd" else 1
-    np.testing.assert_allclose(float(other.mean), float(base.mean) / c ** power, rtol=1e-5)
-    np.testing.assert_allclose(float(other.max), float(base.max) / c ** power, rtol=1e-5)
+    np.testing.assert_allclose(float(other_mean), float(base_mean) / c ** power, rtol=1e-5)
+    np.testing.assert_allclose(float(other_max), float(base_max) / c ** power, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------
@@ -410,16 +425,19 @@ def test_nap_keeps_the_effective_lr_constant_and_sgd_alone_lets_it_decay():
     f, _, w0 = _scale_invariant_toy(seed=2)
     lr = 0.5
 
+    # One compiled measurement for all 41 (eagerly, each call compiled its norm's lax.cond).
+    elr = jax.jit(lambda w: oxs.effective_learning_rate(lr, {"w": w}).mean)
+
     def trace(tx):
         step = jax.jit(lambda w, s: tx.update(jax.grad(f)(w), s, w))
         w, s, out = w0, tx.init(w0), []
         for _ in range(20):
             u, s = step(w, s)
             w = optax.apply_updates(w, u)
-            out.append(float(oxs.effective_learning_rate(lr, {"w": w}).mean))
+            out.append(float(elr(w)))
         return np.array(out)
 
-    start = float(oxs.effective_learning_rate(lr, {"w": w0}).mean)
+    start = float(elr(w0))
     np.testing.assert_allclose(trace(oxs.nap(optax.sgd(lr))), start, rtol=1e-5)
     plain = trace(optax.sgd(lr))
     assert np.all(np.diff(plain) <= 0) and plain[-1] < 0.95 * start
@@ -795,8 +813,15 @@ def test_nap_mask_on_a_pre_norm_block_drives_nap():
     before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     opt = nnx.Optimizer(model, oxs.nap(optax.adam(0.05), mask), wrt=nnx.Param)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 8)), jnp.float32)
-    for _ in range(2):
+
+    # One compiled step (run eagerly, the attention block's gradient and NaP's update dispatched
+    # and compiled some 250 small programs).
+    @nnx.jit
+    def step(model, opt):
         opt.update(model, nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model))
+
+    for _ in range(2):
+        step(model, opt)
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     joint = lambda s, layer, sub: np.hypot(_norm(s[layer][sub]["kernel"]),
                                            _norm(s[layer][sub]["bias"]))
