@@ -267,7 +267,12 @@ def test_stages_bad_arguments(kwargs, argument):
 # The trainer mode (examples/autolrs_run.py), quick.
 # ------------------------------------------------------------------------------------------------
 
+# These run the example trainer's programs: compiling them is most of their time
+# (conftest.fast_compilation); what is checked is the stages, records and trials, not XLA's
+# optimisations.
 
+
+@pytest.mark.usefixtures("fast_compilation")
 def test_trainer_mode_autolrs_quick(tmp_path):
     import json
 
@@ -294,6 +299,7 @@ def test_trainer_mode_autolrs_quick(tmp_path):
     assert np.isfinite(result.summary["val_loss"])
 
 
+@pytest.mark.usefixtures("fast_compilation")
 def test_vmapped_trials_start_from_the_same_state_as_sequential_ones():
     import jax
 
@@ -318,6 +324,7 @@ def test_vmapped_trials_start_from_the_same_state_as_sequential_ones():
     assert jax.tree.leaves(state)[0].shape[0] == 1
 
 
+@pytest.mark.usefixtures("fast_compilation")
 def test_autolrs_run_parallel_quick(tmp_path, capsys):
     from examples import autolrs_run
 

@@ -15,6 +15,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 import optaxsched as oxs
 
@@ -23,6 +24,11 @@ BENCH = os.path.join(ROOT, "benchmarks")
 sys.path.insert(0, BENCH)
 
 import lm_refinement as bench  # noqa: E402
+
+# The --quick pipeline trains five runs of the example trainer: compiling their steps is most of
+# this module's time (conftest.fast_compilation_module); what is checked is the pipeline's
+# records and files, not XLA's optimisations.
+pytestmark = pytest.mark.usefixtures("fast_compilation_module")
 
 
 def test_quick_run_end_to_end_follows_the_pilots_l1_norms(tmp_path):

@@ -152,6 +152,25 @@ def _registry_as_optax_contrib(monkeypatch):
     monkeypatch.setattr(common, "_get_opt_factory", get)
 
 
+# Checks whose cost is running a compiled program, not compiling it: optax's convergence check
+# runs 30,000 steps per target, so it keeps XLA's full optimisation.
+RUN_BOUND = ("test_optimizers",)
+
+
+@pytest.fixture(autouse=True)
+def _fast_compilation(request):
+    """Less XLA optimisation (``reg.fast_compilation``) for the checks that compile many small
+    programs and run each a few steps (extra arguments, inject_hyperparams, dtypes, MultiSteps,
+    state stability, schedules): what they check is types, structure, recompilation and
+    agreement to optax's tolerances, not XLA's optimisations. Their compilation was most of
+    this file's CPU time."""
+    if request.node.callspec.params["check"] in RUN_BOUND:
+        yield
+        return
+    with reg.fast_compilation():
+        yield
+
+
 @pytest.mark.parametrize(("case_id", "check", "extra"), _cases())
 def test_optax_common_checks(case_id, check, extra):
     case = reg.TRANSFORMS[case_id]

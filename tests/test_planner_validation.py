@@ -25,6 +25,11 @@ import planner_validation as ps  # noqa: E402
 
 TRUE_LAW = dict(L0=2.0, A=0.3, alpha=0.5, C=2.0, lam=0.95)
 
+# The pipeline's fits and the example trainer's run compile most of this module's time
+# (conftest.fast_compilation_module); what is checked is the pipeline's records, fits and
+# report, not XLA's optimisations.
+pytestmark = pytest.mark.usefixtures("fast_compilation_module")
+
 
 def _law_run(base, seed, name, work_dir):
     """A run whose validation losses follow TRUE_LAW under the schedule's real learning rates

@@ -19,6 +19,10 @@ from examples import quickstart
 
 STEPS = 200
 
+# Two training runs whose compilation is most of this module's time
+# (conftest.fast_compilation_module); what is checked is what they learn and record.
+pytestmark = pytest.mark.usefixtures("fast_compilation_module")
+
 
 @pytest.fixture(scope="module")
 def runs_and_output():

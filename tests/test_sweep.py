@@ -251,6 +251,9 @@ def test_lr_sweep_needs_a_learning_rate_argument():
 # ------------------------------------------------------------------------------------------------
 
 
+# The example sweep's compilation is most of this test's time (conftest.fast_compilation); what
+# is checked is its runs and files, not XLA's optimisations.
+@pytest.mark.usefixtures("fast_compilation")
 def test_example_sweep_quick(tmp_path):
     import json
 

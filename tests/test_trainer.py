@@ -74,6 +74,14 @@ def _tiny_argv(out=None) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
+# Less XLA backend optimisation for the whole module (conftest.fast_compilation_module): each
+# run compiles its train and eval steps for a few steps, so compilation was most of this
+# module's time. What is checked is the trainer's records, files, schedules and runs against
+# each other (resume, decayed models, devices), not XLA's optimisations.
+pytestmark = pytest.mark.usefixtures("fast_compilation_module")
+
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """A linear-decay run of 24 steps with --record-grad-norms and spikes, written to disk."""
@@ -339,6 +347,7 @@ def test_data_parallel_on_8_devices_matches_one_device():
     cfg = TINY.replace(batch_size=16, steps=5, eval_every=5)
     settings = {k: v for k, v in cfg.to_dict().items() if v != getattr(TrainConfig(), k)}
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"  # as the in-process runs (pytestmark)
     proc = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT, ROOT, json.dumps(settings)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

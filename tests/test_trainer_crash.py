@@ -47,9 +47,11 @@ def _cli(out, cache_dir, *extra, crash=None) -> subprocess.CompletedProcess:
     """Runs ``python -m examples.train`` in a subprocess (crash: the hook's point)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", train.CRASH_HOOK_ENV)}
+    # Less XLA backend optimisation (see _registry.fast_compilation): the first run compiles
+    # the train and eval steps for 24 small steps; every run here uses the same setting.
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, JAX_COMPILATION_CACHE_DIR=cache_dir,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     if crash is not None:
         env[train.CRASH_HOOK_ENV] = crash
     return subprocess.run([sys.executable, "-m", "examples.train", *ARGV, "--out", str(out),

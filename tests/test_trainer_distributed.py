@@ -35,7 +35,12 @@ LOSS_RTOL = 1e-5
 def _env(devices: int | None = None, cache_dir: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", train.CRASH_HOOK_ENV) and not k.startswith("JAX_")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    # Less XLA backend optimisation (as tests/_sharding_worker.py, see
+    # _registry.fast_compilation): every run compiles its train and eval steps for a few steps,
+    # so compilation is most of these tests' cost (a third less CPU for the FSDP test). What is
+    # compared is the placement of the state, bytes per device, and a sharded or multi-process
+    # run against the unsharded one compiled with the same settings.
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     if cache_dir is not None:
