@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The suite runs on two worker processes (CI has 2 cores), an idle one taking tests from the
 # other (worksteal: the long tests do not leave one worker idle at the end); override with
-# `make test PYTEST_ARGS=...`.
-PYTEST_ARGS ?= -n 2 --dist worksteal -q
+# `make test PYTEST_ARGS=...`. --durations=25 lists the slowest tests in the output.
+PYTEST_ARGS ?= -n 2 --dist worksteal -q --durations=25
 DEMO_OUT ?= demo_out
 
 .PHONY: test demo bench lint docs clean

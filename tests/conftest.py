@@ -15,6 +15,22 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# Modules of a few long tests (subprocesses, whole runs of the example trainer), longest first,
+# collected before all others. pytest-xdist (`make test`: -n 2 --dist worksteal) hands each
+# worker a contiguous share of the collection, and a worker that runs out steals from the end
+# of the other's share: a long test collected last ran alone at the end of the suite while the
+# other worker sat idle (test_trainer_distributed's two, about a minute). Collected first, they
+# run at the start of the first worker's share, beside the second worker's short tests.
+LONG_MODULES_FIRST = ("test_benchmarks.py", "test_trainer_distributed.py", "test_sharding.py",
+                      "test_trainer_crash.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_MODULES_FIRST)}
+    # A stable sort: each module's tests, and the other modules, keep their order.
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_MODULES_FIRST)))
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     """Closes the figures a test's plotting left open (pyplot keeps every figure until closed,
