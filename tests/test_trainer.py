@@ -81,7 +81,6 @@ def _tiny_argv(out=None) -> list[str]:
 pytestmark = pytest.mark.usefixtures("fast_compilation_module")
 
 
-
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """A linear-decay run of 24 steps with --record-grad-norms and spikes, written to disk."""
