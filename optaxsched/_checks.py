@@ -162,7 +162,8 @@ def _int_range(minimum: int, maximum: int | None) -> str:
 
 def check_float(where: str, name: str, value: Any, *, minimum: float | None = None,
                 maximum: float | None = None, strict_min: bool = False,
-                strict_max: bool = False, dtype: Any = np.float32) -> float:
+                strict_max: bool = False, dtype: Any = np.float32,
+                normal: bool = False) -> float:
     """Checks that ``value`` is a real number, finite in ``dtype``, within the given bounds.
 
     Args:
@@ -175,6 +176,11 @@ def check_float(where: str, name: str, value: Any, *, minimum: float | None = No
         under ``jit``; host-side float64 code passes ``np.float64``). Its magnitude must be at
         most the dtype's largest finite value, and a value that must be ``> 0`` must be at least
         the dtype's smallest normal value (a subnormal or a zero would be divided by).
+      normal: whether a nonzero value must be at least the dtype's smallest normal value in
+        magnitude, whatever the bounds: for a factor, which the dtype would flush to 0 (XLA's CPU
+        backend flushes subnormals), losing it entirely. An additive value (an end value, an
+        initial value) that rounds to 0 is off by less than that smallest normal value, and is
+        left alone.
 
     Returns:
       ``float(value)``.
@@ -208,6 +214,9 @@ def check_float(where: str, name: str, value: Any, *, minimum: float | None = No
     if strict_min and minimum is not None and minimum >= 0 and number < tiny:
         fail(where, name, f"{allowed} representable in {info.dtype} (at least its smallest "
              f"normal number, {tiny:.7g})", value)
+    if normal and number != 0 and abs(number) < tiny:
+        fail(where, name, f"{allowed} representable in {info.dtype}: 0 or of magnitude at least "
+             f"its smallest normal number, {tiny:.7g} (smaller ones are flushed to 0)", value)
     return number
 
 

@@ -251,14 +251,22 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
 
     for the constants ``a_j`` and schedules ``s_i`` among ``factors``. Typical uses: a unit-peak
     shape times a peak learning rate (``multiply(oxs.tabulated(shape), 3e-4)``), or a decay
-    modulated by a second schedule. The constants are multiplied together once, in float64.
-    Finite factors give a finite product: one beyond float32's range saturates at ``±3.4e38``
-    (keeping its sign) instead of overflowing to ``inf``, which would turn an optimizer's state
-    NaN, and no partial product overflows or underflows on the way (``1e20 · 1e20 · 1e-10`` is
-    ``1e30``).
+    modulated by a second schedule. Finite factors give a finite product: one beyond float32's
+    range saturates at ``±3.4e38`` (keeping its sign) instead of overflowing to ``inf``, which
+    would turn an optimizer's state NaN, and no partial product overflows or underflows on the
+    way (``1e20 · 1e20 · 1e-10`` is ``1e30``).
+
+    Each constant must be representable in float32, 0 or of magnitude in [1.2e-38, 3.4e38]: a
+    smaller one would be flushed to 0 (``1e-50`` is an error, not a zero schedule). The
+    constants are multiplied together once, as a float64 mantissa and an exact power of two, so
+    their product may leave float32's range where the schedules bring it back
+    (``multiply(s, 1e-30, 1e-30)`` with ``s = 1e30`` is ``1e-30``; ``multiply(s, 1e20, 1e20)``
+    with ``s = 1e-10`` is ``1e30``). Without a schedule among the factors the product is the
+    schedule's constant value, and must itself be 0 or within that range.
 
     Args:
-      *factors: at least one factor; each a schedule or a finite number.
+      *factors: at least one factor; each a schedule or a number representable in float32 (see
+        above).
 
     Returns:
       An optax schedule ``count -> float32``.
@@ -273,26 +281,44 @@ def multiply(*factors: Callable | float) -> optax.Schedule:
     where = "multiply"
     if not factors:
         _checks.fail(where, "factors", "at least one schedule or number", factors)
-    constant = 1.0
+    # The constants' product as mantissa * 2**exponent, |mantissa| in [0.5, 1) (or 0): a float64
+    # running product could underflow or overflow on the way, and a float32 one would lose a
+    # product beyond float32's range that the schedules bring back into it.
+    mantissa, exponent = 1.0, 0
     schedules: list[Callable] = []
     for i, factor in enumerate(factors):
         if callable(factor) and not isinstance(factor, type):
             schedules.append(check_schedule(where, f"factors[{i}]", factor))
         else:
-            constant *= _checks.check_float(
-                where, f"factors[{i}]", factor)  # message: "a finite number"
-    if not math.isfinite(constant) or abs(constant) > _checks.FLOAT32_MAX:
-        _checks.fail(where, "factors", "numbers whose product is within the float32 range",
-                     factors)
+            value = _checks.check_float(where, f"factors[{i}]", factor, normal=True)
+            m, e = math.frexp(value)
+            mantissa, carry = math.frexp(mantissa * m)
+            exponent += e + carry
+    if not schedules and not _fits_float32(mantissa, exponent):
+        _checks.fail(where, "factors",
+                     "numbers whose product is within the float32 range when no schedule is "
+                     f"among them (0, or of magnitude in [{_checks.FLOAT32_TINY:.7g}, "
+                     f"{_checks.FLOAT32_MAX:.7g}])", factors)
     factors_in_order = tuple(schedules)
+    # float32 rounding of the mantissa (to 1.0 at most: still exact with the power of two).
+    constant = float(np.float32(mantissa))
 
     def product(count):
         count = _shapes.as_float_count(count)
         values = [jnp.full(jnp.shape(count), constant, dtype=jnp.float32)]
         values += [evaluate(schedule, count) for schedule in factors_in_order]
-        return _numerics.saturating_product(values)
+        return _numerics.saturating_product(values, exponent=exponent)
 
     return product
+
+
+def _fits_float32(mantissa: float, exponent: int) -> bool:
+    """Whether ``mantissa * 2**exponent`` is 0 or within float32's normal range."""
+    if mantissa == 0.0:
+        return True
+    if not -200 < exponent < 200:  # far outside float32's range (and math.ldexp's)
+        return False
+    return _checks.FLOAT32_TINY <= abs(math.ldexp(mantissa, exponent)) <= _checks.FLOAT32_MAX
 
 
 # ------------------------------------------------------------------------------------------------

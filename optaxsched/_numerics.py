@@ -145,9 +145,10 @@ def saturate(x: jax.Array, dtype: Any) -> jax.Array:
     return jnp.clip(x, -big, big)
 
 
-def saturating_product(factors: Sequence[jax.Array]) -> jax.Array:
-    """The elementwise product of float32 arrays, saturated at ``±largest(float32)`` (the bound
-    :func:`saturate` clips to): finite whenever every factor is finite.
+def saturating_product(factors: Sequence[jax.Array], exponent: int = 0) -> jax.Array:
+    """The elementwise product of float32 arrays, times ``2**exponent``, saturated at
+    ``±largest(float32)`` (the bound :func:`saturate` clips to): finite whenever every factor is
+    finite.
 
     A running product overflows once it passes float32's range (two factors of 1e20), and the
     ``inf`` turns into NaN against a later 0; a partial product can also underflow to 0 although
@@ -159,6 +160,11 @@ def saturating_product(factors: Sequence[jax.Array]) -> jax.Array:
     saturates (the exponent is capped before ``ldexp``, whose gradient would otherwise be
     ``0 · inf``). Subnormal factors count as 0, as XLA's CPU backend flushes them (``frexp``
     misreads them there). A non-finite factor gives what a plain product gives.
+
+    ``exponent`` (a static Python int) is added to the exponents, exactly: a constant factor
+    beyond float32's range, or the product of several that leaves it, is passed as its mantissa
+    and this power of two (``optaxsched.multiply`` does), so that it reaches the result even
+    where it alone would be 0 or ``inf`` in float32 (``1e-30 · 1e-30`` against a factor of 1e30).
     """
     if not factors:
         raise ValueError("saturating_product: at least one factor is needed.")
@@ -170,15 +176,16 @@ def saturating_product(factors: Sequence[jax.Array]) -> jax.Array:
         mantissa, exponent = jnp.frexp(factor)
         return mantissa, exponent, jnp.isfinite(factor)
 
-    mantissa, exponent, finite = split(factors[0])
+    mantissa, total, finite = split(factors[0])
+    total = total + exponent
     for factor in factors[1:]:
         m, e, ok = split(factor)
         mantissa, carry = jnp.frexp(mantissa * m)
-        exponent, finite = exponent + e + carry, finite & ok
+        total, finite = total + e + carry, finite & ok
     # |mantissa| is in [0.5, 1) (or 0): the product is beyond float32's range exactly when the
-    # exponent exceeds 128.
-    beyond = finite & (exponent > 128)
-    product = jnp.ldexp(mantissa, jnp.minimum(exponent, 128))
+    # exponent exceeds 128. Far below the range ldexp gives 0 (flushed like any float32 result).
+    beyond = finite & (total > 128)
+    product = jnp.ldexp(mantissa, jnp.minimum(total, 128))
     return jnp.where(beyond, jnp.sign(mantissa) * largest(jnp.float32), product)
 
 

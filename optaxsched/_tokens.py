@@ -35,17 +35,22 @@ def in_tokens(schedule: Callable, tokens_per_step: float) -> optax.Schedule:
     *within* a run use :func:`token_schedule`, which counts the tokens actually seen.
 
     Precision: the token count is computed in float32 (relative precision 2**-24, about
-    6e-8, and no overflow: float32 reaches 3e38). At 1e12 tokens the count is exact to within
-    65,536 tokens, far less than one step of any realistic batch, so a schedule of the token count
-    is as accurate as a schedule of the step count. The inner schedule must accept float counts
-    beyond 2**31: give its step arguments as Python floats where it would otherwise turn them into
-    int32 (``optax.linear_schedule(1.0, 0.0, transition_steps=2e12)``, not ``2 * 10**12``, which
+    6e-8). At 1e12 tokens the count is exact to within 65,536 tokens, far less than one step of
+    any realistic batch, so a schedule of the token count is as accurate as a schedule of the step
+    count. The inner schedule must accept float counts beyond 2**31: give its step arguments as
+    Python floats where it would otherwise turn them into int32
+    (``optax.linear_schedule(1.0, 0.0, transition_steps=2e12)``, not ``2 * 10**12``, which
     overflows inside ``jnp.clip``).
+
+    Range: ``tokens_per_step`` may be at most float32's largest number divided by 2**31 (about
+    1.58e29), so that the token count is finite in float32 at every int32 count up to 2**31 - 1,
+    the largest optax count. Counts beyond that (int64 or float counts) saturate the token count at
+    ``±3.4e38`` rather than handing the inner schedule ``inf``.
 
     Args:
       schedule: a schedule whose count is a number of tokens.
       tokens_per_step: tokens in each step (global batch size times sequence length); a positive
-        finite number.
+        number, at most about 1.58e29 (see Range).
 
     Returns:
       An optax schedule of the step count ``count -> float32``.
@@ -65,19 +70,30 @@ def in_tokens(schedule: Callable, tokens_per_step: float) -> optax.Schedule:
     schedule = check_schedule(where, "schedule", schedule)
     per_step = _checks.check_float(where, "tokens_per_step", tokens_per_step, minimum=0.0,
                                    strict_min=True)
+    if per_step > _MAX_TOKENS_PER_STEP:
+        _checks.fail(where, "tokens_per_step",
+                     f"a positive number at most {_MAX_TOKENS_PER_STEP:.7g} (float32's largest "
+                     "number / 2**31, so that the token count at the largest int32 step count, "
+                     "2**31 - 1, is finite in float32)", tokens_per_step)
 
     def stepped(count):
         count = _shapes.as_float_count(count)
-        return evaluate(schedule, count * per_step)
+        # Exact no-op for every int32 count (the bound above); an int64 or float count beyond
+        # 2**31 saturates instead of giving the inner schedule inf.
+        tokens = _numerics.saturate(count * per_step, jnp.float32)
+        return evaluate(schedule, tokens)
 
     return stepped
 
+
+# float32(2**31 - 1) is 2**31: the largest int32 count times this is float32's largest number
+# (a power-of-two scaling of it, so exact in float32 and in float64).
+_MAX_TOKENS_PER_STEP = _checks.FLOAT32_MAX / 2.0**31  # about 1.58e29
 
 # Exact token counting in two int32 words: total = high * 2**30 + low, 0 <= low < 2**30.
 _LOW_BITS = 30
 _LOW_MASK = (1 << _LOW_BITS) - 1
 _INT32_MAX = _numerics.INT32_MAX
-_MAX_TOKENS = _INT32_MAX << _LOW_BITS  # about 2.3e18 tokens.
 _LARGEST_FLOAT32_BELOW_2_31 = 2147483520.0
 
 
@@ -90,7 +106,7 @@ class TokenScheduleState(NamedTuple):
         ``optax.tree.get(state, "tokens")``.
       high: int32 scalar, the count's multiples of 2**30.
       low: int32 scalar in [0, 2**30), the rest. ``high`` and ``low`` count exactly, beyond the
-        int32 range (up to about 2.3e18 tokens).
+        int32 range, up to 2**61 - 1 tokens (about 2.3e18), where the count saturates.
     """
 
     tokens: jax.Array
@@ -122,7 +138,8 @@ class TokenSchedule:
         """Adds this step's tokens, read from the extra argument ``extra_arg``.
 
         Negative or non-finite token counts add nothing; float counts are rounded to the nearest
-        integer; one step may add at most 2**31 - 1 tokens (larger values are clipped).
+        integer; one step may add at most 2**31 - 1 tokens (larger values are clipped). The count
+        saturates at 2**61 - 1 tokens.
         """
         tokens = extra_args.get(self.extra_arg)
         if tokens is None:
@@ -132,8 +149,12 @@ class TokenSchedule:
                          f"{self.extra_arg}=n))", tokens)
         step = _as_token_increment(tokens, self.extra_arg)
         low = state.low + (step & _LOW_MASK)           # < 2**31: no overflow.
-        high = state.high + (step >> _LOW_BITS) + (low >> _LOW_BITS)
-        return _token_state(high, low & _LOW_MASK)
+        carry = (step >> _LOW_BITS) + (low >> _LOW_BITS)  # 0, 1 or 2
+        # high would wrap around to a negative count past 2**61 - 1 tokens; saturate there (the
+        # discarded sum may wrap: select, not arithmetic, picks the result).
+        full = state.high > _INT32_MAX - carry
+        high = jnp.where(full, _INT32_MAX, state.high + carry)
+        return _token_state(high, jnp.where(full, _LOW_MASK, low & _LOW_MASK))
 
     def __call__(self, state: TokenScheduleState, **extra_args) -> jax.Array:
         """The schedule at the tokens seen before this update (extra arguments are ignored)."""
@@ -184,8 +205,9 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
     The count is kept exactly in two int32 words (``high * 2**30 + low``), so it neither overflows
     at 2**31 tokens, as an int32 would, nor drifts, as a float32 running sum would (adding 4M
     tokens to 1e12 in float32 rounds by up to 32,768 tokens each step); it works without
-    ``jax_enable_x64``. The schedule is evaluated at that count rounded once to float32
-    (``state.tokens``). Non-finite or negative token counts add nothing; float counts are rounded.
+    ``jax_enable_x64``; it saturates at 2**61 - 1 tokens (about 2.3e18) instead of wrapping
+    around. The schedule is evaluated at that count rounded once to float32 (``state.tokens``).
+    Non-finite or negative token counts add nothing; float counts are rounded.
 
     Under ``optax.MultiSteps`` only the micro-step that emits an update advances the inner state
     (the others' states are discarded), so pass the token count of the whole accumulated batch
@@ -196,7 +218,8 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
       extra_arg: name of the extra argument carrying the tokens of the current step; a Python
         identifier (default ``'tokens'``).
       initial_tokens: tokens already seen when the state is created (resuming a run whose
-        optimizer state is not restored); a non-negative integer below 2**61.
+        optimizer state is not restored); a non-negative integer, at most 2**53 (the bound of
+        every integer argument).
 
     Returns:
       A :class:`TokenSchedule` with ``init()``, ``update(state, **extra_args)`` and
@@ -224,5 +247,5 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
         _checks.fail(where, "extra_arg", "a Python identifier (the extra argument's name)",
                      extra_arg)
     initial = _checks.check_int(where, "initial_tokens", initial_tokens, minimum=0,
-                                maximum=_MAX_TOKENS)
+                                maximum=_checks.MAX_STEP)
     return TokenSchedule(schedule, extra_arg, initial)

@@ -80,10 +80,35 @@ def test_plan_runs_the_scaling_plot_after_step_time(tmp_path):
         assert names[-1] == "scaling_plot"
         assert names.index("step_time") < names.index("scaling_plot")
         assert names[0] == "roofline"
-        assert all(n.endswith("_suite") or n.startswith("step_time") for n in names[1:-1])
+        assert all(n.endswith("_suite") or n.startswith("step_time") or n in run_all.FULL_ONLY
+                   for n in names[1:-1])
     full = dict(run_all.plan(quick=False, scratch=str(tmp_path)))
     assert full["step_time_hugepages"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
     assert full["roofline"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+    assert full["recorder_overhead"][:2] == ["env", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+    # The long, full-only benchmarks run in the full plan, with no flags (so they write their
+    # sections), and never in the quick one, which the test suite runs.
+    for name in run_all.FULL_ONLY:
+        assert full[name][-1] == os.path.join(BENCH, f"{name}.py")
+        assert name not in _QUICK_NAMES
+
+
+def test_every_script_that_writes_a_results_section_is_in_the_plan_or_excused(tmp_path):
+    """A benchmark that writes a RESULTS.md section but that ``make bench`` forgets leaves its
+    section stale (traffic, compile_cost and recorder_overhead were not run)."""
+    planned = {os.path.relpath(part, BENCH) for _, command in
+               run_all.plan(quick=False, scratch=str(tmp_path)) for part in command
+               if part.endswith(".py")}
+    writers = set()
+    for base, _, files in os.walk(BENCH):
+        for name in files:
+            path = os.path.join(base, name)
+            if name.endswith(".py") and name != "_common.py":
+                with open(path, encoding="utf-8") as f:
+                    if "write_section(" in f.read():
+                        writers.add(os.path.relpath(path, BENCH))
+    assert writers - planned == set(run_all.NOT_IN_PLAN), (writers - planned, run_all.NOT_IN_PLAN)
+    assert not planned & set(run_all.NOT_IN_PLAN)
     assert dict(run_all.plan(quick=True, scratch=str(tmp_path)))["roofline"][-1] == "--quick"
 
 

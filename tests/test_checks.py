@@ -144,6 +144,19 @@ def test_positive_values_below_the_smallest_normal_float32_are_refused():
     assert _checks.check_float("f", "x", 1e-45, minimum=0.0) == 1e-45  # 0 is allowed anyway
 
 
+def test_normal_refuses_nonzero_values_that_float32_flushes_to_zero():
+    tiny = float(np.finfo(np.float32).tiny)
+    for value in (0.0, -0.0, tiny, -tiny, 1.0, -3e38):
+        assert _checks.check_float("f", "x", value, normal=True) == value
+    for value in (1e-39, -1e-45, 5e-324, 1e-50):
+        with pytest.raises(ValueError, match=r"^f: x must be a finite number representable in "
+                                             r"float32: 0 or of magnitude at least its smallest "
+                                             r"normal number, 1\.175494e-38 .*, got "):
+            _checks.check_float("f", "x", value, normal=True)
+        assert _checks.check_float("f", "x", value) == value  # additive: left alone
+    assert _checks.check_float("f", "x", 1e-50, normal=True, dtype=np.float64) == 1e-50
+
+
 def test_integers_beyond_2_to_53_are_refused():
     assert _checks.check_int("f", "n", 2**53) == 2**53
     for value in (2**53 + 1, 10**400, 1e300):

@@ -11,6 +11,7 @@ once, on one fixed-shape array of counts; jit is used only on fixed configuratio
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import optaxsched as oxs
 from optaxsched import _combinators as combinators
+from optaxsched import _numerics
 from tests._schedule_helpers import (
     COUNTS,
     FAR,
@@ -232,7 +234,14 @@ def test_multiply_saturates_instead_of_overflowing():
             ((big, _constant(-1e20)), -F32_MAX),          # keeps the sign
             ((big, big, 1e-10), 1e30),                    # no partial product overflows
             ((big, big, _constant(0.0)), 0.0),            # inf * 0 would be NaN
-            ((small_, small_, _constant(1e30)), 1e-30)]:  # no partial product underflows
+            ((small_, small_, _constant(1e30)), 1e-30),   # no partial product underflows
+            # Constants whose product leaves float32's range, brought back by a schedule (they
+            # were multiplied in float64 and cast: 1e-60 became 0; 1e40 was refused).
+            ((_constant(1e30), 1e-30, 1e-30), 1e-30),
+            ((_constant(1e-10), 1e20, 1e20), 1e30),
+            ((_constant(1.0), 1e20, 1e20), F32_MAX),
+            ((_constant(0.0), 1e20, 1e20), 0.0),
+            ((_constant(-1e38), 2e-38, 2e-38, 1e38), -4.0)]:
         schedule = oxs.multiply(*factors)
         for out in (schedule(counts), jax.jit(schedule)(counts)):
             np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-6)
@@ -247,6 +256,58 @@ def test_multiply_saturates_instead_of_overflowing():
     assert np.isinf(oxs.multiply(_constant(np.inf), 2.0)(0))
     assert np.isnan(oxs.multiply(_constant(np.inf), _constant(0.0))(0))
     assert np.isnan(oxs.multiply(_constant(np.nan), 2.0)(0))
+
+
+_EDGE_CONSTANTS = [0.0, -0.0, F32_TINY, -F32_TINY, F32_MAX, -F32_MAX, 1e-30, 1e30, 1e-20, 1e20,
+                   1e-39, 1e-45, 1e-50, 1e39, 0.1, -3.0]
+
+
+@given(constants=st.lists(st.one_of(st.sampled_from(_EDGE_CONSTANTS), FINITE32,
+                                    st.floats(-1e40, 1e40)), min_size=1, max_size=3),
+       scheduled=st.lists(FINITE32, max_size=2))
+def test_multiply_takes_constants_exactly_or_refuses_them(constants, scheduled):
+    """A constant is never silently lost: one that float32 cannot hold (1e-50, flushed to 0;
+    1e39) is a named error; the others' product is taken exactly, so it may leave float32's
+    range where a schedule brings it back. Checked against exact rational arithmetic."""
+    factors = [*constants, *map(_constant, scheduled)]
+    if any(c != 0 and not F32_TINY <= abs(c) <= F32_MAX for c in constants):
+        assert_named_error(lambda: oxs.multiply(*factors),
+                           r"multiply: factors\[\d\] must be a finite number")
+        return
+    constant = math.prod(Fraction(c) for c in constants)
+    if not scheduled and constant != 0 and not F32_TINY <= abs(constant) <= F32_MAX:
+        assert_named_error(lambda: oxs.multiply(*factors),
+                           "multiply: factors must be numbers whose product is within the "
+                           "float32 range when no schedule is among them")
+        return
+    exact = constant * math.prod(Fraction(float(v)) for v in scheduled)
+    expected = float(min(max(exact, Fraction(-F32_MAX)), Fraction(F32_MAX)))
+    out = np.asarray(_product_with_constants(factors))
+    assert np.all(np.isfinite(out)), (constants, scheduled, out)
+    # One rounding of the constants' product, one per schedule factor; below float32's normal
+    # range results flush to 0.
+    np.testing.assert_allclose(out, np.full(3, expected), rtol=(2 + len(scheduled)) * 2.0**-24,
+                               atol=F32_TINY)
+    if abs(expected) >= F32_TINY:
+        assert np.all(np.sign(out) == np.sign(expected))
+
+
+def _product_with_constants(factors):
+    return oxs.multiply(*factors)(np.arange(3, dtype=np.int32))
+
+
+def test_saturating_product_adds_a_static_exponent_exactly():
+    ones = jnp.ones(3, jnp.float32)
+    for factors, exponent, expected in [
+            ([ones * 0.75], 0, 0.75), ([ones * 0.75], -130, 0.0),  # below the normal range
+            ([ones * 0.75, ones * 2.0**100], -200, 0.75 * 2.0**-100),
+            ([ones * 0.5, ones * 2.0**-120], 300, F32_MAX),         # saturated
+            ([ones * -0.5, ones * 2.0**-120], 300, -F32_MAX),
+            ([ones * 0.0, ones * 3e38], 4000, 0.0), ([ones * 0.75], -4000, 0.0)]:
+        out = np.asarray(_numerics.saturating_product(factors, exponent=exponent))
+        np.testing.assert_array_equal(out, np.float32(expected))
+    grad = jax.grad(lambda x: _numerics.saturating_product([x, jnp.float32(0.5)], exponent=-60))
+    assert float(grad(jnp.float32(3.0))) == 2.0**-61
 
 
 def test_multiply_constants_only_and_broadcast():
@@ -471,6 +532,11 @@ BAD = [
     (lambda: oxs.multiply(math.inf, OK), r"multiply: factors\[0\] must be a finite number"),
     (lambda: oxs.multiply(OK, Stateful()), r"multiply: factors\[1\] must be a schedule"),
     (lambda: oxs.multiply(1e30, 1e30), "multiply: factors must be numbers whose product"),
+    (lambda: oxs.multiply(1e-20, 1e-20), "multiply: factors must be numbers whose product"),
+    (lambda: oxs.multiply(OK, 1e-50), r"multiply: factors\[1\] must be a finite number "
+                                      "representable in float32: 0 or of magnitude at least"),
+    (lambda: oxs.multiply(-1e-40, OK), r"multiply: factors\[0\] must be a finite number "
+                                       "representable in float32: 0 or of magnitude at least"),
     # sample_every
     (lambda: oxs.sample_every(None, 5), "sample_every: schedule must be a schedule"),
     (lambda: oxs.sample_every(OK, 0), "sample_every: interval must be a positive integer"),

@@ -824,6 +824,72 @@ def test_values_beyond_float32_are_refused_naming_the_argument(call, name):
         call()
 
 
+@settings(deadline=None)
+@given(alpha=st.one_of(st.floats(1.2e-38, 3.4e38),
+                       st.sampled_from([1.2e-38, 1e-20, 1e-16, 1e-7, 1e-4, 9.99e-4, 1e-3,
+                                        1.001e-3, 10.0, 1e38, 3.4e38])),
+       cool=st.integers(1, 1000))
+def test_infinite_inverse_sqrt_cooldown_for_every_timescale(alpha, cool):
+    """The 'inverse_sqrt' cooldown 1 - h(x)/h(1), h(x) = 1/sqrt(1 + alpha x) - 1, was NaN for
+    alpha below about 1e-16 (h(1) = 0 in float64) and flat, then a jump, for alpha below about
+    1e-6 (1 + alpha x = 1 in float32). Every representable alpha matches the float64
+    reference (written without the cancellation), monotone, with finite gradients; as alpha
+    goes to 0 the cooldown tends to the linear one."""
+    schedule = oxs.infinite(1.0, 0.1, 10, cool, cooldown_shape="inverse_sqrt",
+                            cooldown_timescale=alpha)
+    values = evaluate(schedule)
+    config = dict(peak_value=1.0, constant_value=0.1, warmup_steps=10, cooldown_steps=cool,
+                  cooldown_shape="inverse_sqrt", cooldown_timescale=alpha)
+    assert_matches(values, ref.evaluate(ref.infinite, COUNTS, **config), 1.0)
+    assert_non_increasing(values[10:], 1.0)
+    assert values[10] == 1.0 and values[10 + cool] == np.float32(0.1)
+    if alpha <= 1e-7:
+        linear = 1.0 - 0.9 * np.clip((COUNTS[10:] - 10) / cool, 0.0, 1.0)
+        np.testing.assert_allclose(values[10:], linear, rtol=0, atol=2e-6)
+    grads = jax.vmap(jax.grad(schedule))(jnp.asarray([10.0, 10.5, 10 + cool / 2, 10.0 + cool]))
+    assert np.all(np.isfinite(np.asarray(grads))), grads
+
+
+# Token positions at the edges: each quotient by tokens_per_step may leave float32's range.
+_TOKENS = st.one_of(st.sampled_from([0.0, 1e-30, 1.2e-38, 1.0, 1e10, 1e30, 3.4e38]),
+                    st.floats(1.2e-38, 3.4e38))
+
+
+@settings(deadline=None)
+@given(per_step=st.one_of(st.sampled_from([1.2e-38, 1e-30, 1.0, 4.0 * 2**20, 1e30, 3.4e38]),
+                          st.floats(1.2e-38, 3.4e38)),
+       warm=_TOKENS, decay=_TOKENS, extra=_TOKENS)
+def test_power_phases_in_steps_are_refused_or_finite_with_finite_gradients(per_step, warm, decay,
+                                                                         extra):
+    """power locates its phases in steps (token arguments / tokens_per_step), in float32: a
+    quotient beyond float32's range (1e10 tokens / 1e-30) was inf, one below its normal range
+    (1e-30 / 3e38) was 0, and either made the gradient NaN. Now such a quotient is refused,
+    naming tokens_per_step and the token argument; every accepted configuration has finite
+    values and gradients at every count."""
+    total = warm + decay + extra
+    if not math.isfinite(total) or total > 3.4e38:
+        return  # refused by the token-budget checks, which other tests cover
+    kwargs = dict(warmup_tokens=warm)
+    if decay > 0:
+        kwargs.update(decay_tokens=decay, total_tokens=total)
+    quotients = [warm / per_step] + ([total / per_step, (total - decay) / per_step,
+                                      decay / per_step] if decay > 0 else [])
+    bad = any(q != 0 and not 1.1754943508222875e-38 <= q <= 3.4028234663852886e38
+              for q in quotients)
+    if bad:
+        with pytest.raises(ValueError, match=r"^power: tokens_per_step must be such that "
+                                             r"(\w+|\(total_tokens - decay_tokens\)) / "
+                                             r"tokens_per_step, .*, got "):
+            oxs.power(0.02, 32, per_step, **kwargs)
+        return
+    schedule = oxs.power(0.02, 32, per_step, **kwargs)
+    counts = np.asarray([0, 1, 2, 100, 10**6, 2**31 - 1], np.float32)
+    values = np.asarray(schedule(counts))
+    assert np.all(np.isfinite(values)), values
+    grads = np.asarray(jax.vmap(jax.grad(schedule))(jnp.asarray(counts)))
+    assert np.all(np.isfinite(grads)), grads
+
+
 def test_power_with_a_huge_exponent_is_finite():
     """b = -1e38 is representable in float32; b * log(count) is not, and must not become NaN."""
     schedule = oxs.power(0.02, 32, 1024, b=-1e38)

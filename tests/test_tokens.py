@@ -52,6 +52,58 @@ def test_in_tokens_near_a_trillion_tokens():
     assert np.all(np.isfinite(np.asarray(schedule(np.int32([INT32_MAX])))))  # 9e15 tokens
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)
+# float32(2**31 - 1) == 2**31: the largest tokens_per_step whose token count at the largest int32
+# count is finite in float32, computed independently of the library's constant.
+MAX_TPS = F32_MAX / 2**31
+EDGE_COUNTS = np.array([0, 1, 7, 2**24, 10**9, INT32_MAX - 1, INT32_MAX], np.int32)
+
+
+def _identity(count):
+    """An inner schedule that returns the token count it is given (float32)."""
+    return count
+
+
+@given(tps=st.one_of(
+    st.floats(F32_TINY, F32_MAX),
+    st.floats(MAX_TPS * (1 - 1e-6), MAX_TPS * (1 + 1e-6)),
+    st.sampled_from([F32_TINY, 1.0, 2.0**20, 1e29, MAX_TPS, np.nextafter(MAX_TPS, np.inf),
+                     1.6e29, 1e30, 3.4e38])))
+def test_in_tokens_token_count_is_finite_at_every_int32_count_or_refused(tps):
+    if tps > MAX_TPS:
+        assert_named_error(lambda: oxs.in_tokens(_identity, tps),
+                           r"in_tokens: tokens_per_step must be a positive number at most "
+                           r"1\.584563e\+29 \(float32's largest number / 2\*\*31")
+        return
+    out = np.asarray(oxs.in_tokens(_identity, tps)(EDGE_COUNTS))
+    assert out.dtype == np.float32 and np.all(np.isfinite(out))
+    # One float32 rounding of the exact product of the float32 count and tokens_per_step.
+    exact = EDGE_COUNTS.astype(np.float32).astype(np.float64) * float(np.float32(tps))
+    np.testing.assert_allclose(out.astype(np.float64), exact, rtol=2.0**-24, atol=0.0)
+
+
+def test_in_tokens_at_the_largest_tokens_per_step():
+    schedule = jax.jit(oxs.in_tokens(_identity, MAX_TPS))
+    assert float(schedule(jnp.int32(INT32_MAX))) == F32_MAX  # exactly, not inf
+    assert float(schedule(jnp.int32(1))) == MAX_TPS
+
+
+def test_in_tokens_saturates_counts_beyond_int32():
+    # Float (or int64) counts past 2**31 are no optax count, but they still give the inner
+    # schedule a finite token count: +-float32's largest number, with a zero gradient there.
+    counts = np.array([2.0**31, 1e10, 1e30, 3e38, -1e30], np.float32)
+    out = np.asarray(oxs.in_tokens(_identity, MAX_TPS)(counts))
+    assert out.tolist() == [F32_MAX, F32_MAX, F32_MAX, F32_MAX, -F32_MAX]
+    small = np.asarray(oxs.in_tokens(_identity, 2.0)(counts))
+    assert small.tolist() == [2.0**32, 2e10, float(np.float32(2e30)), F32_MAX, -float(
+        np.float32(2e30))]
+    # An inner schedule that would turn an inf token count into NaN (inf * 0) stays finite.
+    assert np.asarray(oxs.in_tokens(lambda n: n * 0.0, 2.0)(counts)).tolist() == [0.0] * 5
+    grad = jax.grad(oxs.in_tokens(_identity, 2.0))
+    assert float(grad(jnp.float32(5.0))) == 2.0 and float(grad(jnp.float32(3e38))) == 0.0
+
+
 # ------------------------------------------------------------------------------------------------
 # token_schedule (stateful)
 # ------------------------------------------------------------------------------------------------
@@ -101,6 +153,33 @@ def test_token_schedule_counts_exactly_past_int32():
     assert int(state.high) * 2**30 + int(state.low) == total
     assert float(state.tokens) == float(np.float32(total))
     assert 0 <= int(state.low) < 2**30
+
+
+TOKEN_LIMIT = 2**61 - 1  # (2**31 - 1) * 2**30 + (2**30 - 1): both int32 words full
+_update_jit = jax.jit(lambda state, n: TOKEN_SCHEDULE.update(state, tokens=n))
+
+
+@given(high=st.integers(INT32_MAX - 4, INT32_MAX), low=st.integers(0, 2**30 - 1),
+       steps=st.lists(st.one_of(st.integers(0, INT32_MAX), st.sampled_from([INT32_MAX, 2**30])),
+                      min_size=1, max_size=6))
+def test_token_schedule_saturates_at_2_61_instead_of_wrapping(high, low, steps):
+    state = _tokens._token_state(jnp.int32(high), jnp.int32(low))
+    total = high * 2**30 + low
+    for n in steps:
+        state = _update_jit(state, np.int32(n))
+        total = min(total + n, TOKEN_LIMIT)
+        assert int(state.high) * 2**30 + int(state.low) == total
+        assert 0 <= int(state.low) < 2**30 and int(state.high) >= 0
+        assert float(state.tokens) == float(np.float32(total))
+    assert np.isfinite(float(TOKEN_SCHEDULE(state)))
+
+
+def test_token_schedule_stays_saturated():
+    state = _tokens._token_state(jnp.int32(INT32_MAX), jnp.int32(2**30 - 3))
+    for n in (2, 1, 0, INT32_MAX, 1e10):
+        state = TOKEN_SCHEDULE.update(state, tokens=n)
+    assert (int(state.high), int(state.low)) == (INT32_MAX, 2**30 - 1)
+    assert float(state.tokens) == 2.0**61
 
 
 def test_token_schedule_does_not_drift_in_float32():
@@ -171,12 +250,15 @@ BAD = [
     (lambda: oxs.in_tokens(1.0, 5), "in_tokens: schedule must be a schedule"),
     (lambda: oxs.in_tokens(OK, 0), "in_tokens: tokens_per_step must be a positive finite number"),
     (lambda: oxs.in_tokens(OK, math.nan), "in_tokens: tokens_per_step must be a positive finite"),
+    (lambda: oxs.in_tokens(OK, 1e30), "in_tokens: tokens_per_step must be a positive number at "
+                                      "most 1.584563e"),
     # token_schedule
     (lambda: oxs.token_schedule(Stateful()), "token_schedule: schedule must be a schedule"),
     (lambda: oxs.token_schedule(OK, extra_arg="two words"), "token_schedule: extra_arg must be"),
     (lambda: oxs.token_schedule(OK, extra_arg=3), "token_schedule: extra_arg must be a Python"),
     (lambda: oxs.token_schedule(OK, initial_tokens=-1), "token_schedule: initial_tokens must be"),
-    (lambda: oxs.token_schedule(OK, initial_tokens=2**62), "token_schedule: initial_tokens must"),
+    (lambda: oxs.token_schedule(OK, initial_tokens=2**62),
+     r"token_schedule: initial_tokens must be an integer in \[0, 9007199254740992\]"),
 ]
 
 

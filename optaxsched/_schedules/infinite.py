@@ -21,6 +21,37 @@ __all__ = ["infinite"]
 _COOLDOWN_SHAPES = ("cosine", "inverse_sqrt") + tuple(
     s for s in _shapes.DECAY_SHAPES if s != "cosine")
 
+# Below this cooldown_timescale the 'inverse_sqrt' cooldown's ratio h(x) / h(1) is computed from
+# the series of h(y) / y (see _inverse_sqrt_ratio); its first omitted term is 35 y^3 / 128, a
+# relative error below 6e-10 here.
+_SERIES_BELOW = 1e-3
+
+
+def _inverse_sqrt_ratio(alpha: float):
+    """``x -> h(x) / h(1)`` for ``h(x) = 1 / sqrt(1 + alpha x) - 1``, accurate for every alpha.
+
+    Written directly, ``1 + alpha x`` rounds to 1 in float32 once ``alpha x < 6e-8``: the cooldown
+    stays flat and then jumps to the plateau, and once ``h(1)`` itself is 0 in float64 (alpha
+    below about 1e-16) the ratio is ``0 / 0 = NaN``. ``h(x) = expm1(-log1p(alpha x) / 2)`` does
+    not cancel; for a small alpha, where ``alpha x`` (and ``h(1) ~ -alpha / 2``) would also
+    underflow, the ratio is ``x g(alpha x) / g(alpha)`` with ``g(y) = h / y = -1/2 + 3y/8 -
+    5y^2/16 + ...``, which tends to ``x`` (a linear cooldown) as alpha goes to 0.
+    """
+    if alpha < _SERIES_BELOW:
+        g_one = math.expm1(-0.5 * math.log1p(alpha)) / alpha  # float64: exact enough for any alpha
+
+        def series(x):
+            y = alpha * x
+            return x * ((-0.5 + y * (0.375 - 0.3125 * y)) / g_one)
+
+        return series
+    h_one = math.expm1(-0.5 * math.log1p(alpha))  # in [-1, -0.0005]
+
+    def direct(x):
+        return jnp.expm1(-0.5 * jnp.log1p(alpha * x)) / h_one
+
+    return direct
+
 
 def _check_anneal(where: str, anneal_start, anneal_steps, end_value, anneal_shape,
                   plateau: float, warm: int, cool: int):
@@ -95,7 +126,9 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
         geometric anneal); required when ``anneal_start`` is given.
       anneal_shape: ``'exponential'`` (geometric, default), another :func:`wsd` shape name or a
         callable ``phi(x)``.
-      cooldown_timescale: ``alpha`` of the ``'inverse_sqrt'`` cooldown; a positive number.
+      cooldown_timescale: ``alpha`` of the ``'inverse_sqrt'`` cooldown; a positive number. The
+        shape is computed without cancellation for every alpha float32 holds; as alpha goes to
+        0 it tends to the linear cooldown.
       init_value: learning rate at count 0 when there is a warmup, in [0, peak_value].
 
     Returns:
@@ -129,11 +162,11 @@ def infinite(peak_value: float, constant_value: float, warmup_steps: int, cooldo
     plateau_start = warm + cool
     anneal_start, anneal_steps, end, anneal_shape = _check_anneal(
         where, anneal_start, anneal_steps, end_value, anneal_shape, plateau, warm, cool)
-    h_one = 1.0 / math.sqrt(1.0 + alpha) - 1.0
+    ratio = _inverse_sqrt_ratio(alpha)
 
     def cooldown_factor(x):
         if cooldown_shape == "inverse_sqrt":
-            return 1.0 - (1.0 / jnp.sqrt(1.0 + alpha * x) - 1.0) / h_one
+            return 1.0 - ratio(x)
         return _shapes.decay_factor(cooldown_shape, x, peak, plateau)
 
     def schedule(count):

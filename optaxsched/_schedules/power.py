@@ -36,6 +36,22 @@ def _check_token_budget(where: str, warmup_tokens, decay_tokens, total_tokens
     return warm_tokens, decay_tok, total_tok
 
 
+def _in_steps(where: str, name: str, tokens: float, per_step: float) -> float:
+    """``tokens / per_step``, a position or length in steps, checked to be 0 or a normal float32.
+
+    The phases are located in steps, in float32: a quotient beyond float32's range is ``inf``
+    there and one below its normal range is 0 (flushed), and either turns the progress through
+    a phase into ``0 / 0`` or ``inf / inf``: NaN, in the values' gradient if not in the values.
+    """
+    steps = tokens / per_step
+    if steps != 0 and not _checks.FLOAT32_TINY <= steps <= _checks.FLOAT32_MAX:
+        _checks.fail(where, "tokens_per_step",
+                     f"such that {name} / tokens_per_step, a number of steps computed in float32, "
+                     f"is 0 or in [{_checks.FLOAT32_TINY:.7g}, {_checks.FLOAT32_MAX:.7g}] "
+                     f"({name} = {tokens!r} gives {steps:.7g})", per_step)
+    return steps
+
+
 @_deprecation.renamed_arguments(max_value="peak_value")
 def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float = 4.0,
           b: float = -0.51, warmup_tokens: float = 0, decay_tokens: float = 0,
@@ -76,6 +92,8 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
         ``max_value`` in 0.1.0; that name still works, with a DeprecationWarning, until 0.2.0.
       batch_size: the global batch size in sequences (``beta``); a positive number.
       tokens_per_step: tokens consumed by one update (batch size in tokens); a positive number.
+        The token arguments divided by it (the phases in steps) must be 0 or normal float32
+        numbers, in [1.2e-38, 3.4e38].
       a: the amplitude; a positive number.
       b: the exponent; a negative number.
       warmup_tokens: tokens of linear warmup from 0, at least 0.
@@ -124,13 +142,14 @@ def power(peak_value: float, batch_size: float, tokens_per_step: float, a: float
             return top
         return math.exp(min(log_k + b * math.log(steps), log_top))
 
-    warm = warm_tokens / per_step
+    warm = _in_steps(where, "warmup_tokens", warm_tokens, per_step)
     use_decay = decay_tok > 0
     if use_decay:
         assert total_tok is not None  # checked above: a decay needs total_tokens
-        horizon = total_tok / per_step
-        decay_start = (total_tok - decay_tok) / per_step
-        decay_len = decay_tok / per_step
+        horizon = _in_steps(where, "total_tokens", total_tok, per_step)
+        decay_start = _in_steps(where, "(total_tokens - decay_tokens)", total_tok - decay_tok,
+                                per_step)
+        decay_len = _in_steps(where, "decay_tokens", decay_tok, per_step)
         start_value = curve_at(decay_start)
         # A relative slack of 1e-9 lets end_value be the start value computed another way.
         end = min(start_value, _assembly.check_below(

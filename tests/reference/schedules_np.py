@@ -205,9 +205,12 @@ def infinite(c, peak_value, constant_value, warmup_steps, cooldown_steps,
         return constant_value
     x = (c - warmup_steps) / cooldown_steps
     if cooldown_shape == "inverse_sqrt":
-        def h(u):
-            return 1 / math.sqrt(1 + cooldown_timescale * u) - 1
-        return peak_value + (constant_value - peak_value) * h(x) / h(1)
+        # h(u) = 1 / sqrt(1 + a u) - 1 = -a u / (r (1 + r)), r = sqrt(1 + a u): the same in
+        # exact arithmetic, without the cancellation (1 + a u rounds to 1 for a u < 1e-16).
+        def h_over_a(u):
+            r = math.sqrt(1 + cooldown_timescale * u)
+            return -u / (r * (1 + r))
+        return peak_value + (constant_value - peak_value) * h_over_a(x) / h_over_a(1)
     return cooldown_value(cooldown_shape, c - warmup_steps, cooldown_steps, peak_value,
                           constant_value)
 
