@@ -134,7 +134,9 @@ def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
 
     def rescaled():
         wide = [leaf.astype(jnp.float32) for leaf in leaves]
-        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x)) for x in wide])
+        # initial=0: an empty leaf (shape (0,)) or an empty tree has no maximum to reduce.
+        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0.0) for x in wide],
+                             jnp.zeros((), jnp.float32))
         finite = jnp.isfinite(m)
         out = {}
         if "l2" in totals:

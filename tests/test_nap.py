@@ -273,6 +273,23 @@ def test_zero_norm_blocks_are_left_alone():
     np.testing.assert_array_equal(new[:, 1], [1.0, 1.0])
 
 
+def test_empty_leaves_are_projected_like_zero_norm_blocks():
+    """A selected empty leaf (shape (0,), or (0, 3) per unit) failed in the overflow branch's
+    max over no entries, traced under lax.cond on every step; it is an empty block now."""
+    for axis in (None, -1):
+        params = {"empty": jnp.zeros((0, 3)), "w": jnp.ones((2, 3))}
+        tx = oxs.project_to_init_norm(axis=axis)
+        state = tx.init(params)
+        out, _ = jax.jit(tx.update)({"empty": jnp.zeros((0, 3)), "w": jnp.ones((2, 3))}, state,
+                                    params)
+        assert out["empty"].shape == (0, 3)
+        new = np.asarray(optax.apply_updates(params, out)["w"], np.float64)
+        keep = axis is not None
+        np.testing.assert_allclose(np.linalg.norm(new, axis=0, keepdims=keep) if keep
+                                   else np.linalg.norm(new), np.sqrt(2.0 if keep else 6.0),
+                                   rtol=1e-6)
+
+
 def test_non_finite_updates_stay_non_finite_in_their_block_only():
     params = {"a": jnp.ones((2, 2)), "b": jnp.ones((2, 2))}
     tx = oxs.project_to_init_norm()

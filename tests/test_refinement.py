@@ -794,3 +794,18 @@ def test_no_warnings_on_clean_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         oxs.refine(_hand_made(200)["spiky"], kind="adam")
+
+
+def test_recorder_accepts_empty_leaves_and_an_empty_tree():
+    """An empty leaf (shape (0,)) or an empty tree failed in the recorder's overflow branch
+    (a max over no entries, traced under lax.cond on every step); they count as zeros."""
+    tx = oxs.record_grad_norms(3, norms=("l2", "l1", "linf"))
+    grads = {"empty": jnp.zeros((0,)), "w": jnp.array([3.0, -4.0]),
+             "h": jnp.zeros((0, 2), jnp.float16)}
+    state = tx.init(grads)
+    updates, state = jax.jit(tx.update)(grads, state)
+    assert jax.tree.map(jnp.shape, updates) == jax.tree.map(jnp.shape, grads)
+    assert [float(oxs.latest_grad_norms(state)[n]) for n in ("l2", "l1", "linf")] == [5, 7, 4]
+    state = tx.init({})
+    _, state = jax.jit(tx.update)({}, state)
+    assert [float(oxs.latest_grad_norms(state)[n]) for n in ("l2", "l1", "linf")] == [0, 0, 0]
