@@ -360,6 +360,11 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
 
     def init_fn(params):
         layout = _layout(where, mask, kept, params)
+        selected = [False] * len(jax.tree.leaves(params))
+        for block in layout.blocks:
+            for i in block:
+                selected[i] = True
+        _checks.require_float_leaves(where, params, selected=selected)
         leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
         leaves = [x.astype(_numerics.compute_dtype(x.dtype)) for x in leaves]
         norms = [jnp.ravel(_block_norm(layout, b, leaves)) for b in range(len(layout.blocks))]

@@ -257,6 +257,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
     authors_reset = reset_order == "authors"
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return StableSpamState(
             count=common.zero_count(), mu=optax.tree.zeros_like(params, dtype=mu_dtype),
             nu=optax.tree.zeros_like(params, dtype=nu_dtype),
@@ -547,6 +548,7 @@ def adaptive_spike_clip(theta: float = 0.999, *, track_clips: bool = False
     track_clips = common.bool_arg(where, "track_clips", track_clips)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return AdaptiveSpikeClipState(count=common.zero_count(),
                                       max_ema=common.per_leaf_zeros(params),
                                       clipped=common.counter_init(track_clips),
@@ -640,6 +642,7 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
     eps = common.eps_arg(where, eps)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return AdaptiveGradNormState(count=common.zero_count(),
                                      norm_mean=common.per_leaf_zeros(params),
                                      norm_sq_mean=common.per_leaf_zeros(params))
