@@ -293,11 +293,15 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             [_normalized(g, s) for g, s in zip(g_for_m, scalars, strict=True)],
             c, authors_reset)
 
-        # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
+        # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps), with m / (1 - b1^n)
+        # as m times a scalar reciprocal: XLA rewrites (a / b) / c as a / (b c), and with b1
+        # close to 1 and a tiny eps, (1 - b1^n) (sqrt(v) + eps) is subnormal, flushed to 0 under
+        # jit, so a zero gradient gave 0 / 0 = NaN (1 / (1 - b1^n) <= 1 / 1.1e-16 is finite).
+        inv_bc1 = 1.0 / c.bc1
         direction = []
         for g, m1, v1 in zip(g_leaves, m_used, v_used, strict=True):
             cdt = compute_dtype(g.dtype)
-            direction.append((m1.astype(cdt) / c.bc1.astype(cdt))
+            direction.append((m1.astype(cdt) * inv_bc1.astype(cdt))
                              / (jnp.sqrt(v1.astype(cdt) / c.bc2.astype(cdt))
                                 + c.eps.astype(cdt)))
         if learning_rate is not None:
