@@ -90,7 +90,7 @@ class TokenScheduleState(NamedTuple):
         ``optax.tree.get(state, "tokens")``.
       high: int32 scalar, the count's multiples of 2**30.
       low: int32 scalar in [0, 2**30), the rest. ``high`` and ``low`` count exactly, beyond the
-        int32 range (up to about 2.3e18 tokens).
+        int32 range (up to about 2.3e18 tokens, where the count saturates).
     """
 
     tokens: jax.Array
@@ -132,8 +132,12 @@ class TokenSchedule:
                          f"{self.extra_arg}=n))", tokens)
         step = _as_token_increment(tokens, self.extra_arg)
         low = state.low + (step & _LOW_MASK)           # < 2**31: no overflow.
-        high = state.high + (step >> _LOW_BITS) + (low >> _LOW_BITS)
-        return _token_state(high, low & _LOW_MASK)
+        carry = (step >> _LOW_BITS) + (low >> _LOW_BITS)  # 0, 1 or 2
+        # Saturate at the largest count (high = 2**31 - 1, low = 2**30 - 1): high + carry
+        # wrapped to a negative count, and the schedule jumped back to its start.
+        full = state.high > _INT32_MAX - carry
+        return _token_state(jnp.where(full, _INT32_MAX, state.high + carry),
+                            jnp.where(full, _LOW_MASK, low & _LOW_MASK))
 
     def __call__(self, state: TokenScheduleState, **extra_args) -> jax.Array:
         """The schedule at the tokens seen before this update (extra arguments are ignored)."""
@@ -196,7 +200,7 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
       extra_arg: name of the extra argument carrying the tokens of the current step; a Python
         identifier (default ``'tokens'``).
       initial_tokens: tokens already seen when the state is created (resuming a run whose
-        optimizer state is not restored); a non-negative integer below 2**61.
+        optimizer state is not restored); a non-negative integer of at most 2**53.
 
     Returns:
       A :class:`TokenSchedule` with ``init()``, ``update(state, **extra_args)`` and
@@ -223,6 +227,8 @@ def token_schedule(schedule: Callable, extra_arg: str = "tokens",
     if not isinstance(extra_arg, str) or not extra_arg.isidentifier():
         _checks.fail(where, "extra_arg", "a Python identifier (the extra argument's name)",
                      extra_arg)
+    # At most 2**53, check_int's bound for every count (the docstring said 2**61, and the
+    # message named both bounds).
     initial = _checks.check_int(where, "initial_tokens", initial_tokens, minimum=0,
-                                maximum=_MAX_TOKENS)
+                                maximum=_checks.MAX_STEP)
     return TokenSchedule(schedule, extra_arg, initial)

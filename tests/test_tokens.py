@@ -103,6 +103,25 @@ def test_token_schedule_counts_exactly_past_int32():
     assert 0 <= int(state.low) < 2**30
 
 
+_ADD_TOKENS = jax.jit(lambda state, n: oxs.token_schedule(PER_TOKEN).update(state, tokens=n))
+_LARGEST_COUNT = _tokens._MAX_TOKENS + 2**30 - 1  # high = 2**31 - 1, low = 2**30 - 1
+
+
+@given(steps=st.lists(st.integers(0, INT32_MAX), min_size=1, max_size=4),
+       below=st.integers(0, 3 * 2**30))
+def test_token_schedule_saturates_at_its_largest_count(steps, below):
+    """Near 2.3e18 tokens the count saturates; it used to wrap to a negative count (and the
+    schedule back to its start value) once ``high`` passed the int32 maximum."""
+    high, low = divmod(_tokens._MAX_TOKENS - below, 2**30)
+    state = _tokens._token_state(jnp.int32(high), jnp.int32(low))
+    for n in steps:
+        state = _ADD_TOKENS(state, jnp.int32(n))  # one compilation for every example
+        assert 0 <= int(state.high) and 0 <= int(state.low) < 2**30
+        assert float(state.tokens) > 2e18
+    expected = min(_tokens._MAX_TOKENS - below + sum(steps), _LARGEST_COUNT)
+    assert int(state.high) * 2**30 + int(state.low) == expected
+
+
 def test_token_schedule_does_not_drift_in_float32():
     schedule = oxs.token_schedule(PER_TOKEN, initial_tokens=10**12)
 
