@@ -115,7 +115,8 @@ def read_json_records(where: str, path: str | os.PathLike) -> list[tuple[int, Ma
         included), naming the file and line; an unreadable or non-UTF-8 file.
     """
     records = []
-    with read_errors(where, os.fspath(path)), open(path, encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Excel, PowerShell) would make line 1 invalid JSON.
+    with read_errors(where, os.fspath(path)), open(path, encoding="utf-8-sig") as handle:
         for line_number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -362,7 +363,10 @@ def _jsonl_table(where: str, path: str, keys: Sequence[str], step_key: str) -> T
 
 
 def _csv_table(where: str, path: str, keys: Sequence[str], step_key: str) -> Table:
-    with open(path, newline="", encoding="utf-8") as handle:
+    # utf-8-sig: with "utf-8", a byte-order mark (Excel's "CSV UTF-8") stayed in the first
+    # cell, so a header "step,..." lost its step column (steps silently ignored) and a
+    # header-less column's first number was taken for a header (silently dropped).
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [(line, [cell.strip() for cell in row])
                 for line, row in enumerate(csv.reader(handle), start=1)
                 if any(cell.strip() for cell in row)]
@@ -591,7 +595,7 @@ def norm_log_columns(where: str, path: str) -> list[str] | None:
         require_existing_file(where, path)
         if extension == ".jsonl":
             return sorted({key for _, record in read_json_records(where, path) for key in record})
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # as _csv_table
             first = next((row for row in csv.reader(handle) if any(c.strip() for c in row)), [])
     header = [cell.strip() for cell in first]
     return None if all(_is_number(cell) for cell in header) else header

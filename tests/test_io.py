@@ -188,6 +188,31 @@ def test_both_loaders_name_the_same_problem_the_same_way(tmp_path, content, norm
         curve.value), str(curve.value)
 
 
+@pytest.mark.parametrize("name, content", [
+    ("log.csv", "step,grad_norm_l2,lr,loss\n0,4,0.1,3\n2,8,0.2,2\n"),  # steps read
+    ("log.csv", "grad_norm_l2\n4\n6\n8\n"),
+    ("log.txt", "4\n6\n8\n"),  # no header: the first number is a number
+    ("metrics.jsonl", '{"step": 0, "grad_norm_l2": 4, "lr": 0.1, "loss": 3}\n'
+                      '{"step": 2, "grad_norm_l2": 8, "lr": 0.2, "loss": 2}\n'),
+])
+def test_a_byte_order_mark_changes_nothing(tmp_path, name, content):
+    """A UTF-8 byte-order mark (Excel's "CSV UTF-8", PowerShell) is not part of the first cell:
+    it had turned the header "step" into another name (steps silently ignored), a header-less
+    first number into a header (silently dropped), and a JSON line into an error."""
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    plain.mkdir()
+    marked.mkdir()
+    (plain / name).write_text(content, encoding="utf-8")
+    (marked / name).write_text(content, encoding="utf-8-sig")
+    norms = oxs.load_grad_norms(marked / name)
+    np.testing.assert_array_equal(norms, oxs.load_grad_norms(plain / name))
+    np.testing.assert_array_equal(norms, [4.0, 6.0, 8.0])
+    if "lr" in content:
+        curve, expected = oxs.load_loss_curve(marked / name), oxs.load_loss_curve(plain / name)
+        np.testing.assert_array_equal(curve.lrs, expected.lrs)
+        np.testing.assert_array_equal(curve.steps, [0, 2])
+
+
 def test_a_number_beyond_the_float_range_is_refused_by_both(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 0, "lr": 0.1, "loss": 2.0, "grad_norm_l2": 1' + "0" * 400 + "}\n")
