@@ -809,3 +809,19 @@ def test_recorder_accepts_empty_leaves_and_an_empty_tree():
     state = tx.init({})
     _, state = jax.jit(tx.update)({}, state)
     assert [float(oxs.latest_grad_norms(state)[n]) for n in ("l2", "l1", "linf")] == [0, 0, 0]
+
+
+def test_recorder_saturates_finite_float64_norms_beyond_float32():
+    """Under x64 a finite float64 entry beyond float32's range (1e39, 1e300) was cast to inf
+    before the reduction, so a finite gradient's norm was recorded as inf, the mark of a
+    non-finite gradient. It saturates at float32's maximum now; inf still records inf."""
+    with jax.enable_x64(True):
+        tx = oxs.record_grad_norms(3, norms=("l2", "l1", "linf"))
+        grads = {"w": jnp.array([1e39, -1e300, 1.0]), "i": jnp.arange(3)}
+        update = jax.jit(tx.update)
+        _, state = update(grads, tx.init(grads))
+        _, state = update({"w": jnp.array([jnp.inf, 1.0, 1.0]), "i": jnp.arange(3)}, state)
+        history = oxs.grad_norm_history(state)
+    top = float(np.finfo(np.float32).max)
+    for name in ("l2", "l1", "linf"):
+        assert history[name][0] == top and np.isinf(history[name][1]), (name, history[name])
