@@ -401,8 +401,17 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
     """Validates a norm log; returns a float64 copy with non-finite entries interpolated."""
     allowed = "a 1-D sequence of non-negative numbers"
     try:
-        values = np.array(grad_norms, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # strings, ragged lists, ints beyond float64
+        raw = np.asarray(grad_norms)
+        # Complex norms lost their imaginary part in the cast below (a NumPy warning at most),
+        # and booleans became 0 and 1: neither is a norm.
+        if raw.dtype.kind in "bc":
+            raise _checks.ArgumentTypeError(
+                f"{where}: grad_norms must be {allowed} (not complex or boolean), got an array "
+                f"of dtype {raw.dtype}.")
+        values = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:  # strings, ragged lists, huge ints
+        if isinstance(err, _checks.ArgumentTypeError):
+            raise
         _checks.fail(where, "grad_norms", allowed, _short_repr(grad_norms))
     if values.ndim != 1:
         _checks.fail(where, "grad_norms", allowed, f"an array of shape {values.shape}")

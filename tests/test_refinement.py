@@ -825,3 +825,15 @@ def test_recorder_saturates_finite_float64_norms_beyond_float32():
     top = float(np.finfo(np.float32).max)
     for name in ("l2", "l1", "linf"):
         assert history[name][0] == top and np.isinf(history[name][1]), (name, history[name])
+
+
+@pytest.mark.parametrize("norms", [np.linspace(3.0, 1.0, 40) + 0j, jnp.ones(40, jnp.complex64),
+                                   [1.0, 2.0j, 3.0], np.ones(40, bool), [True, False] * 20])
+def test_complex_or_boolean_norms_are_refused(norms):
+    """Complex norms lost their imaginary part (a NumPy warning at most) and booleans became 0
+    and 1; both are type errors naming the argument now, in every function that reads a log."""
+    for call in (lambda: oxs.refine(norms, kind="sgd"), lambda: oxs.smooth_norms(norms),
+                 lambda: oxs.refined_schedule(norms, 1e-3, kind="sgd")):
+        with pytest.raises(TypeError, match=r"grad_norms must be .* \(not complex or boolean\), "
+                                            r"got an array of dtype (complex|bool)"):
+            call()
