@@ -88,6 +88,8 @@ def read_errors(where: str, path: str) -> Iterator[None]:
         raise ValueError(f"{where}: cannot read {path}: {err.strerror or err}.") from None
     except UnicodeDecodeError:
         raise ValueError(f"{where}: {path} is not a UTF-8 text file.") from None
+    except csv.Error as err:  # not a ValueError: a cell beyond the csv module's field limit
+        raise ValueError(f"{where}: {path} is not a readable CSV file ({err}).") from None
 
 
 def require_existing_file(where: str, path: str) -> None:
@@ -159,6 +161,9 @@ def load_npy(where: str, path: str) -> np.ndarray:
         except (ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{where}: {path} is not a readable .npy array (truncated, "
                              f"pickled or not in NumPy's format: {err}).") from None
+        except MemoryError as err:  # a corrupt header declaring terabytes: not a traceback
+            raise ValueError(f"{where}: {path} is not a readable .npy array (its header "
+                             f"declares more data than fits in memory: {err}).") from None
     if not isinstance(values, np.ndarray):  # pragma: no cover - np.load returns arrays here
         raise ValueError(f"{where}: {path} is not a .npy array.")
     return values
@@ -184,6 +189,9 @@ def load_npz(where: str, path: str) -> dict[str, np.ndarray]:
         except (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
             raise ValueError(f"{where}: {path} is not a readable .npz archive (truncated or "
                              f"corrupt: {err}).") from None
+        except MemoryError as err:  # an array header declaring terabytes
+            raise ValueError(f"{where}: {path} is not a readable .npz archive (an array's "
+                             f"header declares more data than fits in memory: {err}).") from None
 
 
 def parse_step(where: str, path: str, at: str, key: str, value: Any) -> int:

@@ -242,3 +242,37 @@ def test_plot_and_forecast_sample_a_schedule_the_same_way():
     law = oxs.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1)
     np.testing.assert_array_equal(law.predict(branching, 5),
                                   law.predict(sample_schedule(branching, 5)))
+
+
+def _npy_declaring(shape) -> bytes:
+    """A .npy file whose header declares ``shape`` (float64) but holds 64 bytes of data."""
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64)
+
+
+def test_csv_errors_and_absurd_array_headers_are_named_errors(tmp_path):
+    """The csv module's own error (a cell beyond its field limit) and NumPy's MemoryError (a
+    corrupt header declaring terabytes) are not ValueErrors: they escaped both loaders, and the
+    console script printed a traceback."""
+    import zipfile
+
+    big = tmp_path / "norms.csv"
+    big.write_text('grad_norm_l2\n1.0\n"' + "1" * 200_000 + '"\n')
+    with pytest.raises(ValueError, match=r"load_grad_norms: .*norms.csv is not a readable CSV "
+                                         r"file \(field larger than field limit"):
+        oxs.load_grad_norms(big)
+    run = tmp_path / "run.csv"
+    run.write_text('step,lr,loss\n0,0.1,"' + "2" * 200_000 + '"\n')
+    with pytest.raises(ValueError, match="load_loss_curve: .*run.csv is not a readable CSV"):
+        oxs.load_loss_curve(run)
+    huge = tmp_path / "norms.npy"
+    huge.write_bytes(_npy_declaring((10**12,)))
+    with pytest.raises(ValueError, match="norms.npy is not a readable .npy array .*declares"):
+        oxs.load_grad_norms(huge)
+    archive = tmp_path / "run.npz"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("lr.npy", _npy_declaring((10**12,)))
+        z.writestr("loss.npy", _npy_declaring((10**12,)))
+    with pytest.raises(ValueError, match="run.npz is not a readable .npz archive .*declares"):
+        oxs.load_loss_curve(archive)
