@@ -301,6 +301,6 @@ def require_float_leaves(where: str, tree: Any, name: str = "params",
             where_in = jax.tree_util.keystr(path) or "the root"
             raise ArgumentTypeError(
                 f"{where}: {name} must hold real floating-point arrays (float16, bfloat16, "
-                f"float32, float64), got dtype {np.dtype(dtype).name} at {where_in}; keep "
-                f"integer or complex leaves out of this transform (optax.masked, "
-                f"optax.partition with optax.set_to_zero).")
+                f"float32, float64), got dtype {np.dtype(dtype).name} at {where_in}; leave "
+                f"integer and complex leaves out (a mask where the function takes one, "
+                f"optax.masked, or optax.partition with optax.set_to_zero).")

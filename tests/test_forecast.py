@@ -419,6 +419,14 @@ def test_fit_rejects_bad_input(runs, kwargs, match):
      "AnnealingLaw.predict: warmup_steps must be an integer in"),
     (lambda: oxs.LossCurve(LRS, LOSSES, name=3), "LossCurve: name must be a string"),
     (lambda: oxs.LossCurve(LRS, LOSSES[:3]), "LossCurve: losses must have one entry"),
+    # Complex values lost their imaginary part (a NumPy warning at most) and booleans were read
+    # as 0 and 1, silently.
+    (lambda: oxs.LossCurve(LRS + 0j, LOSSES), r"LossCurve: lrs must be .*not complex or "
+                                              r"boolean\), got an array of dtype complex128"),
+    (lambda: oxs.LossCurve(LRS, LOSSES > 0), r"losses must be .*got an array of dtype bool"),
+    (lambda: oxs.LossCurve(LRS[:3], LOSSES[:3], [0, 1, 2j]), r"steps must be .*dtype complex"),
+    (lambda: oxs.annealing_areas(np.ones(4, bool)), r"schedule_or_lrs must be .*dtype bool"),
+    (lambda: oxs.fit_annealing_law((LRS, LOSSES + 0j)), r"runs.losses must be .*dtype complex"),
 ])
 def test_other_entry_points_reject_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -901,3 +901,17 @@ def test_nap_mask_bad_pairs_and_filters(kwargs, message):
         "scale_offset" if "scale_offset" in kwargs else "pairs")
     assert f": {name} must be" in str(info.value)
     assert ", got " in str(info.value)  # the offending value is named
+
+
+def test_effective_lr_of_no_arrays_or_of_complex_blocks_is_a_named_error():
+    """An empty tree failed in jnp.concatenate ("Need at least one array to concatenate") and a
+    complex block in jnp.isposinf; a complex leaf the mask leaves out is fine."""
+    with pytest.raises(ValueError, match=r"effective_learning_rate: params must be a pytree "
+                                         r"with at least one array, got \{\}"):
+        oxs.effective_learning_rate(0.1, {})
+    params = {"w": jnp.ones((2, 2)), "z": jnp.ones((2,), jnp.complex64)}
+    with pytest.raises(TypeError, match=r"effective_learning_rate: params must hold real "
+                                        r"floating-point arrays .* complex64 at \['z'\]"):
+        oxs.effective_learning_rate(0.1, params)
+    elr = oxs.effective_learning_rate(0.1, params, {"w": True, "z": False})
+    assert float(elr.per_leaf["w"]) == pytest.approx(0.1 / 4.0)

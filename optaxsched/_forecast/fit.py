@@ -49,7 +49,7 @@ def _is_vector_like(value) -> bool:
     if isinstance(value, (str, bytes, Mapping, LossCurve)) or callable(value):
         return False
     try:
-        return np.asarray(value, dtype=np.float64).ndim == 1
+        return np.asarray(value).ndim == 1  # no float cast: complex ones are refused later
     except (TypeError, ValueError):
         return False
 
