@@ -246,7 +246,7 @@ def test_plot_and_forecast_sample_a_schedule_the_same_way():
 
 def _npy_declaring(shape) -> bytes:
     """A .npy file whose header declares ``shape`` (float64) but holds 64 bytes of data."""
-    header = "{'descr': '<f8', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape!r}, }}"
     header += " " * (63 - (len(header) + 10) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64)
 
