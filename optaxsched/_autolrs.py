@@ -258,7 +258,7 @@ def _check_seed(where: str, seed: Any) -> None:
     """The GP's random state: scikit-learn refused others only once there were trials to fit
     (a traceback in its own words from a later ``ask``), and took 1.5 or True silently."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
-            not 0 <= seed <= 2**32 - 1:
+            not 0 <= int(seed) <= 2**32 - 1:
         fail(where, "seed", "an integer in [0, 2**32 - 1]", seed)
 
 
