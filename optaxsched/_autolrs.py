@@ -254,6 +254,14 @@ def _check_range(where: str, min_lr: Any, max_lr: Any) -> tuple[float, float]:
     return float(min_lr), float(max_lr)
 
 
+def _check_seed(where: str, seed: Any) -> None:
+    """The GP's random state: scikit-learn refused others only once there were trials to fit
+    (a traceback in its own words from a later ``ask``), and took 1.5 or True silently."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+            not 0 <= int(seed) <= 2**32 - 1:
+        fail(where, "seed", "an integer in [0, 2**32 - 1]", seed)
+
+
 def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[float],
                            min_lr: float, max_lr: float, num: int = 1, *,
                            kappa: float = DEFAULT_KAPPA, seed: int = 0) -> np.ndarray:
@@ -303,6 +311,7 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
     if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or \
             not math.isfinite(kappa) or kappa < 0:
         fail("propose_learning_rates", "kappa", "a finite non-negative number", kappa)
+    _check_seed("propose_learning_rates", seed)
     lrs = _as_curve("propose_learning_rates", "learning_rates", learning_rates)
     ys = _as_curve("propose_learning_rates", "values", values)
     if ys.size != lrs.size:
@@ -404,6 +413,7 @@ class LRSearch:
         if isinstance(self.kappa, bool) or not isinstance(self.kappa, numbers.Real) or \
                 not math.isfinite(self.kappa) or self.kappa < 0:
             fail("LRSearch", "kappa", "a finite non-negative number", self.kappa)
+        _check_seed("LRSearch", self.seed)
         self._first_losses: list[float] = []
 
     @property

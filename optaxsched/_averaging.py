@@ -163,6 +163,7 @@ def average_params(kind: AverageKind = "ema", *, decay: float | None = None, sta
         return jnp.where(n == 1, 1.0, debiased)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         average = jax.tree.map(
             lambda p: jnp.array(p, dtype=dtype if dtype is not None else jnp.asarray(p).dtype),
             params)

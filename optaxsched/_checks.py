@@ -47,6 +47,7 @@ __all__ = [
     "check_one_of_two",
     "check_sequence",
     "require_params",
+    "require_float_leaves",
 ]
 
 
@@ -288,3 +289,27 @@ def require_params(where: str, params: Any, why: str) -> None:
     if params is None:
         raise ValueError(f"{where}: params must be passed to update "
                          f"(tx.update(updates, state, params)): {why}, got None.")
+
+
+def require_float_leaves(where: str, tree: Any, name: str = "params",
+                         selected: Sequence[bool] | None = None) -> None:
+    """A named error at ``init`` when a leaf of ``tree`` (of the ``selected`` ones, if given:
+    one bool per leaf) is not a real floating-point array.
+
+    The spike transforms clip, compare and square real numbers, and averaging keeps a float
+    average: an integer or complex leaf failed deep inside the traced ``update`` with an error
+    from ``jnp.finfo`` or ``lax.clip`` that named neither the transform nor the leaf.
+    """
+    for i, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(tree)[0]):
+        if selected is not None and not selected[i]:
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            dtype = np.result_type(leaf)  # a Python number as a leaf
+        if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            where_in = jax.tree_util.keystr(path) or "the root"
+            raise ArgumentTypeError(
+                f"{where}: {name} must hold real floating-point arrays (float16, bfloat16, "
+                f"float32, float64), got dtype {np.dtype(dtype).name} at {where_in}; leave "
+                f"integer and complex leaves out (a mask where the function takes one, "
+                f"optax.masked, or optax.partition with optax.set_to_zero).")

@@ -46,8 +46,17 @@ def as_vector(where: str, name: str, value, allowed: str) -> np.ndarray:
     if isinstance(value, (str, bytes, Mapping)) or callable(value):
         _checks.fail(where, name, allowed, value)
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float64
+        raw = np.asarray(value)
+        # Complex values lost their imaginary part in the cast below (a NumPy warning at most)
+        # and booleans became 0 and 1: neither is a learning rate, a loss or a step.
+        if raw.dtype.kind in "bc":
+            raise _checks.ArgumentTypeError(f"{where}: {name} must be {allowed} (real numbers, "
+                                            f"not complex or boolean), got an array of dtype "
+                                            f"{raw.dtype}.")
+        array = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: an int beyond float64
+        if isinstance(err, _checks.ArgumentTypeError):
+            raise
         _checks.fail(where, name, allowed, short(value))
     if array.ndim != 1:
         _checks.fail(where, name, allowed, short(value))

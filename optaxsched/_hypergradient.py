@@ -71,7 +71,8 @@ def _dot(a: Any, b: Any) -> jax.Array:
 
 
 def _max_abs(tree: Any) -> jax.Array:
-    return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x.astype(jnp.float32)))
+    # initial=0: an empty leaf (shape (0,)) has no maximum to reduce.
+    return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x.astype(jnp.float32)), initial=0.0)
                                           for x in jax.tree.leaves(tree)],
                             jnp.zeros((), jnp.float32))
 

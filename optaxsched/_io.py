@@ -88,6 +88,8 @@ def read_errors(where: str, path: str) -> Iterator[None]:
         raise ValueError(f"{where}: cannot read {path}: {err.strerror or err}.") from None
     except UnicodeDecodeError:
         raise ValueError(f"{where}: {path} is not a UTF-8 text file.") from None
+    except csv.Error as err:  # not a ValueError: a cell beyond the csv module's field limit
+        raise ValueError(f"{where}: {path} is not a readable CSV file ({err}).") from None
 
 
 def require_existing_file(where: str, path: str) -> None:
@@ -115,7 +117,8 @@ def read_json_records(where: str, path: str | os.PathLike) -> list[tuple[int, Ma
         included), naming the file and line; an unreadable or non-UTF-8 file.
     """
     records = []
-    with read_errors(where, os.fspath(path)), open(path, encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Excel, PowerShell) would make line 1 invalid JSON.
+    with read_errors(where, os.fspath(path)), open(path, encoding="utf-8-sig") as handle:
         for line_number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -158,6 +161,9 @@ def load_npy(where: str, path: str) -> np.ndarray:
         except (ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{where}: {path} is not a readable .npy array (truncated, "
                              f"pickled or not in NumPy's format: {err}).") from None
+        except MemoryError as err:  # a corrupt header declaring terabytes: not a traceback
+            raise ValueError(f"{where}: {path} is not a readable .npy array (its header "
+                             f"declares more data than fits in memory: {err}).") from None
     if not isinstance(values, np.ndarray):  # pragma: no cover - np.load returns arrays here
         raise ValueError(f"{where}: {path} is not a .npy array.")
     return values
@@ -183,6 +189,9 @@ def load_npz(where: str, path: str) -> dict[str, np.ndarray]:
         except (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
             raise ValueError(f"{where}: {path} is not a readable .npz archive (truncated or "
                              f"corrupt: {err}).") from None
+        except MemoryError as err:  # an array header declaring terabytes
+            raise ValueError(f"{where}: {path} is not a readable .npz archive (an array's "
+                             f"header declares more data than fits in memory: {err}).") from None
 
 
 def parse_step(where: str, path: str, at: str, key: str, value: Any) -> int:
@@ -362,7 +371,10 @@ def _jsonl_table(where: str, path: str, keys: Sequence[str], step_key: str) -> T
 
 
 def _csv_table(where: str, path: str, keys: Sequence[str], step_key: str) -> Table:
-    with open(path, newline="", encoding="utf-8") as handle:
+    # utf-8-sig: with "utf-8", a byte-order mark (Excel's "CSV UTF-8") stayed in the first
+    # cell, so a header "step,..." lost its step column (steps silently ignored) and a
+    # header-less column's first number was taken for a header (silently dropped).
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [(line, [cell.strip() for cell in row])
                 for line, row in enumerate(csv.reader(handle), start=1)
                 if any(cell.strip() for cell in row)]
@@ -591,7 +603,7 @@ def norm_log_columns(where: str, path: str) -> list[str] | None:
         require_existing_file(where, path)
         if extension == ".jsonl":
             return sorted({key for _, record in read_json_records(where, path) for key in record})
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # as _csv_table
             first = next((row for row in csv.reader(handle) if any(c.strip() for c in row)), [])
     header = [cell.strip() for cell in first]
     return None if all(_is_number(cell) for cell in header) else header

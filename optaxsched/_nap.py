@@ -246,6 +246,15 @@ def _layout(where: str, mask: Mask, axis: tuple[int, ...] | None, params: Any) -
     return _Layout(labels, blocks, reduced, kept_shapes)
 
 
+def _selected(layout: _Layout, num_leaves: int) -> list[bool]:
+    """Whether each leaf belongs to a block (the leaves whose dtype matters)."""
+    selected = [False] * num_leaves
+    for block in layout.blocks:
+        for i in block:
+            selected[i] = True
+    return selected
+
+
 def _block_scaled_squares(layout: _Layout, block_index: int, leaves: Sequence[jax.Array]
                           ) -> tuple[jax.Array, jax.Array]:
     """``(c, s)`` of :func:`_numerics.scaled_sum_squares` for one block (``leaves`` already in
@@ -360,6 +369,8 @@ def project_to_init_norm(mask: Mask = None, *, every: int = 1, axis: int | Seque
 
     def init_fn(params):
         layout = _layout(where, mask, kept, params)
+        _checks.require_float_leaves(where, params,
+                                     selected=_selected(layout, len(jax.tree.leaves(params))))
         leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
         leaves = [x.astype(_numerics.compute_dtype(x.dtype)) for x in leaves]
         norms = [jnp.ravel(_block_norm(layout, b, leaves)) for b in range(len(layout.blocks))]
@@ -591,6 +602,9 @@ def effective_learning_rate(learning_rate: Any, params: Any, mask: Mask = None,
         _leaf_values_are_valid(where, mask)
     layout = _layout(where, mask, kept, params)
     leaves, treedef = jax.tree.flatten(params)
+    if not layout.blocks:  # no leaves at all: jnp.concatenate below failed on no blocks
+        _checks.fail(where, "params", "a pytree with at least one array", params)
+    _checks.require_float_leaves(where, params, selected=_selected(layout, len(leaves)))
     lr = jnp.asarray(learning_rate, jnp.float32)
     out: list[Any] = [optax.MaskedNode()] * len(leaves)
     values = []

@@ -100,7 +100,8 @@ def scaled_sum_squares(parts: Sequence[jax.Array], axes: Sequence[tuple[int, ...
     squares = sum(jnp.sum(jnp.square(x), axis=a) for x, a in zip(parts, axes, strict=True))
 
     def rescaled():
-        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), axis=a)
+        # initial=0: an empty block (a leaf of shape (0,)) has no maximum to reduce.
+        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), axis=a, initial=0.0)
                                            for x, a in zip(parts, axes, strict=True)])
         _, exponent = jnp.frexp(m)  # m < 2**exponent
         usable = jnp.isfinite(m) & (m > 0)

@@ -86,6 +86,19 @@ class RecordGradNormsState(NamedTuple):
     grad_norm_linf: jax.Array | None
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_float32(leaf: jax.Array) -> jax.Array:
+    """``leaf`` in float32, a finite float64 entry beyond float32's range saturated at its
+    largest value rather than cast to ``inf`` (which recorded a finite gradient's norm as
+    ``inf``, the mark of a non-finite one). Leaves of float32 and narrower are cast as is."""
+    if not jnp.issubdtype(leaf.dtype, jnp.floating) or jnp.finfo(leaf.dtype).bits <= 32:
+        return leaf.astype(jnp.float32)
+    return jnp.where(jnp.isfinite(leaf), jnp.clip(leaf, -_FLOAT32_MAX, _FLOAT32_MAX),
+                     leaf).astype(jnp.float32)
+
+
 def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
     """Global norms of a pytree, accumulated in float32 whatever the leaves' dtype."""
     # The barrier makes the reductions read the gradients once they exist. Without it XLA (CPU)
@@ -98,7 +111,7 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
     one_pass = {"l1", "linf"} <= set(names)
     totals = {name: jnp.zeros((), jnp.float32) for name in names}
     for leaf in leaves:
-        a = jnp.abs(leaf.astype(jnp.float32))
+        a = jnp.abs(_as_float32(leaf))
         if not one_pass:
             # Separate reductions: XLA's CPU backend vectorises them (ℓ2 and ℓ1 of a 16M leaf:
             # 6 ms, against 10 ms for one variadic loop).
@@ -113,8 +126,6 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
             totals[name] = combine[name](totals[name], part)
     return _finish_norms(totals, leaves)
 
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
@@ -133,8 +144,10 @@ def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
     overflowed = functools.reduce(jnp.logical_or, [jnp.isposinf(totals[n]) for n in summed])
 
     def rescaled():
-        wide = [leaf.astype(jnp.float32) for leaf in leaves]
-        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x)) for x in wide])
+        wide = [_as_float32(leaf) for leaf in leaves]
+        # initial=0: an empty leaf (shape (0,)) or an empty tree has no maximum to reduce.
+        m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0.0) for x in wide],
+                             jnp.zeros((), jnp.float32))
         finite = jnp.isfinite(m)
         out = {}
         if "l2" in totals:
@@ -388,8 +401,17 @@ def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
     """Validates a norm log; returns a float64 copy with non-finite entries interpolated."""
     allowed = "a 1-D sequence of non-negative numbers"
     try:
-        values = np.array(grad_norms, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # strings, ragged lists, ints beyond float64
+        raw = np.asarray(grad_norms)
+        # Complex norms lost their imaginary part in the cast below (a NumPy warning at most),
+        # and booleans became 0 and 1: neither is a norm.
+        if raw.dtype.kind in "bc":
+            raise _checks.ArgumentTypeError(
+                f"{where}: grad_norms must be {allowed} (not complex or boolean), got an array "
+                f"of dtype {raw.dtype}.")
+        values = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:  # strings, ragged lists, huge ints
+        if isinstance(err, _checks.ArgumentTypeError):
+            raise
         _checks.fail(where, "grad_norms", allowed, _short_repr(grad_norms))
     if values.ndim != 1:
         _checks.fail(where, "grad_norms", allowed, f"an array of shape {values.shape}")

@@ -9,6 +9,7 @@ registered: optax's are reached as ``getattr(optax, name)``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
@@ -117,7 +118,7 @@ def get_schedule(name: ScheduleName, *args: Any, **kwargs: Any) -> Callable[...,
       ValueError: get_schedule: name must be one of 'linear_decay', 'wsd', ..., got 'wsdd'.
     """
     _checks.check_choice("get_schedule", "name", name, _SCHEDULES)
-    return _SCHEDULES[name](*args, **kwargs)
+    return _call("get_schedule", name, _SCHEDULES[name], args, kwargs)
 
 
 def get_optimizer(name: OptimizerName, *args: Any, **kwargs: Any) -> Any:
@@ -143,4 +144,22 @@ def get_optimizer(name: OptimizerName, *args: Any, **kwargs: Any) -> Any:
       'GradientTransformationExtraArgs'
     """
     _checks.check_choice("get_optimizer", "name", name, _OPTIMIZERS)
-    return _OPTIMIZERS[name](*args, **kwargs)
+    return _call("get_optimizer", name, _OPTIMIZERS[name], args, kwargs)
+
+
+def _call(where: str, name: str, factory: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """``factory(*args, **kwargs)``, with arguments it does not take (a misspelt configuration
+    key) named with the ones it does: Python's own TypeError named only the first bad key."""
+    signature = inspect.signature(factory)
+    accepted = ", ".join(signature.parameters)
+    unknown = sorted(set(kwargs) - set(signature.parameters))
+    try:
+        if unknown:
+            raise TypeError(f"unknown keywords {unknown}")
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        raise _checks.ArgumentTypeError(
+            f"{where}: the arguments of {name!r} must be among ({accepted}), the required ones "
+            f"given, got {len(args)} positional and the keywords {sorted(kwargs)} "
+            f"({err}).") from None
+    return factory(*args, **kwargs)

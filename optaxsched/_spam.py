@@ -205,6 +205,7 @@ def _spam(where: str, b1, b2, eps, threshold, reset_interval, warmup_steps, clip
     """
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return SpamState(count=common.zero_count(),
                          mu=optax.tree.zeros_like(params, dtype=mu_dtype),
                          nu=optax.tree.zeros_like(params, dtype=nu_dtype),
@@ -468,6 +469,7 @@ def clip_spikes(threshold: float = 5000.0, b2: float = 0.999, clip_delay: int = 
     track_clips = common.bool_arg(where, "track_clips", track_clips)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return ClipSpikesState(count=common.zero_count(),
                                nu=optax.tree.zeros_like(params, dtype=nu_dtype),
                                clipped=common.counter_init(track_clips),

@@ -257,6 +257,7 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
     authors_reset = reset_order == "authors"
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return StableSpamState(
             count=common.zero_count(), mu=optax.tree.zeros_like(params, dtype=mu_dtype),
             nu=optax.tree.zeros_like(params, dtype=nu_dtype),
@@ -292,11 +293,15 @@ def _stable_spam(where: str, b1, b2, eps, gamma1, gamma2, theta, reset_interval,
             [_normalized(g, s) for g, s in zip(g_for_m, scalars, strict=True)],
             c, authors_reset)
 
-        # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps).
+        # 5. The direction (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps), with m / (1 - b1^n)
+        # as m times a scalar reciprocal: XLA rewrites (a / b) / c as a / (b c), and with b1
+        # close to 1 and a tiny eps, (1 - b1^n) (sqrt(v) + eps) is subnormal, flushed to 0 under
+        # jit, so a zero gradient gave 0 / 0 = NaN (1 / (1 - b1^n) <= 1 / 1.1e-16 is finite).
+        inv_bc1 = 1.0 / c.bc1
         direction = []
         for g, m1, v1 in zip(g_leaves, m_used, v_used, strict=True):
             cdt = compute_dtype(g.dtype)
-            direction.append((m1.astype(cdt) / c.bc1.astype(cdt))
+            direction.append((m1.astype(cdt) * inv_bc1.astype(cdt))
                              / (jnp.sqrt(v1.astype(cdt) / c.bc2.astype(cdt))
                                 + c.eps.astype(cdt)))
         if learning_rate is not None:
@@ -547,6 +552,7 @@ def adaptive_spike_clip(theta: float = 0.999, *, track_clips: bool = False
     track_clips = common.bool_arg(where, "track_clips", track_clips)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return AdaptiveSpikeClipState(count=common.zero_count(),
                                       max_ema=common.per_leaf_zeros(params),
                                       clipped=common.counter_init(track_clips),
@@ -640,6 +646,7 @@ def adaptive_grad_norm(gamma1: float = 0.7, gamma2: float = 0.9, eps: float = 1e
     eps = common.eps_arg(where, eps)
 
     def init_fn(params):
+        _checks.require_float_leaves(where, params)
         return AdaptiveGradNormState(count=common.zero_count(),
                                      norm_mean=common.per_leaf_zeros(params),
                                      norm_sq_mean=common.per_leaf_zeros(params))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 from typing import TYPE_CHECKING, NoReturn, cast, overload
@@ -61,8 +62,6 @@ def _writable(option: str, path: None) -> None: ...
 def _writable(option: str, path: str | None) -> str | None:
     """``path`` with its parent directories created (a user expects ``-o runs/new/x.png`` to
     work); a named error when they cannot be (a file in the way, no permission)."""
-    import os
-
     if path is None:
         return None
     parent = os.path.dirname(os.path.abspath(path))
@@ -81,6 +80,22 @@ def _require_matplotlib() -> None:
     from optaxsched import plot
 
     plot._pyplot()
+
+
+def _image(option: str, path: str | None) -> None:
+    """Fails before any work when ``path`` names an image format matplotlib cannot write (its
+    own error came after the work and named neither the option nor the path). A path without
+    an extension is written as PNG, as matplotlib does."""
+    if path is None:
+        return
+    _require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension and extension not in formats:
+        raise ValueError(f"{option} must be an image file ending in one of "
+                         f"{', '.join('.' + f for f in formats)}, got {path!r}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +200,10 @@ def _run_plot(args) -> int:
     if steps > plot.MAX_SAMPLES:
         raise ValueError(f"--plot-steps must be at most {plot.MAX_SAMPLES} (the schedule is "
                          f"sampled at every step), got {steps!r}; pass a smaller --plot-steps.")
-    _require_matplotlib()
+    if args.print_every < 0:  # range(0, n, -k) printed the header and no rows
+        raise ValueError(f"--print-every must be a non-negative integer (0: do not print), got "
+                         f"{args.print_every!r}.")
+    _image("-o/--output", args.output)
     _writable("-o/--output", args.output)
     plot.schedules({args.schedule_name: schedule}, steps, path=args.output, log_y=args.log_y)
     if args.print_every:
@@ -258,7 +276,6 @@ def _refine_kind_and_key(path: str, kind: str | None, key: str | None
 
 
 def _run_refine(args) -> int:
-    import os
     import warnings
 
     import numpy as np
@@ -275,8 +292,7 @@ def _run_refine(args) -> int:
     if extension not in (".npy", ".csv", ".txt"):
         _checks.fail(where, "-o/--output", "a file ending in .npy, .csv or .txt", args.output)
     kind, key = _refine_kind_and_key(args.norms_file, args.kind, args.key)
-    if args.plot:
-        _require_matplotlib()
+    _image("--plot", args.plot)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         norms = _io.load_grad_norms(args.norms_file, key=key)
@@ -440,8 +456,7 @@ def _run_forecast_predict(args) -> int:
     from optaxsched._curves import sample_schedule
 
     where = "optaxsched forecast predict"
-    if args.output:
-        _require_matplotlib()
+    _image("-o/--output", args.output)
     law = optaxsched.AnnealingLaw.load(args.law)
     if args.warmup_steps is None:
         args.warmup_steps = law.warmup_steps

@@ -155,6 +155,11 @@ def test_missing_scikit_learn_is_a_clear_error(monkeypatch):
     (dict(values=[1.0, 2.0]), "values"),
     (dict(values=[np.nan]), "values"),
     (dict(learning_rates=[1.0]), "learning_rates"),
+    # scikit-learn's own InvalidParameterError (-1), or accepted silently (1.5, True).
+    (dict(seed=-1), "seed"),
+    (dict(seed=1.5), "seed"),
+    (dict(seed=True), "seed"),
+    (dict(seed=2**32), "seed"),
 ])
 def test_propose_bad_arguments(kwargs, argument):
     args = dict(learning_rates=[1e-3], values=[1.0], min_lr=1e-4, max_lr=1e-1)
@@ -211,6 +216,9 @@ def test_lrsearch_best_before_tell_and_bad_construction():
         oxs.LRSearch(1e-4, 1e-1, num_candidates=0)
     with pytest.raises(ValueError, match="LRSearch: horizon must be"):
         oxs.LRSearch(1e-4, 1e-1, horizon=np.nan)
+    # It used to fail only at the first ask() after a tell(), in scikit-learn's words.
+    with pytest.raises(ValueError, match=r"LRSearch: seed must be an integer in \[0, 2\*\*32"):
+        oxs.LRSearch(1e-4, 1e-1, seed=-1)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """The shared validation helpers: one wording, the argument named, the value shown."""
 
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import optaxsched as oxs
 from optaxsched import _checks
 
 
@@ -198,3 +201,44 @@ def test_injected_integer_hyperparameters_work_for_nap_and_average_params():
     # And a bad injected value is still refused, naming the argument, when built.
     with pytest.raises(ValueError, match="every"):
         optax.inject_hyperparams(oxs.average_params)(every=0).init(params)
+
+
+# The transforms that need real floating-point parameters: (name, factory).
+_FLOAT_ONLY = [
+    ("spam", lambda: oxs.spam(1e-3)),
+    ("scale_by_spam", oxs.scale_by_spam),
+    ("clip_spikes", oxs.clip_spikes),
+    ("stable_spam", lambda: oxs.stable_spam(1e-3)),
+    ("scale_by_stable_spam", oxs.scale_by_stable_spam),
+    ("adaptive_spike_clip", oxs.adaptive_spike_clip),
+    ("adaptive_grad_norm", oxs.adaptive_grad_norm),
+    ("average_params", oxs.average_params),
+    ("project_to_init_norm", oxs.project_to_init_norm),
+    ("project_to_init_norm", lambda: oxs.nap(optax.adam(1e-3))),
+]
+
+
+@pytest.mark.parametrize("name, make", _FLOAT_ONLY, ids=[f"{n}-{i}" for i, (n, _) in
+                                                          enumerate(_FLOAT_ONLY)])
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.complex64, jnp.bool_])
+def test_integer_or_complex_params_are_refused_at_init_naming_the_leaf(name, make, dtype):
+    """Refused by init, naming the transform, the leaf and its dtype: they used to fail inside
+    the traced update, in jnp.finfo or lax.clip, naming neither."""
+    params = {"w": jnp.ones((2, 2)), "bad": jnp.ones((2, 2), dtype)}
+    with pytest.raises(_checks.ArgumentTypeError) as info:
+        make().init(params)
+    message = str(info.value)
+    assert message.startswith(f"{name}: params must hold real floating-point arrays")
+    assert f"got dtype {jnp.dtype(dtype).name} at ['bad']" in message, message
+
+
+def test_leaves_a_mask_leaves_out_may_be_of_any_dtype():
+    params = {"w": jnp.ones((2, 2), jnp.bfloat16), "step": jnp.ones((), jnp.int32),
+              "phase": jnp.ones((2,), jnp.complex64)}
+    mask = {"w": True, "step": False, "phase": False}
+    state = oxs.project_to_init_norm(mask).init(params)
+    assert state.init_norm.shape == (1,)
+    _checks.require_float_leaves("f", {"w": jnp.ones(2, jnp.float16), "x": 1.5})
+    with pytest.raises(_checks.ArgumentTypeError, match=r"f: params .* int64 at \['x'\]|"
+                                                        r"f: params .* int32 at \['x'\]"):
+        _checks.require_float_leaves("f", {"x": 3})

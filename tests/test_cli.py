@@ -72,6 +72,9 @@ def test_help_documents_every_argument(name, capsys):
     (["plot", "nosuch", "--peak-value", "1"], "invalid choice"),
     (["plot", "rex", "--peak-value", "1e-3", "--total-steps", "100", "--plot-steps", "-5"],
      "--plot-steps"),
+    # It printed the table's header and no rows.
+    (["plot", "rex", "--peak-value", "1e-3", "--total-steps", "100", "--print-every", "-5"],
+     "--print-every must be a non-negative integer"),
 ])
 def test_bad_arguments_exit_2_naming_the_argument(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -237,3 +240,26 @@ def test_console_script_user_error_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "norms.npy" in lines[0] and "empty" in lines[0], done.stderr
+
+
+def test_an_image_format_matplotlib_cannot_write_is_named_before_any_work(tmp_path, capsys):
+    """It was matplotlib's error, after the work, naming neither the option nor the path."""
+    norms = tmp_path / "norms.csv"
+    norms.write_text("grad_norm_l2\n" + "\n".join(str(1.0 + 0.1 * i) for i in range(30)))
+    law = tmp_path / "law.json"
+    oxs.AnnealingLaw(L0=2.5, A=0.6, alpha=0.5, C=0.4).save(law)
+    bad = str(tmp_path / "figure.bogus")
+    for argv, option in [
+            (["plot", "wsd", "--peak-value", "1e-3", "--total-steps", "100", "-o", bad],
+             "-o/--output"),
+            (["refine", str(norms), "--kind", "sgd", "-o", str(tmp_path / "s.csv"), "--plot",
+              bad], "--plot"),
+            (["forecast", "predict", str(law), "--schedule", "cosine", "--peak-value", "1e-3",
+              "--total-steps", "100", "-o", bad], "-o/--output")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{option} must be an image file ending in one of" in err and ".png" in err, err
+        assert repr(bad) in err and err.count("\n") == 1
+        assert not (tmp_path / "s.csv").exists()  # refused before the schedule was written

@@ -149,6 +149,22 @@ def test_non_finite_gradient_leaves_the_rate_unchanged():
     assert np.isnan(np.asarray(updates)).any()  # updates are not sanitised (documented)
 
 
+def test_an_empty_leaf_is_accepted_and_changes_nothing():
+    """An empty leaf (shape (0,)) failed in the overflow branch's max over no entries (traced
+    under lax.cond on every step); it contributes nothing to the hypergradient."""
+    tx = oxs.hypergradient(0.1, 1e-2)
+    params = {"w": jnp.zeros(3), "empty": jnp.zeros((0,))}
+    reference = oxs.hypergradient(0.1, 1e-2)
+    state, ref_state = tx.init(params), reference.init({"w": params["w"]})
+    update, ref_update = jax.jit(tx.update), jax.jit(reference.update)
+    for g in (jnp.ones(3), jnp.array([1.0, -2.0, 0.5])):
+        updates, state = update({"w": g, "empty": jnp.zeros((0,))}, state, params)
+        ref_updates, ref_state = ref_update({"w": g}, ref_state, {"w": params["w"]})
+        assert updates["empty"].shape == (0,)
+        np.testing.assert_allclose(np.asarray(updates["w"]), np.asarray(ref_updates["w"]))
+    assert float(state.learning_rate) == pytest.approx(float(ref_state.learning_rate))
+
+
 def test_state_is_a_plain_pytree_readable_with_tree_get():
     tx = optax.chain(optax.clip_by_global_norm(1.0),
                      oxs.hypergradient(3e-3, 1e-4, base=optax.scale_by_adam()))

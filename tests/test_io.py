@@ -188,6 +188,31 @@ def test_both_loaders_name_the_same_problem_the_same_way(tmp_path, content, norm
         curve.value), str(curve.value)
 
 
+@pytest.mark.parametrize("name, content", [
+    ("log.csv", "step,grad_norm_l2,lr,loss\n0,4,0.1,3\n2,8,0.2,2\n"),  # steps read
+    ("log.csv", "grad_norm_l2\n4\n6\n8\n"),
+    ("log.txt", "4\n6\n8\n"),  # no header: the first number is a number
+    ("metrics.jsonl", '{"step": 0, "grad_norm_l2": 4, "lr": 0.1, "loss": 3}\n'
+                      '{"step": 2, "grad_norm_l2": 8, "lr": 0.2, "loss": 2}\n'),
+])
+def test_a_byte_order_mark_changes_nothing(tmp_path, name, content):
+    """A UTF-8 byte-order mark (Excel's "CSV UTF-8", PowerShell) is not part of the first cell:
+    it had turned the header "step" into another name (steps silently ignored), a header-less
+    first number into a header (silently dropped), and a JSON line into an error."""
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    plain.mkdir()
+    marked.mkdir()
+    (plain / name).write_text(content, encoding="utf-8")
+    (marked / name).write_text(content, encoding="utf-8-sig")
+    norms = oxs.load_grad_norms(marked / name)
+    np.testing.assert_array_equal(norms, oxs.load_grad_norms(plain / name))
+    np.testing.assert_array_equal(norms, [4.0, 6.0, 8.0])
+    if "lr" in content:
+        curve, expected = oxs.load_loss_curve(marked / name), oxs.load_loss_curve(plain / name)
+        np.testing.assert_array_equal(curve.lrs, expected.lrs)
+        np.testing.assert_array_equal(curve.steps, [0, 2])
+
+
 def test_a_number_beyond_the_float_range_is_refused_by_both(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 0, "lr": 0.1, "loss": 2.0, "grad_norm_l2": 1' + "0" * 400 + "}\n")
@@ -217,3 +242,37 @@ def test_plot_and_forecast_sample_a_schedule_the_same_way():
     law = oxs.AnnealingLaw(L0=2.0, A=0.5, alpha=0.5, C=0.1)
     np.testing.assert_array_equal(law.predict(branching, 5),
                                   law.predict(sample_schedule(branching, 5)))
+
+
+def _npy_declaring(shape) -> bytes:
+    """A .npy file whose header declares ``shape`` (float64) but holds 64 bytes of data."""
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape!r}, }}"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64)
+
+
+def test_csv_errors_and_absurd_array_headers_are_named_errors(tmp_path):
+    """The csv module's own error (a cell beyond its field limit) and NumPy's MemoryError (a
+    corrupt header declaring terabytes) are not ValueErrors: they escaped both loaders, and the
+    console script printed a traceback."""
+    import zipfile
+
+    big = tmp_path / "norms.csv"
+    big.write_text('grad_norm_l2\n1.0\n"' + "1" * 200_000 + '"\n')
+    with pytest.raises(ValueError, match=r"load_grad_norms: .*norms.csv is not a readable CSV "
+                                         r"file \(field larger than field limit"):
+        oxs.load_grad_norms(big)
+    run = tmp_path / "run.csv"
+    run.write_text('step,lr,loss\n0,0.1,"' + "2" * 200_000 + '"\n')
+    with pytest.raises(ValueError, match="load_loss_curve: .*run.csv is not a readable CSV"):
+        oxs.load_loss_curve(run)
+    huge = tmp_path / "norms.npy"
+    huge.write_bytes(_npy_declaring((10**12,)))
+    with pytest.raises(ValueError, match="norms.npy is not a readable .npy array .*declares"):
+        oxs.load_grad_norms(huge)
+    archive = tmp_path / "run.npz"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("lr.npy", _npy_declaring((10**12,)))
+        z.writestr("loss.npy", _npy_declaring((10**12,)))
+    with pytest.raises(ValueError, match="run.npz is not a readable .npz archive .*declares"):
+        oxs.load_loss_curve(archive)

@@ -288,6 +288,23 @@ def test_zero_norm_blocks_are_left_alone():
     np.testing.assert_array_equal(new[:, 1], [1.0, 1.0])
 
 
+def test_empty_leaves_are_projected_like_zero_norm_blocks():
+    """A selected empty leaf (shape (0,), or (0, 3) per unit) failed in the overflow branch's
+    max over no entries, traced under lax.cond on every step; it is an empty block now."""
+    for axis in (None, -1):
+        params = {"empty": jnp.zeros((0, 3)), "w": jnp.ones((2, 3))}
+        tx = oxs.project_to_init_norm(axis=axis)
+        state = tx.init(params)
+        out, _ = jax.jit(tx.update)({"empty": jnp.zeros((0, 3)), "w": jnp.ones((2, 3))}, state,
+                                    params)
+        assert out["empty"].shape == (0, 3)
+        new = np.asarray(optax.apply_updates(params, out)["w"], np.float64)
+        keep = axis is not None
+        np.testing.assert_allclose(np.linalg.norm(new, axis=0, keepdims=keep) if keep
+                                   else np.linalg.norm(new), np.sqrt(2.0 if keep else 6.0),
+                                   rtol=1e-6)
+
+
 def test_non_finite_updates_stay_non_finite_in_their_block_only():
     params = {"a": jnp.ones((2, 2)), "b": jnp.ones((2, 2))}
     tx = oxs.project_to_init_norm()
@@ -909,3 +926,17 @@ def test_nap_mask_bad_pairs_and_filters(kwargs, message):
         "scale_offset" if "scale_offset" in kwargs else "pairs")
     assert f": {name} must be" in str(info.value)
     assert ", got " in str(info.value)  # the offending value is named
+
+
+def test_effective_lr_of_no_arrays_or_of_complex_blocks_is_a_named_error():
+    """An empty tree failed in jnp.concatenate ("Need at least one array to concatenate") and a
+    complex block in jnp.isposinf; a complex leaf the mask leaves out is fine."""
+    with pytest.raises(ValueError, match=r"effective_learning_rate: params must be a pytree "
+                                         r"with at least one array, got \{\}"):
+        oxs.effective_learning_rate(0.1, {})
+    params = {"w": jnp.ones((2, 2)), "z": jnp.ones((2,), jnp.complex64)}
+    with pytest.raises(TypeError, match=r"effective_learning_rate: params must hold real "
+                                        r"floating-point arrays .* complex64 at \['z'\]"):
+        oxs.effective_learning_rate(0.1, params)
+    elr = oxs.effective_learning_rate(0.1, params, {"w": True, "z": False})
+    assert float(elr.per_leaf["w"]) == pytest.approx(0.1 / 4.0)

@@ -794,3 +794,46 @@ def test_no_warnings_on_clean_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         oxs.refine(_hand_made(200)["spiky"], kind="adam")
+
+
+def test_recorder_accepts_empty_leaves_and_an_empty_tree():
+    """An empty leaf (shape (0,)) or an empty tree failed in the recorder's overflow branch
+    (a max over no entries, traced under lax.cond on every step); they count as zeros."""
+    tx = oxs.record_grad_norms(3, norms=("l2", "l1", "linf"))
+    grads = {"empty": jnp.zeros((0,)), "w": jnp.array([3.0, -4.0]),
+             "h": jnp.zeros((0, 2), jnp.float16)}
+    state = tx.init(grads)
+    updates, state = jax.jit(tx.update)(grads, state)
+    assert jax.tree.map(jnp.shape, updates) == jax.tree.map(jnp.shape, grads)
+    assert [float(oxs.latest_grad_norms(state)[n]) for n in ("l2", "l1", "linf")] == [5, 7, 4]
+    state = tx.init({})
+    _, state = jax.jit(tx.update)({}, state)
+    assert [float(oxs.latest_grad_norms(state)[n]) for n in ("l2", "l1", "linf")] == [0, 0, 0]
+
+
+def test_recorder_saturates_finite_float64_norms_beyond_float32():
+    """Under x64 a finite float64 entry beyond float32's range (1e39, 1e300) was cast to inf
+    before the reduction, so a finite gradient's norm was recorded as inf, the mark of a
+    non-finite gradient. It saturates at float32's maximum now; inf still records inf."""
+    with jax.enable_x64(True):
+        tx = oxs.record_grad_norms(3, norms=("l2", "l1", "linf"))
+        grads = {"w": jnp.array([1e39, -1e300, 1.0]), "i": jnp.arange(3)}
+        update = jax.jit(tx.update)
+        _, state = update(grads, tx.init(grads))
+        _, state = update({"w": jnp.array([jnp.inf, 1.0, 1.0]), "i": jnp.arange(3)}, state)
+        history = oxs.grad_norm_history(state)
+    top = float(np.finfo(np.float32).max)
+    for name in ("l2", "l1", "linf"):
+        assert history[name][0] == top and np.isinf(history[name][1]), (name, history[name])
+
+
+@pytest.mark.parametrize("norms", [np.linspace(3.0, 1.0, 40) + 0j, jnp.ones(40, jnp.complex64),
+                                   [1.0, 2.0j, 3.0], np.ones(40, bool), [True, False] * 20])
+def test_complex_or_boolean_norms_are_refused(norms):
+    """Complex norms lost their imaginary part (a NumPy warning at most) and booleans became 0
+    and 1; both are type errors naming the argument now, in every function that reads a log."""
+    for call in (lambda: oxs.refine(norms, kind="sgd"), lambda: oxs.smooth_norms(norms),
+                 lambda: oxs.refined_schedule(norms, 1e-3, kind="sgd")):
+        with pytest.raises(TypeError, match=r"grad_norms must be .* \(not complex or boolean\), "
+                                            r"got an array of dtype (complex|bool)"):
+            call()

@@ -62,6 +62,21 @@ def test_factory_errors_pass_through():
         oxs.get_schedule("wsd", peak_value=-1.0, total_steps=10)
 
 
+@pytest.mark.parametrize("call, detail", [
+    (lambda: oxs.get_schedule("wsd", peak_vlaue=1e-3, total_steps=10),
+     "unknown keywords ['peak_vlaue']"),
+    (lambda: oxs.get_schedule("wsd", 1e-3), "missing a required argument: 'total_steps'"),
+    (lambda: oxs.get_optimizer("spam", 1e-3, lr=1e-3), "unknown keywords ['lr']"),
+])
+def test_arguments_a_factory_does_not_take_are_named_with_the_ones_it_does(call, detail):
+    """A misspelt configuration key was Python's TypeError, naming only the key."""
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert isinstance(info.value, TypeError) and detail in message, message
+    assert "must be among (" in message and ("peak_value" in message or "b1" in message)
+
+
 def test_get_schedule_works_under_jit():
     import jax
     schedule = oxs.get_schedule("linear_decay", 1.0, total_steps=10)

@@ -444,6 +444,15 @@ def test_wsd_s_with_one_point_is_wsd():
                                    evaluate(oxs.wsd(1.0, 300, **kwargs), counts), rtol=1e-6)
 
 
+def test_wsd_s_beyond_float32_integers_has_finite_values_and_gradients():
+    """Decay points beyond 2**24 with a 1-step cooldown: float32 rounds P_i and P_i - 1 to the
+    same number, and the window's length of 0 made the gradient NaN at every count."""
+    schedule = oxs.wsd_s(1e-3, [2**52, 2**53], cooldown_steps=1)
+    counts = jnp.asarray([0.5, 1e10, 2.0**52, 2.0**53, 3e38], jnp.float32)
+    values, grads = jax.vmap(jax.value_and_grad(schedule))(counts)
+    assert np.isfinite(np.asarray(values)).all() and np.isfinite(np.asarray(grads)).all()
+
+
 def test_wsd_s_checkpoints_in_update_counts():
     points = (1000, 3000, 6000)
     checkpoints = oxs.wsd_s_checkpoints(points)  # default: 10% of each segment

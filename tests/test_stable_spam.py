@@ -8,6 +8,7 @@ Fixtures and tolerances: tests/_spikes_common.py.
 from __future__ import annotations
 
 import doctest
+import functools
 import math
 
 import jax
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optaxsched as oxs
@@ -369,6 +370,38 @@ def test_whole_tree_spike_before_and_after_resets_keeps_everything_finite(spike)
         [oxs.stable_spam(1e-3, reset_interval=4, track_clips=True),
          optax.chain(oxs.adaptive_spike_clip(), oxs.adaptive_grad_norm(), optax.adam(1e-3))],
         spike)
+
+
+_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
+_TINY = float(np.finfo(np.float32).tiny)
+_EDGE_PARAMS = {"w": jnp.ones((3, 2)), "h": jnp.ones((4,), jnp.float16)}
+
+
+@functools.cache
+def _edge_step():
+    """jit(first update)(b1, b2, eps, grads) with the rates and eps injected: one compilation."""
+    factory = optax.inject_hyperparams(oxs.stable_spam)
+
+    @jax.jit
+    def step(b1, b2, eps, grads):
+        tx = factory(learning_rate=1e-3, b1=b1, b2=b2, eps=eps)
+        return tx.update(grads, tx.init(_EDGE_PARAMS), _EDGE_PARAMS)
+
+    return step
+
+
+@settings(max_examples=10, deadline=None)
+@given(b1=st.floats(0.5, _BELOW_ONE, width=32), b2=st.sampled_from([0.0, 0.999, _BELOW_ONE]),
+       eps=st.floats(_TINY, 1e-20), scale=st.sampled_from([0.0, 1e-30, 1.0]))
+def test_tiny_eps_and_zero_gradients_leave_the_update_finite(b1, b2, eps, scale):
+    """With eps near float32's smallest normal, XLA's rewrite of (m / (1 - b1^n)) / (sqrt(v) + eps)
+    as m / ((1 - b1^n) (sqrt(v) + eps)) made the divisor subnormal, flushed to 0 under jit: a zero
+    gradient gave 0 / 0 = NaN in every update."""
+    grads = jax.tree.map(lambda p: jnp.full(p.shape, scale, p.dtype), _EDGE_PARAMS)
+    updates, state = _edge_step()(jnp.float32(b1), jnp.float32(b2), jnp.float32(eps), grads)
+    assert _all_finite((updates, state.inner_state)), (b1, b2, eps, scale)
+    if scale == 0.0:
+        assert all(not np.asarray(u).any() for u in jax.tree.leaves(updates))
 
 
 def test_state_is_a_plain_pytree_of_arrays_like_the_params():

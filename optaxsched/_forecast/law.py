@@ -344,7 +344,7 @@ class AnnealingLaw:
         if not isinstance(path, (str, os.PathLike)):
             _checks.fail(where, "path", "a file path", path)
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not an error
                 data = json.load(handle)
         except FileNotFoundError:
             raise ValueError(f"{where}: no such file: {os.fspath(path)!r}.") from None

@@ -266,7 +266,9 @@ def wsd_s(peak_value: float, decay_points: Sequence[int], cooldown_steps: int | 
     shape = _shapes.validate_decay_shape(where, decay_shape, peak, end)
     points = np.asarray([p.save_after for p in checkpoints], dtype=np.float32)
     starts = np.asarray([p.decay_start for p in checkpoints], dtype=np.float32)
-    lengths = points - starts
+    # At least 1: beyond 2**24 float32 can round P_i and S_i = P_i - D_i to the same number,
+    # and a length of 0 made (count - S_i) / 0 a NaN in the gradient (and 0/0 at count S_i).
+    lengths = np.maximum(points - starts, np.float32(1.0))
     last = float(checkpoints[-1].save_after)
 
     def schedule(count):
