@@ -59,6 +59,9 @@ def renamed_arguments(**old_to_new: str) -> Callable[[Callable[_P, _R]], Callabl
                 kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)
 
+        # For callers that check keywords against the signature (optaxsched.get_schedule):
+        # the old names are still accepted, with the warning.
+        wrapper.renamed_arguments = dict(old_to_new)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

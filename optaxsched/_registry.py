@@ -152,11 +152,17 @@ def _call(where: str, name: str, factory: Callable[..., Any], args: tuple, kwarg
     key) named with the ones it does: Python's own TypeError named only the first bad key."""
     signature = inspect.signature(factory)
     accepted = ", ".join(signature.parameters)
-    unknown = sorted(set(kwargs) - set(signature.parameters))
+    # A deprecated name (``_deprecation.renamed_arguments``) is checked as its new name; the
+    # factory itself is called with it, and warns.
+    renamed = getattr(factory, "renamed_arguments", {})
+    as_new = {renamed.get(key, key): value for key, value in kwargs.items()}
+    unknown = sorted(set(as_new) - set(signature.parameters))
     try:
         if unknown:
             raise TypeError(f"unknown keywords {unknown}")
-        signature.bind(*args, **kwargs)
+        if len(as_new) < len(kwargs):
+            raise TypeError("an argument given under both its name and its deprecated name")
+        signature.bind(*args, **as_new)
     except TypeError as err:
         raise _checks.ArgumentTypeError(
             f"{where}: the arguments of {name!r} must be among ({accepted}), the required ones "

@@ -526,6 +526,17 @@ def _kept(path: tuple, keep: frozenset[str]) -> bool:
     return any(isinstance(key, jax.tree_util.GetAttrKey) and key.name in names for key in path)
 
 
+def _check_kept_fields(where: str, keep: Any, inner_state: Any) -> None:
+    """A named error when a name in ``keep`` is no NamedTuple field holding arrays anywhere in
+    the inner state: it would silently keep nothing (a misspelt ``"cout"``)."""
+    fields = {key.name for path, _ in jax.tree_util.tree_flatten_with_path(inner_state)[0]
+              for key in path if isinstance(key, jax.tree_util.GetAttrKey)}
+    missing = sorted(set(keep) - fields)
+    if missing:
+        _checks.fail(where, "keep", f"names of fields of the inner state, which has "
+                     f"{sorted(fields)} ({missing} match none)", keep)
+
+
 def reset_every(inner: optax.GradientTransformation, interval: int, *,
                 keep: Sequence[str] | str = ("count",)) -> optax.GradientTransformationExtraArgs:
     """Re-initialises the inner transform's state every ``interval`` steps (momentum reset).
@@ -557,7 +568,8 @@ def reset_every(inner: optax.GradientTransformation, interval: int, *,
     Args:
       inner: the transform to reset (an ``optax.GradientTransformation``).
       interval: reset period in steps, a positive integer.
-      keep: names of the state fields to carry over (a string or a sequence of strings).
+      keep: names of the state fields to carry over (a string or a sequence of strings); other
+        than the default, each must name a field of the inner state (checked at ``init``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is a :class:`ResetEveryState`.
@@ -591,7 +603,10 @@ def reset_every(inner: optax.GradientTransformation, interval: int, *,
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
-        return ResetEveryState(count=common.zero_count(), inner_state=inner.init(params))
+        inner_state = inner.init(params)
+        if keep_names != frozenset(("count",)):  # the default also serves inners without a count
+            _check_kept_fields(where, keep, inner_state)
+        return ResetEveryState(count=common.zero_count(), inner_state=inner_state)
 
     def update_fn(updates, state, params=None, **extra_args):
         _, is_reset = common.phase(step_number(state.count), interval)

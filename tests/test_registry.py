@@ -77,6 +77,18 @@ def test_arguments_a_factory_does_not_take_are_named_with_the_ones_it_does(call,
     assert "must be among (" in message and ("peak_value" in message or "b1" in message)
 
 
+def test_deprecated_argument_names_still_pass_with_their_warning():
+    """A renamed argument's old name is checked as its new one (it is not "unknown"), and the
+    factory warns; both names at once is an error."""
+    with pytest.warns(DeprecationWarning, match="max_value= is deprecated"):
+        old = oxs.get_schedule("power", max_value=0.02, batch_size=1, tokens_per_step=1000)
+    new = oxs.get_schedule("power", peak_value=0.02, batch_size=1, tokens_per_step=1000)
+    assert float(old(10)) == float(new(10))
+    with pytest.raises(ValueError, match="deprecated name"):
+        oxs.get_schedule("power", max_value=0.02, peak_value=0.02, batch_size=1,
+                         tokens_per_step=1000)
+
+
 def test_get_schedule_works_under_jit():
     import jax
     schedule = oxs.get_schedule("linear_decay", 1.0, total_steps=10)

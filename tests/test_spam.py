@@ -255,6 +255,16 @@ def test_reset_every_keeps_count_by_default_and_resets_all_with_empty_keep():
         assert int(state.count) == 3
 
 
+def test_reset_every_names_a_kept_field_the_inner_state_lacks():
+    """A misspelt field kept nothing, silently; the default ("count",) also serves inners
+    without a count."""
+    with pytest.raises(ValueError, match=r"reset_every: keep must be names of fields of the "
+                                         r"inner state.*\['cout'\] match none"):
+        oxs.reset_every(optax.scale_by_adam(), 3, keep=("cout", "mu")).init({"w": jnp.zeros(2)})
+    oxs.reset_every(optax.sgd(0.1), 3).init({"w": jnp.zeros(2)})  # no count field: fine
+    oxs.reset_every(optax.scale_by_adam(), 3, keep="nu").init({"w": jnp.zeros(2)})
+
+
 def test_reset_every_ignores_param_names_and_works_without_params():
     tx = oxs.reset_every(optax.scale_by_adam(), 2)
     params = {"count": jnp.zeros(2), "b": jnp.zeros(())}
