@@ -369,7 +369,12 @@ LOSSES = np.linspace(3.0, 2.0, 100)
      r"fit_annealing_law: runs\.losses must have one entry per learning rate \(100\)"),
     ((LRS, np.arange(5), LOSSES[:4]), {}, r"runs\.steps must have one entry per loss \(4\)"),
     ((LRS, np.where(np.arange(100) == 7, np.nan, LOSSES)), {},
-     r"runs\.losses must be finite and positive, got nan at index 7"),
+     r"runs\.losses must be finite and positive, at least float64's smallest normal number "
+     r"2\.225074e-308, got nan at index 7"),
+    # Subnormal losses: the law fitted to them had L0 clamped to 2.2e-308, above the data.
+    ((LRS, 1e-310 * LOSSES), {}, r"runs\.losses must be finite and positive, at least "
+     r"float64's smallest normal number .*, got 3e-310 at index 0"),
+    ((LRS, np.where(np.arange(100) == 5, 5e-324, LOSSES)), {}, "got 5e-324 at index 5"),
     ((LRS, np.where(np.arange(100) == 3, -1.0, LOSSES)), {}, "got -1.0 at index 3"),
     ((LRS, np.where(np.arange(100) == 3, 0.0, LOSSES)), {}, "got 0.0 at index 3"),
     ((LRS, np.where(np.arange(100) == 9, np.inf, LOSSES)), {}, "got inf at index 9"),
@@ -419,6 +424,9 @@ def test_fit_rejects_bad_input(runs, kwargs, match):
      "AnnealingLaw.predict: warmup_steps must be an integer in"),
     (lambda: oxs.LossCurve(LRS, LOSSES, name=3), "LossCurve: name must be a string"),
     (lambda: oxs.LossCurve(LRS, LOSSES[:3]), "LossCurve: losses must have one entry"),
+    (lambda: oxs.LossCurve(LRS, np.where(np.arange(100) == 4, 1e-309, LOSSES)),
+     r"LossCurve: losses must be finite and positive, at least float64's smallest normal "
+     r"number .*, got 1e-309 at index 4"),
     # Complex values lost their imaginary part (a NumPy warning at most) and booleans were read
     # as 0 and 1, silently.
     (lambda: oxs.LossCurve(LRS + 0j, LOSSES), r"LossCurve: lrs must be .*not complex or "
