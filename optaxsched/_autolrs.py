@@ -262,6 +262,21 @@ def _check_seed(where: str, seed: Any) -> None:
         fail(where, "seed", "an integer in [0, 2**32 - 1]", seed)
 
 
+def _unit_scale(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``values · 2**-e`` and ``e``, the exponent that brings ``max |values|`` into [0.5, 1).
+
+    The GP normalises its targets (``normalize_y``: mean 0, standard deviation 1), which a
+    common factor does not change, but scikit-learn computes that standard deviation from
+    squares: targets of 1e300 overflowed it (NaN, and every proposal became ``min_lr``), and
+    targets of 1e-300 underflowed it to 0 (taken as 1: a flat posterior). Scaling by an exact
+    power of two gives the same normalised targets, bit for bit, wherever no overflow or
+    underflow occurred, and sane ones for any finite values.
+    """
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    exponent = int(np.frexp(top)[1]) if top > 0 else 0
+    return np.ldexp(values, -exponent), exponent
+
+
 def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[float],
                            min_lr: float, max_lr: float, num: int = 1, *,
                            kappa: float = DEFAULT_KAPPA, seed: int = 0) -> np.ndarray:
@@ -282,7 +297,8 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
 
     Args:
       learning_rates: the learning rates tried so far in this stage.
-      values: their forecast losses (finite).
+      values: their forecast losses (finite, of any magnitude: only their differences
+        relative to their spread matter).
       min_lr, max_lr: the search range (``0 < min_lr < max_lr``).
       num: how many to propose.
       kappa: the confidence bound's weight (large: explore where the GP is least sure, the
@@ -331,7 +347,7 @@ def propose_learning_rates(learning_rates: Sequence[float], values: Sequence[flo
     x = (np.log(lrs) - lo) / (hi - lo)
     grid = np.linspace(0.0, 1.0, _GRID)
     picks: list[float] = []
-    xs, ys_fit = list(x), list(ys)
+    xs, ys_fit = list(x), list(_unit_scale(ys)[0])
     for _ in range(num):
         kernel = constant(1.0, (1e-3, 1e3)) * matern(0.3, (0.1, 10.0), nu=2.5) + \
             white(1e-3, (1e-6, 1e-1))
@@ -429,12 +445,17 @@ class LRSearch:
     def _gp_targets(self) -> np.ndarray:
         """Forecasts with diverged trials replaced by a finite penalty (see the module notes)."""
         values = np.asarray(self.forecasts, np.float64)
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            penalty = float(finite.max() + max(finite.max() - finite.min(), 1e-3))
-        else:
-            penalty = (max(self._first_losses) if self._first_losses else 0.0) + 1.0
-        return np.where(np.isfinite(values), values, penalty)
+        is_finite = np.isfinite(values)
+        if np.any(is_finite):
+            # In units of 2**exponent (exact: the same penalty at ordinary scales, which
+            # propose_learning_rates scales back to anyway): forecasts near float64's largest
+            # value made max - min, and so the penalty, overflow to inf, which it refuses.
+            finite, exponent = _unit_scale(values[is_finite])
+            floor = min(float(np.ldexp(1e-3, -exponent)), 1e300)  # 1e-3 of the forecasts' unit
+            penalty = float(finite.max() + max(finite.max() - finite.min(), floor))
+            return np.where(is_finite, np.ldexp(values, -exponent), penalty)
+        penalty = (max(self._first_losses) if self._first_losses else 0.0) + 1.0
+        return np.where(is_finite, values, penalty)
 
     def ask(self, num: int = 1) -> np.ndarray:
         """The next ``num`` candidates (at most :attr:`remaining`).

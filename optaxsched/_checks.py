@@ -292,13 +292,17 @@ def require_params(where: str, params: Any, why: str) -> None:
 
 
 def require_float_leaves(where: str, tree: Any, name: str = "params",
-                         selected: Sequence[bool] | None = None) -> None:
+                         selected: Sequence[bool] | None = None, *,
+                         allow_integers: bool = False) -> None:
     """A named error at ``init`` when a leaf of ``tree`` (of the ``selected`` ones, if given:
     one bool per leaf) is not a real floating-point array.
 
     The spike transforms clip, compare and square real numbers, and averaging keeps a float
     average: an integer or complex leaf failed deep inside the traced ``update`` with an error
     from ``jnp.finfo`` or ``lax.clip`` that named neither the transform nor the leaf.
+
+    With ``allow_integers`` only complex leaves are refused (integer and boolean ones pass): for
+    a transform that reads real numbers and for which an integer is one, such as a norm.
     """
     for i, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(tree)[0]):
         if selected is not None and not selected[i]:
@@ -306,10 +310,17 @@ def require_float_leaves(where: str, tree: Any, name: str = "params",
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
             dtype = np.result_type(leaf)  # a Python number as a leaf
-        if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
-            where_in = jax.tree_util.keystr(path) or "the root"
-            raise ArgumentTypeError(
-                f"{where}: {name} must hold real floating-point arrays (float16, bfloat16, "
-                f"float32, float64), got dtype {np.dtype(dtype).name} at {where_in}; leave "
-                f"integer and complex leaves out (a mask where the function takes one, "
-                f"optax.masked, or optax.partition with optax.set_to_zero).")
+        if allow_integers:
+            if not jax.numpy.issubdtype(dtype, jax.numpy.complexfloating):
+                continue
+            allowed, leave_out = "real arrays (floating-point or integer)", "complex leaves"
+        elif jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            continue
+        else:
+            allowed = "real floating-point arrays (float16, bfloat16, float32, float64)"
+            leave_out = "integer and complex leaves"
+        where_in = jax.tree_util.keystr(path) or "the root"
+        raise ArgumentTypeError(
+            f"{where}: {name} must hold {allowed}, got dtype {np.dtype(dtype).name} at "
+            f"{where_in}; leave {leave_out} out (a mask where the function takes one, "
+            f"optax.masked, or optax.partition with optax.set_to_zero).")

@@ -22,6 +22,8 @@ __all__ = ["LossCurve", "sample_schedule"]
 # A schedule given as ``lrs`` is sampled at every step up to the last observed one; beyond this
 # many steps that is a mistake (a step in tokens, a corrupt log), not a run to evaluate.
 MAX_SAMPLED_STEPS = 100_000_000
+# The least a loss may be: the smallest normal float64 (subnormal ones: see check_curve).
+_FLOAT64_TINY = float(np.finfo(np.float64).tiny)
 
 
 def sample_schedule(schedule: Callable, n: int) -> np.ndarray:
@@ -143,10 +145,13 @@ def check_curve(where: str, label: str, lrs, losses, steps):
     losses = as_vector(where, f"{label}losses", losses, "a 1-D array of losses")
     if losses.size == 0:
         _checks.fail(where, f"{label}losses", "a non-empty 1-D array of losses", losses)
-    bad = np.flatnonzero(~np.isfinite(losses) | (losses <= 0))
+    # A subnormal loss is refused too: the fit works on log-losses and keeps its parameters
+    # positive normal float64 numbers, so a law fitted to losses below the smallest normal one
+    # (2.2e-308) had L0 clamped above the data, and no longer described it.
+    bad = np.flatnonzero(~np.isfinite(losses) | (losses < _FLOAT64_TINY))
     if bad.size:
-        fail_entry(where, f"{label}losses", "finite and positive", float(losses[bad[0]]),
-                   int(bad[0]))
+        fail_entry(where, f"{label}losses", f"finite and positive, at least float64's smallest "
+                   f"normal number {_FLOAT64_TINY:.7g}", float(losses[bad[0]]), int(bad[0]))
     if steps is None:
         if losses.size != lrs.size:
             raise ValueError(
@@ -188,7 +193,8 @@ class LossCurve:
       lrs: 1-D array of finite, non-negative learning rates, one per step (or an optax
         schedule, sampled at counts ``0 .. n − 1`` with ``n = len(losses)`` or
         ``max(steps) + 1``).
-      losses: 1-D array of finite, positive losses.
+      losses: 1-D array of finite, positive losses, each at least the smallest normal float64
+        (about 2.2e-308).
       steps: strictly increasing integer steps in ``[0, len(lrs) − 1]``, one per loss;
         ``None`` means every step.
       name: a label for plots and messages.

@@ -193,7 +193,9 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (a complete optimizer: its updates include
-      ``-η_t``) whose state is a :class:`HypergradientState`.
+      ``-η_t``) whose state is a :class:`HypergradientState`. Its ``init`` refuses integer
+      and complex parameter leaves (a ``TypeError`` that is also a ``ValueError``, naming the
+      leaf): leave them out with ``optax.masked`` or ``optax.partition``.
 
     Example:
       >>> import jax.numpy as jnp, optax, optaxsched as oxs
@@ -249,6 +251,10 @@ def hypergradient(learning_rate: optax.ScalarOrSchedule, hyper_lr: float,
         return jnp.asarray(value, jnp.float32)
 
     def init_fn(params):
+        # The previous direction has the parameters' dtypes and the dot products are taken in
+        # float32: a complex leaf lost its imaginary part there, and an integer leaf's update
+        # (-lr times a direction) was truncated to an integer, 0 for any lr below 1.
+        _checks.require_float_leaves(where, params)
         return HypergradientState(
             count=jnp.zeros((), jnp.int32),
             learning_rate=jnp.clip(base_rate(jnp.zeros((), jnp.int32)), min_lr, upper),

@@ -201,6 +201,8 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
     * **Finite updates of any size** are recorded finite (float32 accumulation, also for 16-bit
       updates): where the sum of squares overflows (ℓ2 beyond about 1.8e19) it is recomputed
       rescaled on those steps only, and a norm beyond float32's range is recorded as 3.4e38.
+    * **Complex leaves** are refused by ``init`` (and ``update``), naming the leaf: their norm
+      was that of the real part alone. Integer leaves are read as they are.
     * **optax.MultiSteps**: inside it, one norm per real step (of the accumulated gradient).
     * **Sharded parameters**: true global norms; the buffers are small, replicated arrays.
     * **Cost**: one extra read of the updates per recorded norm (record one norm to halve it;
@@ -242,7 +244,11 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
     names = tuple(n for n in NORM_NAMES if n in norms)
 
     def init_fn(params):
-        del params
+        # The norms are of the updates, which have the parameters' structure and dtypes: a
+        # complex leaf was cast to float32, recording the norm of its real part alone. An
+        # integer leaf's norm is well defined (and frozen integer leaves are common), so only
+        # complex ones are refused.
+        _checks.require_float_leaves(where, params, allow_integers=True)
         buffers = {n: (jnp.zeros((num_steps,), jnp.float32) if n in names else None)
                    for n in NORM_NAMES}
         return RecordGradNormsState(count=jnp.zeros((), jnp.int32),
@@ -251,6 +257,9 @@ def record_grad_norms(num_steps: int, norms: Sequence[str] | str = ("l2", "l1")
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        # The same check on the updates themselves (their dtypes are static: it costs nothing
+        # under jit), for updates made complex after init by an earlier transform.
+        _checks.require_float_leaves(where, updates, "updates", allow_integers=True)
         values = _global_norms(updates, names)
         in_range = state.count < num_steps
         position = jnp.minimum(state.count, num_steps - 1)

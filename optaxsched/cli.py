@@ -469,13 +469,18 @@ def _run_forecast_predict(args) -> int:
     if schedule is None and not observed:
         raise ValueError("give --schedule (with --peak-value and --total-steps) or --observed.")
     warm = args.warmup_steps
+    # Every prediction before the first line of the table: a law that overflows float64 is an
+    # error (AnnealingLaw.predict), reported alone rather than after half a table.
+    predictions = {label: law.predict(curve.lrs, warmup_steps=min(warm, curve.lrs.size - 1))
+                   for label, curve in observed.items()}
+    label = f"{args.schedule} (--schedule)"
+    if schedule is not None:
+        predicted = law.predict(schedule, args.total_steps, warmup_steps=warm)
     print(f"law: L0={law.L0:.6g}  A={law.A:.6g}  alpha={law.alpha:.6g}  C={law.C:.6g}  "
           f"lam={law.lam:g}")
     print(f"{'run':<24} {'steps':>8} {'predicted final':>16} {'observed final':>15} "
           f"{'MAPE after warmup':>18}")
-    label = f"{args.schedule} (--schedule)"
     if schedule is not None:
-        predicted = law.predict(schedule, args.total_steps, warmup_steps=warm)
         print(f"{label:<24} {predicted.size:>8} {predicted[-1]:>16.6g} {'':>15} {'':>18}")
         if args.csv:
             lrs = sample_schedule(schedule, args.total_steps)
@@ -488,7 +493,7 @@ def _run_forecast_predict(args) -> int:
                 raise ValueError(f"cannot write {args.csv}: {err.strerror or err}.") from None
     for run_label, curve in observed.items():
         run_warm = min(warm, curve.lrs.size - 1)
-        predicted = law.predict(curve.lrs, warmup_steps=run_warm)
+        predicted = predictions[run_label]
         after = curve.steps >= run_warm
         truth, guess = curve.losses[after], predicted[curve.steps[after]]
         mape = float(np.mean(np.abs(guess - truth) / truth)) if truth.size else float("nan")

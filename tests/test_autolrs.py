@@ -168,6 +168,37 @@ def test_propose_bad_arguments(kwargs, argument):
         oxs.propose_learning_rates(**args)
 
 
+TRIED = np.array([1e-4, 1e-3, 3e-3, 2e-2, 1e-1])
+SHAPE = np.array([3.0, -1.0, 0.5, 2.0, -2.5])  # values of both signs, as the GP sees them
+
+
+@pytest.mark.parametrize("scale", [2.0**1000, 2.0**-1000, 1e300, 1e-300, 1e-310])
+def test_gp_proposal_does_not_depend_on_the_scale_of_the_values(scale):
+    # scikit-learn's target normalisation overflowed at 1e300 (NaN: every proposal was min_lr,
+    # with only a RuntimeWarning) and underflowed at 1e-300 (a flat posterior).
+    for kappa in (0.0, 1.0):
+        expected = oxs.propose_learning_rates(TRIED, SHAPE, 1e-4, 1e-1, 2, kappa=kappa)
+        proposed = oxs.propose_learning_rates(TRIED, SHAPE * scale, 1e-4, 1e-1, 2, kappa=kappa)
+        assert np.all(np.isfinite(proposed)) and np.all((proposed >= 1e-4) & (proposed <= 1e-1))
+        np.testing.assert_allclose(proposed, expected, rtol=1e-6)
+    huge = oxs.propose_learning_rates([1e-3, 1e-2], [1e300, -1e300], 1e-4, 1e-1)
+    np.testing.assert_array_equal(huge, oxs.propose_learning_rates([1e-3, 1e-2], [1.0, -1.0],
+                                                                   1e-4, 1e-1))
+
+
+@pytest.mark.parametrize("scale", [1e308 / 3, 2.0**-1000])
+def test_lrsearch_penalty_does_not_overflow_with_huge_forecasts(scale):
+    # max - min of forecasts near float64's largest overflowed the diverged trials' penalty to
+    # inf, which ask then refused as a non-finite value.
+    told = dict(learning_rates=[1e-3, 1e-2, 3e-2], forecasts=[3.0, -3.0, np.inf])
+    expected = oxs.LRSearch(1e-4, 1e-1, num_candidates=5, horizon=10, **told).ask(1)
+    told["forecasts"] = [3.0 * scale, -3.0 * scale, np.inf]
+    search = oxs.LRSearch(1e-4, 1e-1, num_candidates=5, horizon=10, **told)
+    targets = search._gp_targets()
+    assert np.all(np.isfinite(targets)) and targets[2] > max(targets[:2])
+    np.testing.assert_allclose(search.ask(1), expected, rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------
 # LRSearch bookkeeping.
 # ------------------------------------------------------------------------------------------------
@@ -182,9 +213,11 @@ def test_lrsearch_parallel_and_diverged_trials():
     assert np.isinf(forecasts[2]) and np.all(np.isfinite(forecasts[:2]))
     assert search.done and search.remaining == 0
     assert search.best_lr == lrs[int(np.argmin(forecasts[:2]))]
-    # The diverged trial reaches the GP as a finite penalty worse than every forecast.
+    # The diverged trial reaches the GP as a finite penalty worse than every forecast (the
+    # targets are the forecasts times a power of two).
     targets = search._gp_targets()
-    assert np.all(np.isfinite(targets)) and targets[2] > max(forecasts[:2])
+    assert np.all(np.isfinite(targets)) and targets[2] > max(targets[:2])
+    np.testing.assert_array_equal(targets[:2] / targets[0], forecasts[:2] / forecasts[0])
     with pytest.raises(ValueError, match=r"LRSearch.ask: num must be an integer in \[1, 0\]"):
         search.ask(1)
 

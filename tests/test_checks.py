@@ -215,6 +215,10 @@ _FLOAT_ONLY = [
     ("average_params", oxs.average_params),
     ("project_to_init_norm", oxs.project_to_init_norm),
     ("project_to_init_norm", lambda: oxs.nap(optax.adam(1e-3))),
+    # Complex leaves lost their imaginary part (float32 dot products); integer ones had their
+    # updates truncated to integers (0 for lr < 1).
+    ("hypergradient", lambda: oxs.hypergradient(1e-2, 1e-3)),
+    ("hypergradient", lambda: oxs.hypergradient(1e-2, 1e-3, base=optax.scale_by_adam())),
 ]
 
 

@@ -263,3 +263,23 @@ def test_an_image_format_matplotlib_cannot_write_is_named_before_any_work(tmp_pa
         assert f"{option} must be an image file ending in one of" in err and ".png" in err, err
         assert repr(bad) in err and err.count("\n") == 1
         assert not (tmp_path / "s.csv").exists()  # refused before the schedule was written
+
+
+@pytest.mark.parametrize("law", [dict(L0=2.8, A=0.4, alpha=1e300, C=0.3),
+                                 dict(L0=1e308, A=1e308, alpha=0.5, C=1e308)])
+def test_forecast_of_a_law_that_overflows_is_one_error_line_and_no_table(tmp_path, capsys, law):
+    """Such laws pass their checks, but their forecasts printed tables of inf (and plan a
+    'best WSD' among equal infinities) with exit code 0; the observed run's prediction is also
+    made before the table's first line."""
+    path = tmp_path / "law.json"
+    oxs.AnnealingLaw(**law).save(path)
+    for argv in (["forecast", "predict", str(path), "--observed", str(_run_file(tmp_path))],
+                 ["forecast", "plan", str(path), "--peak-value", "1e-3", "--total-steps", "100",
+                  "--fractions", "0.2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == "", captured.out
+        assert captured.err.count("\n") == 1, captured.err
+        assert f"alpha={law['alpha']!r}, C={law['C']!r}) must give a finite loss" in captured.err

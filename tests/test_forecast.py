@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import optax
@@ -157,6 +158,54 @@ def test_predict_is_infinite_before_any_learning():
     law = oxs.AnnealingLaw(**TRUTH)
     out = law.predict(np.array([0.0, 0.0, 1e-3, 1e-3]))
     assert np.isinf(out[:2]).all() and np.isfinite(out[2:]).all()
+
+
+_OVERFLOWING = [  # laws whose parameters pass their checks but overflow float64 somewhere
+    (dict(L0=2.8, A=0.4, alpha=1e300, C=0.3), 1e-3, "inf at step 0"),  # S1^-alpha, S1 < 1
+    (dict(L0=1e308, A=1e308, alpha=0.5, C=1e308), 1e-3, "inf at step 0"),  # L0 + A S1^-alpha
+    (dict(L0=1.0, A=1.0, alpha=0.5, C=1e308), 100.0, "-inf at step 3"),  # C S2
+]
+
+
+@pytest.mark.parametrize("params, peak, got", _OVERFLOWING)
+def test_a_law_that_overflows_is_a_named_error_not_an_infinite_forecast(params, peak, got):
+    """predict, final_loss and the planners returned inf or -inf (the CLI printed them, exit
+    code 0, and named a 'best' WSD among equal infinities); now a ValueError names the law's
+    parameters and the first step where it overflows."""
+    law = oxs.AnnealingLaw(**params)
+    lrs = np.linspace(peak, 0.0, 200)
+    names = "|".join(re.escape(f"{k}={v!r}") for k, v in params.items())  # each one appears
+    calls = {
+        "AnnealingLaw.predict": lambda: law.predict(lrs),
+        "AnnealingLaw.final_loss": lambda: law.final_loss(lrs),
+        "plan_schedules": lambda: oxs.plan_schedules({"decay": lrs}, law),
+        "plan_wsd": lambda: oxs.plan_wsd(law, float(lrs[0]), 200, fractions=[0.5],
+                                         shapes=["linear"]),
+    }
+    for where, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{where}: the law's parameters \(L0=") as info:
+            call()
+        message = str(info.value)
+        assert len(re.findall(names, message)) == 4, message
+        assert "must give a finite loss wherever the learning rate has been positive" in message
+        if where != "plan_wsd":
+            assert got in message, message
+
+
+def test_overflow_checks_leave_the_documented_infinity_and_the_warmup_alone():
+    law = oxs.AnnealingLaw(L0=2.8, A=0.4, alpha=1e300, C=0.0)
+    # S1 = 0 (no learning yet) is +inf by design; S1 >= 1 makes S1^-alpha finite.
+    out = law.predict(np.array([0.0, 0.0, 1.0, 1.0]))
+    assert np.isinf(out[:2]).all() and list(out[2:]) == [2.8 + 0.4, 2.8]  # S1 = 1, then 2
+    # The warmup's entries (NaN) are not checked: there S1 = 0.5 < 1 would overflow.
+    out = law.predict(np.full(5, 0.5), warmup_steps=1)
+    assert np.isnan(out[0]) and list(out[1:]) == [2.8 + 0.4] + [2.8] * 3  # S1 = 1, 1.5, ...
+    with pytest.raises(ValueError, match=r"got inf at step 0 of schedule_or_lrs \(S1=0.5"):
+        law.predict(np.full(5, 0.5), warmup_steps=0)
+    assert np.isinf(law.loss_at(0.0, 0.0))
+    with pytest.raises(ValueError, match=r"^AnnealingLaw.loss_at: .* got inf at index 1 "
+                                         r"\(S1=0.5, S2=0\)"):
+        law.loss_at([0.0, 0.5], [0.0, 0.0])
 
 
 def test_the_fit_does_not_depend_on_the_scale_of_the_losses():
@@ -369,7 +418,12 @@ LOSSES = np.linspace(3.0, 2.0, 100)
      r"fit_annealing_law: runs\.losses must have one entry per learning rate \(100\)"),
     ((LRS, np.arange(5), LOSSES[:4]), {}, r"runs\.steps must have one entry per loss \(4\)"),
     ((LRS, np.where(np.arange(100) == 7, np.nan, LOSSES)), {},
-     r"runs\.losses must be finite and positive, got nan at index 7"),
+     r"runs\.losses must be finite and positive, at least float64's smallest normal number "
+     r"2\.225074e-308, got nan at index 7"),
+    # Subnormal losses: the law fitted to them had L0 clamped to 2.2e-308, above the data.
+    ((LRS, 1e-310 * LOSSES), {}, r"runs\.losses must be finite and positive, at least "
+     r"float64's smallest normal number .*, got 3e-310 at index 0"),
+    ((LRS, np.where(np.arange(100) == 5, 5e-324, LOSSES)), {}, "got 5e-324 at index 5"),
     ((LRS, np.where(np.arange(100) == 3, -1.0, LOSSES)), {}, "got -1.0 at index 3"),
     ((LRS, np.where(np.arange(100) == 3, 0.0, LOSSES)), {}, "got 0.0 at index 3"),
     ((LRS, np.where(np.arange(100) == 9, np.inf, LOSSES)), {}, "got inf at index 9"),
@@ -419,6 +473,9 @@ def test_fit_rejects_bad_input(runs, kwargs, match):
      "AnnealingLaw.predict: warmup_steps must be an integer in"),
     (lambda: oxs.LossCurve(LRS, LOSSES, name=3), "LossCurve: name must be a string"),
     (lambda: oxs.LossCurve(LRS, LOSSES[:3]), "LossCurve: losses must have one entry"),
+    (lambda: oxs.LossCurve(LRS, np.where(np.arange(100) == 4, 1e-309, LOSSES)),
+     r"LossCurve: losses must be finite and positive, at least float64's smallest normal "
+     r"number .*, got 1e-309 at index 4"),
     # Complex values lost their imaginary part (a NumPy warning at most) and booleans were read
     # as 0 and 1, silently.
     (lambda: oxs.LossCurve(LRS + 0j, LOSSES), r"LossCurve: lrs must be .*not complex or "
@@ -606,15 +663,27 @@ def test_cli_fit_predict_plan(tmp_path, capsys, monkeypatch):
       "--total-steps", "100", "--decay-shape", "zigzag"], "decay_shape must be one of"),
     (["forecast", "plan", "{tmp}/law.json", "--peak-value", "-1", "--total-steps", "100"],
      "peak_value must be a positive"),
+    # Laws that overflow float64: tables of inf and -inf, exit code 0, before.
+    (["forecast", "plan", "{tmp}/huge_alpha.json", "--peak-value", "1e-3", "--total-steps",
+      "100"], "plan_wsd: the law's parameters (L0=2.8, A=0.4, alpha=1e+300, C=0.3) must give a "
+              "finite loss"),
+    (["forecast", "predict", "{tmp}/huge_alpha.json", "--schedule", "wsd", "--peak-value",
+      "1e-3", "--total-steps", "100"], "AnnealingLaw.predict: the law's parameters"),
+    (["forecast", "predict", "{tmp}/huge.json", "--schedule", "cosine", "--peak-value", "1e-3",
+      "--total-steps", "100"], "alpha=0.5, C=1e+308) must give a finite loss"),
 ])
 def test_cli_errors_exit_2(tmp_path, capsys, argv, match):
     (tmp_path / "bad.csv").write_text("learning_rate,loss\n0.1,3\n")
     oxs.AnnealingLaw(**TRUTH).save(tmp_path / "law.json")
+    oxs.AnnealingLaw(**_OVERFLOWING[0][0]).save(tmp_path / "huge_alpha.json")
+    oxs.AnnealingLaw(**_OVERFLOWING[1][0]).save(tmp_path / "huge.json")
     with pytest.raises(SystemExit) as exit_info:
         cli.main([a.format(tmp=tmp_path) for a in argv])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "optaxsched forecast: error:" in err and match in err
+    assert err.count("\n") == 1 and "inf" not in captured.out, captured  # no table printed
 
 
 def test_plot_forecast(tmp_path):

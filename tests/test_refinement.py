@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optaxsched as oxs
-from optaxsched import cli
+from optaxsched import _checks, cli
 from tests.reference import refinement_np as ref
 
 RNG = np.random.default_rng(20231011)
@@ -837,3 +837,22 @@ def test_complex_or_boolean_norms_are_refused(norms):
         with pytest.raises(TypeError, match=r"grad_norms must be .* \(not complex or boolean\), "
                                             r"got an array of dtype (complex|bool)"):
             call()
+
+
+def test_recorder_refuses_complex_leaves_and_accepts_integer_ones():
+    """A complex leaf was cast to float32, so the recorded norm was that of its real part
+    (|3+4j| recorded as 3). Refused at init, naming the leaf; and in update, for updates
+    that became complex after init. Integer leaves have a well-defined norm and still pass."""
+    tx = oxs.record_grad_norms(3)
+    bad = {"w": jnp.ones(2), "z": jnp.array([3 + 4j, 0j], jnp.complex64)}
+    with pytest.raises(_checks.ArgumentTypeError,
+                       match=r"^record_grad_norms: params must hold real arrays \(floating-point "
+                             r"or integer\), got dtype complex64 at \['z'\]; leave complex"):
+        tx.init(bad)
+    state = tx.init({"w": jnp.ones(2), "z": jnp.ones(2)})
+    with pytest.raises(_checks.ArgumentTypeError,
+                       match=r"^record_grad_norms: updates must hold real arrays .* at \['z'\]"):
+        tx.update(bad, state)
+    ints = {"w": jnp.array([3.0, 0.0]), "i": jnp.array([0, 4], jnp.int32)}
+    _, state = tx.update(ints, tx.init(ints))
+    assert float(oxs.latest_grad_norms(state)["l2"]) == 5.0

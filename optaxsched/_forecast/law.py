@@ -152,7 +152,36 @@ def law_values(s1, s2, L0, A, alpha, C) -> np.ndarray:
     else:
         with np.errstate(divide="ignore", over="ignore"):
             power = np.where(s1 > 0, A * np.power(np.where(s1 > 0, s1, 1.0), -alpha), np.inf)
-    return L0 + power - C * s2
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: see require_finite
+        return L0 + power - C * s2
+
+
+def require_finite(where: str, law: AnnealingLaw, values: np.ndarray, s1: np.ndarray,
+                   s2: np.ndarray, at: str, skip: int = 0) -> np.ndarray:
+    """``values`` (the law at areas ``s1``, ``s2``), or a named error where one overflowed.
+
+    The law is +inf where ``S1 = 0`` (nothing learnt yet: documented, and ranked last by the
+    planners). Elsewhere its value is a finite real number, but parameters that pass their own
+    checks can make it overflow float64 (``alpha = 1e300`` with ``S1 < 1``; ``L0 = A = C =
+    1e308``; ``inf - inf`` is NaN): the forecasts printed ``inf`` or ``-inf`` tables and the
+    planners ranked them as if they meant something. Refused rather than saturated: the law's
+    value is then beyond any loss it was fitted to, by hundreds of orders of magnitude. ``at``
+    names the position, a format string of the flat index ``i``: ``"step {i} of lrs"``; the
+    first ``skip`` entries (the warmup's, NaN by design) are not checked.
+    """
+    values = np.asarray(values)  # loss_at of scalar areas: a NumPy scalar
+    bad = np.flatnonzero(~np.isfinite(values) & (np.broadcast_to(s1, values.shape) > 0))
+    bad = bad[bad >= skip]
+    if bad.size:
+        i = int(bad[0])
+        s1_i = float(np.broadcast_to(s1, values.shape).flat[i])
+        s2_i = float(np.broadcast_to(s2, values.shape).flat[i])
+        raise ValueError(
+            f"{where}: the law's parameters (L0={law.L0!r}, A={law.A!r}, alpha={law.alpha!r}, "
+            f"C={law.C!r}) must give a finite loss wherever the learning rate has been positive "
+            f"(S1 > 0), got {float(values.flat[i])!r} at {at.format(i=i)} (S1={s1_i:.6g}, "
+            f"S2={s2_i:.6g}): the law overflows float64 there.")
+    return values
 
 
 def _json_number(value: float) -> float | None:
@@ -242,8 +271,14 @@ class AnnealingLaw:
 
         Returns:
           A float64 array of the broadcast shape.
+
+        Raises:
+          ValueError: the law overflows float64 where ``S1 > 0`` (it is ``inf`` or ``-inf``
+            there), naming its parameters and the first such index.
         """
-        return law_values(s1, s2, self.L0, self.A, self.alpha, self.C)
+        return require_finite("AnnealingLaw.loss_at", self, law_values(
+            s1, s2, self.L0, self.A, self.alpha, self.C), np.asarray(s1, np.float64),
+            np.asarray(s2, np.float64), "index {i}")
 
     def predict(self, schedule_or_lrs, total_steps: int | None = None,
                 warmup_steps: int | None = None) -> np.ndarray:
@@ -265,6 +300,10 @@ class AnnealingLaw:
 
         Returns:
           A float64 array of ``total_steps`` predicted losses.
+
+        Raises:
+          ValueError: the law overflows float64 at a step where ``S1 > 0`` (its prediction is
+            ``inf`` or ``-inf`` there), naming its parameters and the step.
 
         Example:
           >>> import optaxsched as oxs
@@ -370,8 +409,8 @@ def predict_losses(law, where, name, schedule_or_lrs, total_steps, warmup_steps)
         warm = _checks.check_int(where, "warmup_steps", warmup_steps, minimum=0,
                                  maximum=lrs.size - 1)
     s1, s2 = areas(lrs, law.lam, warm)
-    out = law.loss_at(s1, s2)
+    out = law_values(s1, s2, law.L0, law.A, law.alpha, law.C)
     out[:warm] = np.nan
-    return out
+    return require_finite(where, law, out, s1, s2, f"step {{i}} of {name}", skip=warm)
 
 
