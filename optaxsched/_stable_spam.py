@@ -389,7 +389,11 @@ def scale_by_stable_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     then applies the reset step's update from them, a full ``sign(g)``-sized step.
     ``"authors"`` reproduces the authors' ``stablespam.py``: the reset step continues the old
     moments, divided by the bias corrections of :math:`n = 1`, and the zeroed moments act
-    from the next step on (a smaller reset step; measured in ``benchmarks/RESULTS.md``).
+    from the next step on (a smaller reset step; measured in ``benchmarks/RESULTS.md``). It
+    costs more memory traffic on XLA's CPU backend: the update reads the old moments while the
+    zeroed ones are written over them, so the compiled step copies both moments first (368 MB
+    moved per step against 320 MB for ``"zero_first"`` at 4M float32 parameters,
+    ``benchmarks/compile_cost.py``).
 
     Args:
       b1: Adam first-moment decay, in [0, 1).
