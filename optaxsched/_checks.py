@@ -48,6 +48,7 @@ __all__ = [
     "check_sequence",
     "require_params",
     "require_float_leaves",
+    "real_float64",
 ]
 
 
@@ -324,3 +325,20 @@ def require_float_leaves(where: str, tree: Any, name: str = "params",
             f"{where}: {name} must hold {allowed}, got dtype {np.dtype(dtype).name} at "
             f"{where_in}; leave {leave_out} out (a mask where the function takes one, "
             f"optax.masked, or optax.partition with optax.set_to_zero).")
+
+
+def real_float64(where: str, name: str, value: Any, allowed: str, shown: Any) -> np.ndarray:
+    """``value`` as a float64 NumPy array (a copy), or a named error: ``fail`` with ``allowed``
+    and ``shown`` (the value as the message shows it) for what NumPy cannot read as numbers
+    (strings, ragged lists, ints beyond float64); an :class:`ArgumentTypeError` for complex and
+    boolean arrays, which the cast would take silently (the imaginary part dropped, booleans as
+    0 and 1) though neither is a real number a user meant."""
+    try:
+        raw = np.asarray(value)
+        array = None if raw.dtype.kind in "bc" else raw.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        fail(where, name, allowed, shown)
+    if array is None:
+        raise ArgumentTypeError(f"{where}: {name} must be {allowed} (not complex or boolean), "
+                                f"got an array of dtype {raw.dtype}.")
+    return array

@@ -47,19 +47,7 @@ def as_vector(where: str, name: str, value, allowed: str) -> np.ndarray:
     """``value`` as a 1-D float64 array (no other checks), or the standard error."""
     if isinstance(value, (str, bytes, Mapping)) or callable(value):
         _checks.fail(where, name, allowed, value)
-    try:
-        raw = np.asarray(value)
-        # Complex values lost their imaginary part in the cast below (a NumPy warning at most)
-        # and booleans became 0 and 1: neither is a learning rate, a loss or a step.
-        if raw.dtype.kind in "bc":
-            raise _checks.ArgumentTypeError(f"{where}: {name} must be {allowed} (real numbers, "
-                                            f"not complex or boolean), got an array of dtype "
-                                            f"{raw.dtype}.")
-        array = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: an int beyond float64
-        if isinstance(err, _checks.ArgumentTypeError):
-            raise
-        _checks.fail(where, name, allowed, short(value))
+    array = _checks.real_float64(where, name, value, allowed, short(value))
     if array.ndim != 1:
         _checks.fail(where, name, allowed, short(value))
     return array

@@ -127,7 +127,6 @@ def _global_norms(tree: Any, names: Sequence[str]) -> dict[str, jax.Array]:
     return _finish_norms(totals, leaves)
 
 
-
 def _finish_norms(totals: dict[str, jax.Array], leaves: Sequence[jax.Array]
                   ) -> dict[str, jax.Array]:
     """ℓ2 from its sum of squares, overflow-safe; ℓ1 and ℓ2 saturated at float32's maximum.
@@ -409,19 +408,8 @@ def _short_repr(value: Any) -> str:
 def _as_norms(where: str, grad_norms: Any, smoothing: float) -> np.ndarray:
     """Validates a norm log; returns a float64 copy with non-finite entries interpolated."""
     allowed = "a 1-D sequence of non-negative numbers"
-    try:
-        raw = np.asarray(grad_norms)
-        # Complex norms lost their imaginary part in the cast below (a NumPy warning at most),
-        # and booleans became 0 and 1: neither is a norm.
-        if raw.dtype.kind in "bc":
-            raise _checks.ArgumentTypeError(
-                f"{where}: grad_norms must be {allowed} (not complex or boolean), got an array "
-                f"of dtype {raw.dtype}.")
-        values = np.array(raw, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as err:  # strings, ragged lists, huge ints
-        if isinstance(err, _checks.ArgumentTypeError):
-            raise
-        _checks.fail(where, "grad_norms", allowed, _short_repr(grad_norms))
+    values = _checks.real_float64(where, "grad_norms", grad_norms, allowed,
+                                  _short_repr(grad_norms))
     if values.ndim != 1:
         _checks.fail(where, "grad_norms", allowed, f"an array of shape {values.shape}")
     finite = np.isfinite(values)
